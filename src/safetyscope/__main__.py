@@ -1,0 +1,3 @@
+from safetyscope.cli import main
+
+main()

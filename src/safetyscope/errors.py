@@ -1,0 +1,27 @@
+"""Exceptions raised by safetyscope.
+
+Every error a user can trigger derives from :class:`SafetyscopeError` and carries a message
+that says what went wrong *and* what to do about it. The CLI prints these without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SafetyscopeError(Exception):
+    """Base class for user-facing errors (bad input, missing model, unsupported architecture)."""
+
+
+class ModelLoadError(SafetyscopeError):
+    """A model spec could not be resolved or loaded (missing path, malformed directory, offline hub)."""
+
+
+class UnknownArchitectureError(SafetyscopeError):
+    """No architecture map matches the model; the message lists candidate module paths."""
+
+
+class OutputExistsError(SafetyscopeError):
+    """An output path already exists and ``force`` was not given."""
+
+
+class PromptError(SafetyscopeError):
+    """A prompt set is empty, too small, malformed, or a substring/position cannot be found."""

@@ -1,0 +1,67 @@
+"""Where safetyscope keeps its cache, and safe (atomic, never-overwriting) output directories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from safetyscope.errors import OutputExistsError
+
+CACHE_ENV = "SAFETYSCOPE_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    """Return (and create) a folder inside the safetyscope cache.
+
+    The cache root is ``$SAFETYSCOPE_CACHE`` when set, else ``$XDG_CACHE_HOME/safetyscope``,
+    else ``~/.cache/safetyscope``.
+    """
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        base = Path(root)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safetyscope"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_output_dir(out: Path, force: bool) -> None:
+    """Raise :class:`OutputExistsError` when ``out`` exists and is not empty, unless ``force``."""
+    if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
+        raise OutputExistsError(
+            f"Output path {out} already exists. Choose another path or pass --force (force=True) "
+            "to replace it."
+        )
+
+
+@contextmanager
+def atomic_output_dir(out: Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces ``out`` only when the block succeeds.
+
+    A failure inside the block leaves ``out`` exactly as it was. An existing ``out`` is
+    refused unless ``force``; with ``force`` it is replaced in one rename at the end.
+    """
+    out = Path(out)
+    check_output_dir(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        tmp.rename(out)
