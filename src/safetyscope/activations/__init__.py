@@ -1,0 +1,19 @@
+"""Residual-stream activations: sites, hooks, batched collection, streaming statistics, cache."""
+
+from safetyscope.activations.collect import NonFiniteActivationError, collect
+from safetyscope.activations.hooks import record
+from safetyscope.activations.result import ActivationResult
+from safetyscope.activations.sites import STREAM_POINTS, Positions, Site, parse_layers
+from safetyscope.activations.stats import RunningMoments
+
+__all__ = [
+    "STREAM_POINTS",
+    "ActivationResult",
+    "NonFiniteActivationError",
+    "Positions",
+    "RunningMoments",
+    "Site",
+    "collect",
+    "parse_layers",
+    "record",
+]

@@ -1,0 +1,100 @@
+"""Forward hooks that read residual-stream sites, as context managers that always clean up.
+
+:func:`record` registers hooks only at the requested sites and hands every captured tensor
+(``[batch, pos, d_model]``) to a callback. With ``stop_early=True`` the forward pass is cut
+right after the deepest requested site: later blocks, the final norm and the unembedding
+never run, which is where most of the speed of :func:`safetyscope.activations.collect` comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from safetyscope.activations.sites import Site
+from safetyscope.errors import SafetyscopeError
+from safetyscope.model.architectures import ResolvedArchitecture
+
+Capture = Callable[[Site, torch.Tensor], None]
+
+
+class StopForward(Exception):
+    """Raised inside a hook to end a forward pass once every requested site is read."""
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def site_module(arch: ResolvedArchitecture, site: Site) -> tuple[nn.Module, bool]:
+    """The module to hook for ``site`` and whether the hook is a *pre*-hook (reads the input)."""
+    if site.layer >= arch.n_layers:
+        raise SafetyscopeError(f"{site.key}: layer out of range (model has {arch.n_layers} layers).")
+    if site.point == "resid_pre":
+        return arch.layers[site.layer], True
+    if site.point == "resid_post":
+        return arch.layers[site.layer], False
+    if site.point == "attn_out":
+        return arch.attn_out_norm(site.layer) or arch.attn_out(site.layer), False
+    return arch.mlp_out_norm(site.layer) or arch.mlp_out(site.layer), False
+
+
+def _depth(site: Site) -> float:
+    """Order of sites along the forward pass (used to find the last one)."""
+    return site.layer + {"resid_pre": 0.0, "attn_out": 0.3, "mlp_out": 0.6, "resid_post": 0.9}[site.point]
+
+
+@contextmanager
+def record(arch: ResolvedArchitecture, sites: Sequence[Site], capture: Capture,
+           stop_early: bool = True) -> Iterator[None]:
+    """Call ``capture(site, tensor)`` for each site during forward passes inside the block.
+
+    Args:
+        arch: the resolved architecture of the model.
+        sites: sites to read; hooks are placed only there.
+        capture: receives the site and its ``[batch, pos, d_model]`` activation (not a copy).
+        stop_early: raise :class:`StopForward` after the deepest site so later layers are
+            skipped. Run the forward through :func:`run_until_stopped`.
+    """
+    handles: list[RemovableHandle] = []
+    last = max(sites, key=_depth) if stop_early else None
+    try:
+        for site in sorted(set(sites)):
+            module, pre = site_module(arch, site)
+            stop = site == last
+
+            if pre:
+                def pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                             _site: Site = site, _stop: bool = stop) -> None:
+                    hidden = args[0] if args else kwargs["hidden_states"]
+                    capture(_site, hidden)
+                    if _stop:
+                        raise StopForward
+
+                handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+            else:
+                def post_hook(_m: nn.Module, _args: Any, output: Any,
+                              _site: Site = site, _stop: bool = stop) -> None:
+                    capture(_site, _first(output))
+                    if _stop:
+                        raise StopForward
+
+                handles.append(module.register_forward_hook(post_hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_until_stopped(model: nn.Module, **inputs: Any) -> bool:
+    """Run ``model(**inputs)``; return ``True`` if a :class:`StopForward` hook cut it short."""
+    try:
+        model(**inputs)
+    except StopForward:
+        return True
+    return False

