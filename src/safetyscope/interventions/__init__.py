@@ -1,0 +1,1 @@
+"""Interventions: steering, ablation, affine editing, CAST, patching, weight orthogonalization."""

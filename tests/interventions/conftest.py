@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from safetyscope import load_model
+from safetyscope.activations import Site, record
+from safetyscope.model.tiny import TINY_FAMILIES, save_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_lms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-interv")
+    return {f: load_model(save_tiny(f, root / f)) for f in TINY_FAMILIES}
+
+
+@pytest.fixture
+def llama(tiny_lms):
+    return tiny_lms["llama"]
+
+
+def resid_pre(lm, ids, **kwargs):
+    """resid_pre of every layer, read with safetyscope's own hooks (they see interventions' edits)."""
+    got = {}
+    with record(lm.arch, [Site(i) for i in range(lm.n_layers)], lambda s, t: got.__setitem__(s.layer, t.clone()),
+                stop_early=False):
+        lm.model(ids, **kwargs)
+    return [got[i] for i in range(lm.n_layers)]
+
+
+@pytest.fixture
+def resid():
+    return resid_pre
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
