@@ -25,3 +25,7 @@ class OutputExistsError(SafetyscopeError):
 
 class PromptError(SafetyscopeError):
     """A prompt set is empty, too small, malformed, or a substring/position cannot be found."""
+
+
+class EvaluationError(SafetyscopeError):
+    """Evaluation input is unusable: a malformed completions file, mismatched lists or vocabularies."""

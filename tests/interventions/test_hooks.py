@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tests.interventions.conftest import resid_pre as hidden
 
 from safetyscope.errors import SafetyscopeError
 from safetyscope.interventions.hooks import ablate, add, affine_edit, compose, orthonormal
@@ -9,7 +10,6 @@ def n_hooks(lm):
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in lm.model.modules())
 
 
-from tests.interventions.conftest import resid_pre as hidden
 
 
 def test_add_shifts_resid_pre_exactly(llama):
