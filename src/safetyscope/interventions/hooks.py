@@ -132,19 +132,23 @@ def add(lm: LoadedModel, vector: Tensor | dict[int, Tensor], scale: float = 1.0,
         vector: ``[d]`` (same at every layer), ``[n_layers, d]`` or ``{layer: [d]}``.
         scale: multiplier (use the direction's natural norm for a unit vector).
         layers: where to add (default: all layers).
-        positions: ``all`` tokens, or ``last`` (the last token of each forward pass: the final
-            prompt token, then every generated token under KV caching).
+        positions: ``all`` tokens (prompt and generated); ``prompt`` (every prompt token, on
+            the prompt pass only: generated tokens then read the steered prompt through the KV
+            cache); or ``last`` (the last token of each forward pass: the final prompt token,
+            then every generated token).
     """
-    if positions not in ("all", "last"):
-        raise SafetyscopeError("positions must be 'all' or 'last'.")
+    if positions not in ("all", "prompt", "last"):
+        raise SafetyscopeError("positions must be 'all', 'prompt' or 'last'.")
     per = _per_layer(lm, vector, _layers(lm, layers), "Steering vector")
 
     def register(handles: list[RemovableHandle]) -> None:
         for layer, vec in per.items():
             def edit(h: Tensor, _v: Tensor = vec) -> Tensor:
                 delta = (scale * _v).to(device=h.device, dtype=h.dtype)
-                if positions == "all":
+                if positions == "all" or (positions == "prompt" and h.shape[1] > 1):
                     return h + delta
+                if positions == "prompt":
+                    return h
                 h = h.clone()
                 h[:, -1] += delta
                 return h
