@@ -25,12 +25,8 @@ from torch import Tensor
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.errors import SafetyscopeError
-from safetyscope.evaluation.refusal_score import (
-    first_token_kl,
-    last_token_logits,
-    refusal_scores_from_logits,
-    refusal_token_ids,
-)
+from safetyscope.evaluation._logits import kl_rows
+from safetyscope.evaluation.refusal_score import last_token_logits, refusal_scores_from_logits, refusal_token_ids
 from safetyscope.interventions.hooks import ablate, add
 from safetyscope.model.loading import LoadedModel
 
@@ -124,7 +120,7 @@ def select_direction(
             continue
         with ablate(lm, vec):
             bypass = float(refusal_scores_from_logits(last_token_logits(lm, harmful_val), tokens).mean())
-            kl = float(first_token_kl(base_harmless_logits, last_token_logits(lm, harmless_val)).mean())
+            kl = float(kl_rows(base_harmless_logits, last_token_logits(lm, harmless_val)).mean())
         with add(lm, vec, layers=[layer]):
             induce = float(refusal_scores_from_logits(last_token_logits(lm, harmless_val), tokens).mean())
         reasons = []

@@ -65,10 +65,3 @@ def refusal_scores(lm: LoadedModel, instructions: Sequence[str], token_ids: Sequ
     """Refusal log-odds for each instruction (default token set: :data:`DEFAULT_REFUSAL_STARTS`)."""
     ids = token_ids if token_ids is not None else refusal_token_ids(lm.tokenizer)
     return refusal_scores_from_logits(last_token_logits(lm, instructions, batch_size), ids)
-
-
-def first_token_kl(base_logits: Tensor, new_logits: Tensor) -> Float[Tensor, " n"]:
-    """``KL(p_base ‖ p_new)`` of next-token distributions per row (float64 maths)."""
-    p = torch.log_softmax(base_logits.double(), -1)
-    q = torch.log_softmax(new_logits.double(), -1)
-    return (p.exp() * (p - q)).sum(-1).float()

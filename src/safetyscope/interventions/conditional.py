@@ -11,6 +11,7 @@ token. The decision is made once per sequence and kept for the whole generation.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,20 +34,51 @@ class CastState:
     history: list[Tensor] = field(default_factory=list)
 
 
-def condition_scores(hidden: Tensor, condition: Tensor) -> Tensor:
-    """Cosine similarity between each sequence's last-token hidden state and ``condition``."""
-    last = hidden[:, -1].float()
-    c = condition.to(last.device, torch.float32)
-    return torch.nn.functional.cosine_similarity(last, c.unsqueeze(0), dim=-1)
+def pool(hidden: Tensor, pooling: str, mask: Tensor | None = None) -> Tensor:
+    """``[batch, pos, d] → [batch, d]``: the last token, or the mean over real (mask = 1) tokens."""
+    if pooling == "last":
+        return hidden[:, -1].float()
+    if pooling != "mean":
+        raise SafetyscopeError(f"pooling must be 'last' or 'mean', got {pooling!r}.")
+    h = hidden.float()
+    if mask is None or mask.shape[:2] != h.shape[:2]:
+        return h.mean(1)
+    m = mask.to(h.device, h.dtype).unsqueeze(-1)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+def condition_scores(pooled: Tensor, condition: Tensor, center: Tensor | None = None,
+                     score: str = "projection") -> Tensor:
+    """Score pooled hidden states ``[batch, d]`` (minus ``center``) against ``condition``.
+
+    ``projection``: signed length along the unit condition vector (a linear classifier's
+    margin); ``cosine``: cosine similarity, as in the CAST paper.
+    """
+    x = pooled.float()
+    if center is not None:
+        x = x - center.to(x.device, torch.float32)
+    c = condition.to(x.device, torch.float32)
+    if score == "projection":
+        return x @ (c / c.norm())
+    if score == "cosine":
+        return torch.nn.functional.cosine_similarity(x, c.unsqueeze(0), dim=-1)
+    raise SafetyscopeError(f"score must be 'projection' or 'cosine', got {score!r}.")
 
 
 @contextmanager
 def cast(lm: LoadedModel, condition: Tensor, threshold: float, behavior: Tensor, scale: float,
-         condition_layer: int, behavior_layers: Sequence[int] | int, above: bool = True) -> Iterator[CastState]:
+         condition_layer: int, behavior_layers: Sequence[int] | int, above: bool = True,
+         center: Tensor | None = None, pooling: str = "last", score: str = "projection",
+         steer_generated: bool = False) -> Iterator[CastState]:
     """Conditional steering; yields a :class:`CastState` recording each prompt pass's decisions.
 
     A forward pass with more than one token is treated as a prompt pass (decides); a
-    one-token pass continues the current generation (reuses the decision).
+    one-token pass continues the current generation (reuses the decision). ``pooling`` reads
+    the last prompt token or the mean over the prompt's real tokens (the attention mask is
+    taken from the model call); ``center`` is subtracted before the similarity (e.g. the
+    midpoint of the two class means); ``score`` is ``projection`` or ``cosine``. By default
+    only the prompt pass is steered (generated tokens read the steered prompt through the KV
+    cache); ``steer_generated=True`` also adds the vector at every generated token.
 
     Raises:
         SafetyscopeError: a behaviour layer comes before the condition layer (the decision
@@ -61,20 +93,27 @@ def cast(lm: LoadedModel, condition: Tensor, threshold: float, behavior: Tensor,
             "the condition must be read at or before the first steered layer."
         )
     state = CastState()
+    masks: list[Tensor | None] = [None]
+
+    def remember_mask(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        masks[0] = kwargs.get("attention_mask")
 
     def decide(h: Tensor) -> Tensor:
         if h.shape[1] > 1 or state.steer is None:
-            state.scores = condition_scores(h, condition)
+            state.scores = condition_scores(pool(h, pooling, masks[0]), condition, center, score)
             state.steer = state.scores > threshold if above else state.scores < threshold
             state.history.append(state.steer.cpu())
         return h
 
     def steer(h: Tensor) -> Tensor:
         assert state.steer is not None
+        if h.shape[1] == 1 and not steer_generated:
+            return h
         gate = state.steer.to(device=h.device, dtype=h.dtype).view(-1, 1, 1)
         return h + gate * (scale * behavior).to(device=h.device, dtype=h.dtype)
 
     def register(handles: list[Any]) -> None:
+        handles.append(lm.model.register_forward_pre_hook(remember_mask, with_kwargs=True))
         handles.append(_edit_input(lm.arch.layers[condition_layer], decide))
         for layer in layers:
             handles.append(_edit_input(lm.arch.layers[layer], steer))
@@ -111,3 +150,58 @@ def fit_threshold(positive: Tensor, negative: Tensor) -> Threshold:
             if acc > best.accuracy:
                 best = Threshold(float(t), above, acc)
     return best
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A fitted CAST condition: vector, centre, layer, pooling and threshold (with validation accuracy)."""
+
+    vector: Tensor
+    center: Tensor
+    layer: int
+    pooling: str
+    threshold: Threshold
+
+    def steer(self, lm: LoadedModel, behavior: Tensor, scale: float,
+              behavior_layers: Sequence[int] | int) -> contextlib.AbstractContextManager[CastState]:
+        """:func:`cast` with this condition."""
+        return cast(lm, self.vector, self.threshold.threshold, behavior, scale, self.layer, behavior_layers,
+                    self.threshold.above, center=self.center, pooling=self.pooling)
+
+
+def fit_condition(lm: LoadedModel, positive_train: Sequence[str], negative_train: Sequence[str],
+                  positive_val: Sequence[str], negative_val: Sequence[str], layer: int,
+                  pooling: str = "mean", method: str = "probe") -> Condition:
+    """Fit a CAST condition on pooled ``resid_pre[layer]`` activations.
+
+    ``method="probe"``: an L2 logistic regression (positive vs negative); the condition vector
+    is its weight and the centre puts its decision boundary at score 0. ``method="mean_diff"``:
+    the difference of class means, centred at their midpoint. The threshold on the projection
+    score is then fitted on the validation split with :func:`fit_threshold`.
+    """
+    from safetyscope.activations import Site, collect
+    from safetyscope.directions.logistic import fit_logistic
+
+    site = Site(layer)
+
+    def pooled(prompts: Sequence[str]) -> Tensor:
+        res = collect(lm, prompts, site, "last" if pooling == "last" else "all", "none", progress=False)
+        assert res.prompt_index is not None
+        rows = res.rows[site.key].double()
+        sums = torch.zeros(len(prompts), rows.shape[1], dtype=torch.float64).index_add_(0, res.prompt_index, rows)
+        return (sums / torch.bincount(res.prompt_index, minlength=len(prompts)).unsqueeze(1)).float()
+
+    pos, neg = pooled(positive_train), pooled(negative_train)
+    if method == "probe":
+        fit = fit_logistic(torch.cat([pos, neg]), torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]))
+        vector = fit.weight.float()
+        center = -fit.bias * vector / vector.norm() ** 2
+    elif method == "mean_diff":
+        vector, center = pos.mean(0) - neg.mean(0), (pos.mean(0) + neg.mean(0)) / 2
+    else:
+        raise SafetyscopeError(f"method must be 'probe' or 'mean_diff', got {method!r}.")
+
+    def scores(prompts: Sequence[str]) -> Tensor:
+        return condition_scores(pooled(prompts), vector, center)
+
+    return Condition(vector, center, layer, pooling, fit_threshold(scores(positive_val), scores(negative_val)))
