@@ -195,6 +195,47 @@ def print_card(card: dict[str, Any]) -> None:
     console.print(table)
 
 
+@app.command()
+@user_errors
+def geometry(
+    harmful: Annotated[Path, typer.Option("--harmful", help="Harmful activations [n, d] or [n, layers, d]: .safetensors, .pt, .npy/.npz.")],
+    harmless: Annotated[Path, typer.Option("--harmless", help="Harmless activations, rows paired with --harmful by index.")],
+    key: Annotated[str | None, typer.Option("--key", help="Tensor name inside the files, when they hold several.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    centred: Annotated[bool, typer.Option("--centred", help="Centre the paired differences before the SVD.")] = False,
+    top_k: Annotated[int, typer.Option("--top-k", help="k of the cumulative explained variance column.")] = 5,
+    mahalanobis: Annotated[bool, typer.Option("--mahalanobis", help="Add the Mahalanobis separation (d x d solve per layer).")] = False,
+    methods: Annotated[str | None, typer.Option("--methods", help="Compare directions by cosine, e.g. diff_means,pca,probe.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """SVD spectrum of paired harmful - harmless activation differences, per layer (no model needed)."""
+    from safetyscope.pipelines.geometry import run_geometry
+
+    method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    report = run_geometry(harmful, harmless, key=key, centred=centred, top_k=top_k,
+                          mahalanobis=mahalanobis, methods=method_list)
+    if out is not None:
+        report.save(out)
+    if as_json:
+        print(report.to_json())
+        return
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    table = Table("layer", "top1", "top2", f"top{report.top_k}", "|mean diff|", "cos(mean, v1)",
+                  *(["mahalanobis"] if mahalanobis else []),
+                  title=f"paired-difference spectrum (n={report.n}, d={report.d}, {'centred' if centred else 'uncentred'})")
+    for s in report.layers:
+        table.add_row("-" if s.layer is None else str(s.layer), fmt(s.top1), fmt(s.top2), fmt(s.cumulative_top_k),
+                      fmt(s.mean_diff_norm), fmt(s.cos_mean_diff_top1), *([fmt(s.mahalanobis)] if mahalanobis else []))
+    console.print(table)
+    for layer, cm in report.method_cosines.items():
+        ctable = Table("", *cm.labels, title=f"cosine between methods, layer {layer}")
+        for label, row in zip(cm.labels, cm.matrix, strict=True):
+            ctable.add_row(label, *(f"{v:+.2f}" for v in row))
+        console.print(ctable)
+    if out is not None:
+        console.print(f"[green]saved[/] {out}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point for ``python -m safetyscope``."""
     app()

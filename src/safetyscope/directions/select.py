@@ -19,14 +19,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.errors import SafetyscopeError
 from safetyscope.evaluation._logits import kl_rows
-from safetyscope.evaluation.refusal_score import last_token_logits, refusal_scores_from_logits, refusal_token_ids
+from safetyscope.evaluation.refusal_score import (
+    last_token_logits,
+    refusal_scores_from_logits,
+    refusal_token_ids,
+)
 from safetyscope.interventions.hooks import ablate, add
 from safetyscope.model.loading import LoadedModel
 
