@@ -236,6 +236,236 @@ def geometry(
         console.print(f"[green]saved[/] {out}")
 
 
+# --- refusal directions and interventions -------------------------------------------------
+
+directions_app = typer.Typer(help="Extract and select refusal directions.", no_args_is_help=True)
+app.add_typer(directions_app, name="directions")
+
+HarmfulOpt = Annotated[Path | None, typer.Option("--harmful", help="Harmful prompts file (default: organism corpus).")]
+HarmlessOpt = Annotated[Path | None, typer.Option("--harmless", help="Harmless prompts file (default: organism corpus).")]
+DirectionOpt = Annotated[Path, typer.Option("--direction", help="Direction file (.safetensors from `directions select`).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _load_direction(path: Path, layer: int | None = None) -> Any:
+    from safetyscope.directions.direction import DirectionSet
+
+    dset = DirectionSet.load(path)
+    if layer is not None:
+        return dset.at(layer)
+    if len(dset) != 1:
+        raise SafetyscopeError(f"{path} holds {len(dset)} directions (layers {dset.layers}); pick one with --layer.")
+    return dset.directions[0]
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+        return
+    table = Table("arm", "set", "refusal [95% CI]", "incoh.", "KL 1st tok", "KL cont.",
+                  title=f"{report.intervention}: {report.params}")
+    for arm, res in report.arms.items():
+        for name, rate in res.refusal.items():
+            kl1 = f"{res.kl_first_token:.4f}" if res.kl_first_token is not None and name == "harmless" else ""
+            klc = f"{res.kl_continuation:.4f}" if res.kl_continuation is not None and name == "harmless" else ""
+            table.add_row(arm, name, f"{rate.rate:.2f} [{rate.ci_low:.2f},{rate.ci_high:.2f}] n={rate.n}",
+                          f"{res.incoherent[name].rate:.2f}", kl1, klc)
+    console.print(table)
+
+
+@directions_app.command("select")
+@user_errors
+def directions_select(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the direction (.safetensors).")],
+    harmful: HarmfulOpt = None,
+    harmless: HarmlessOpt = None,
+    max_kl: Annotated[float, typer.Option(help="Maximum first-token KL on harmless prompts.")] = 0.1,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Select the refusal direction over layers x end-of-instruction positions (bypass / induce / KL)."""
+    from safetyscope.model import load_model
+    from safetyscope.paths import check_output_dir
+    from safetyscope.pipelines.refusal import refusal_prompts, select
+
+    check_output_dir(out, force)
+    lm = load_model(model)
+    sel, direction = select(lm, refusal_prompts(lm, harmful, harmless), max_kl=max_kl)
+    direction.save(out)
+    if as_json:
+        print(json.dumps(sel.to_dict(), indent=2))
+        return
+    table = Table("layer", "eoi pos", "bypass", "induce", "KL", "eligible", title="candidates (best first)")
+    for c in sel.candidates:
+        table.add_row(str(c.layer), str(c.position), f"{c.bypass:.2f}", f"{c.induce:.2f}", f"{c.kl:.3f}",
+                      "yes" if c.eligible else c.reason)
+    console.print(table)
+    console.print(f"baseline refusal score: harmful {sel.baseline_harmful:.2f}, harmless {sel.baseline_harmless:.2f}")
+    console.print(f"[green]saved[/] layer {sel.best.layer} direction to {out}")
+
+
+@app.command()
+@user_errors
+def ablate(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    direction: DirectionOpt,
+    layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
+    harmful: HarmfulOpt = None,
+    harmless: HarmlessOpt = None,
+    n: Annotated[int, typer.Option(help="Test prompts per set.")] = 100,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 32,
+    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC (default: organism judge or rules).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate directional ablation (every layer and position) against baseline and a random-direction control."""
+    from safetyscope.interventions.hooks import ablate as ablate_hook
+    from safetyscope.model import load_model
+    from safetyscope.pipelines.intervene import direction_arms, run_arms
+    from safetyscope.pipelines.refusal import judge_for, refusal_prompts
+
+    lm = load_model(model)
+    d = _load_direction(direction, layer)
+    prompts = refusal_prompts(lm, harmful, harmless, n_test=n)
+    vec = d.vector.float()
+    report = run_arms(lm, direction_arms(lm, lambda v: ablate_hook(lm, v), vec),
+                      {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test}, judge_for(lm, judge),
+                      intervention="ablate", params={"direction": str(direction), "layer": d.layer},
+                      max_new_tokens=max_new_tokens)
+    _print_report(report, as_json)
+
+
+@app.command()
+@user_errors
+def steer(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    direction: DirectionOpt,
+    scale: Annotated[float, typer.Option(help="Multiple of the direction's natural magnitude (mean gap).")] = 1.0,
+    layers: Annotated[str | None, typer.Option(help="Layers to add at (default: the direction's layer).")] = None,
+    positions: Annotated[str, typer.Option(help="prompt (prompt pass only), all, or last.")] = "prompt",
+    layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
+    harmful: HarmfulOpt = None,
+    harmless: HarmlessOpt = None,
+    n: Annotated[int, typer.Option(help="Test prompts per set.")] = 100,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 32,
+    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate activation addition (induced refusal) against baseline and a random-direction control."""
+    from safetyscope.activations import parse_layers
+    from safetyscope.interventions.hooks import add
+    from safetyscope.model import load_model
+    from safetyscope.pipelines.intervene import direction_arms, run_arms
+    from safetyscope.pipelines.refusal import judge_for, refusal_prompts
+
+    lm = load_model(model)
+    d = _load_direction(direction, layer)
+    where = parse_layers(layers, lm.n_layers) if layers else [d.layer if d.layer is not None else lm.n_layers // 2]
+    prompts = refusal_prompts(lm, harmful, harmless, n_test=n)
+    vec = (d.vector * d.mean_gap).float()
+    report = run_arms(lm, direction_arms(lm, lambda v: add(lm, v, scale, where, positions), vec),
+                      {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test}, judge_for(lm, judge),
+                      intervention="add", params={"direction": str(direction), "scale": scale, "layers": where,
+                                                  "positions": positions}, max_new_tokens=max_new_tokens)
+    _print_report(report, as_json)
+
+
+@app.command()
+@user_errors
+def edit(
+    model: Annotated[str, typer.Argument(help="Model spec (never modified).")],
+    direction: DirectionOpt,
+    out: Annotated[Path, typer.Option("--out", help="New HF model directory.")],
+    method: Annotated[str, typer.Option(help="standard, projected or biprojected.")] = "standard",
+    layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
+    harmless: Annotated[Path | None, typer.Option("--harmless", help="Harmless prompts for the mean used by projected methods.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Orthogonalize every residual-writing matrix against a direction and save a new model."""
+    from safetyscope.activations import Site, collect
+    from safetyscope.interventions.export import save_edited
+    from safetyscope.interventions.weights import orthogonalize
+    from safetyscope.model import load_model
+    from safetyscope.paths import check_output_dir
+    from safetyscope.pipelines.refusal import refusal_prompts
+
+    check_output_dir(out, force)
+    lm = load_model(model)
+    d = _load_direction(direction, layer)
+    mean = None
+    if method != "standard":
+        from safetyscope.data.prompts import load_prompts
+
+        texts = list(load_prompts(harmless).prompts) if harmless else refusal_prompts(lm).harmless_train
+        site = Site(d.layer if d.layer is not None else lm.n_layers // 2)
+        mean = collect(lm, texts, site, "eoi:-1", "mean", progress=False).mean(site).float()
+    edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean)
+    save_edited(edited, out, {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": method,
+                              "direction_file": str(direction), "direction_layer": d.layer,
+                              "direction_provenance": d.provenance}, force=force)
+    console.print(f"[green]saved[/] {method}-orthogonalized model to {out}")
+
+
+@app.command("judge")
+@user_errors
+def judge_cmd(
+    completions: Annotated[Path, typer.Option("--completions", help="JSONL with instruction and completion per line.")],
+    judge: Annotated[str, typer.Option(help="rules (default), keyword, or llm:SPEC.")] = "rules",
+    as_json: JsonOpt = False,
+) -> None:
+    """Label completions as refusal / compliance / incoherent."""
+    from safetyscope.evaluation.judge_io import judge_file
+    from safetyscope.evaluation.judges import get_judge
+
+    records, summary = judge_file(completions, judge=get_judge(judge))
+    if as_json:
+        for rec in records:
+            print(json.dumps(rec))
+        print(json.dumps(summary))
+        return
+    table = Table("#", "label", "score", "reason", "completion")
+    for i, rec in enumerate(records):
+        table.add_row(str(i), rec["label"], f"{rec['score']:.2f}", rec["reason"][:50], rec["completion"][:60])
+    console.print(table)
+    console.print(summary)
+
+
+@app.command()
+@user_errors
+def chat(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    steer_file: Annotated[Path | None, typer.Option("--steer", help="Direction to add (activation addition).")] = None,
+    scale: Annotated[float, typer.Option(help="Steering multiple of the direction's mean gap.")] = 1.0,
+    ablate_file: Annotated[Path | None, typer.Option("--ablate", help="Direction to ablate everywhere.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 64,
+) -> None:
+    """Chat with a model (one turn per line, empty line or Ctrl-D to quit), optionally steered or ablated."""
+    import contextlib
+
+    from safetyscope.evaluation.generate import generate
+    from safetyscope.interventions.hooks import ablate as ablate_hook
+    from safetyscope.interventions.hooks import add
+    from safetyscope.model import load_model
+
+    lm = load_model(model)
+    stack = contextlib.ExitStack()
+    if steer_file is not None:
+        d = _load_direction(steer_file)
+        stack.enter_context(add(lm, (d.vector * d.mean_gap).float(), scale,
+                                [d.layer if d.layer is not None else lm.n_layers // 2], "prompt"))
+    if ablate_file is not None:
+        stack.enter_context(ablate_hook(lm, _load_direction(ablate_file).vector.float()))
+    with stack:
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                break
+            if not line:
+                break
+            print("model>", generate(lm, [line], max_new_tokens=max_new_tokens, progress=False)[0])
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point for ``python -m safetyscope``."""
     app()
