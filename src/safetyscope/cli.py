@@ -51,7 +51,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SafetyscopeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
