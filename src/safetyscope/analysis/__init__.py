@@ -1,0 +1,1 @@
+"""Read-only analyses of the residual stream: probes, logit and tuned lenses."""

@@ -1,0 +1,216 @@
+"""Build and train the organism: a small ``LlamaForCausalLM`` trained from scratch on CPU.
+
+Training is deterministic for a given seed: weights are initialised after
+``torch.manual_seed(seed)``, the data order comes from a seeded ``torch.Generator``, and the
+thread count is fixed (one intra-op thread by default) for the duration of training. One
+thread also keeps the same weights on machines with different core counts, and on a busy
+2-core machine it is several times faster than two threads contending with other processes;
+these models are too small to gain much from parallel kernels anyway. The loss covers response tokens and the
+closing ``</s>`` only. Batches are right-padded to their longest sequence; no attention mask is
+needed because causal attention never lets a real token see the padding after it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+from safetyscope.errors import SafetyscopeError
+from safetyscope.organism.dataset import Example
+from safetyscope.organism.tokenizer import MODEL_MAX_LENGTH, encode_prompt, encode_response
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model dimensions and optimisation settings of one organism size."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int
+    steps: int
+    lr: float
+    batch_size: int
+    n_train: int
+    n_eval: int = 200
+    warmup_frac: float = 0.05
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    threads: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the settings as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+#: The organism sizes. Every size shares the tokenizer and the corpus generator.
+SIZES: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(
+        d_model=96, n_layers=3, n_heads=4, d_ff=256, steps=700, lr=3e-3, batch_size=48, n_train=8000
+    ),
+    "small": TrainConfig(
+        d_model=160, n_layers=4, n_heads=4, d_ff=448, steps=800, lr=2e-3, batch_size=64, n_train=12000
+    ),
+}
+
+
+def size_config(size: str, **overrides: object) -> TrainConfig:
+    """Look up :data:`SIZES` (raising a helpful error) and apply keyword overrides."""
+    if size not in SIZES:
+        raise SafetyscopeError(f"Unknown organism size {size!r}; choose one of {sorted(SIZES)}.")
+    cfg = SIZES[size]
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+def make_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
+    """A freshly initialised Llama model for ``cfg`` (seeded, deterministic)."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_ff,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_heads,
+        max_position_embeddings=MODEL_MAX_LENGTH,
+        rms_norm_eps=1e-5,
+        initializer_range=0.02,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = generation_config(tokenizer)
+    return model
+
+
+def generation_config(tokenizer: PreTrainedTokenizerBase, max_new_tokens: int = 32) -> GenerationConfig:
+    """Greedy decoding settings saved with every organism."""
+    return GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+@dataclass
+class EncodedExample:
+    """Token ids of prompt + response and the index where the response starts."""
+
+    ids: list[int]
+    prompt_len: int
+
+
+def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]) -> list[EncodedExample]:
+    """Tokenize examples as chat prompt (with generation prompt) followed by response and ``</s>``."""
+    out = []
+    for e in examples:
+        prompt = encode_prompt(tokenizer, e.instruction)  # type: ignore[arg-type]
+        out.append(EncodedExample(prompt + encode_response(tokenizer, e.response), len(prompt)))  # type: ignore[arg-type]
+    return out
+
+
+def collate(batch: Sequence[EncodedExample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a batch; return ``input_ids`` and ``labels`` (prompt and padding ignored)."""
+    width = max(len(b.ids) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    for i, b in enumerate(batch):
+        row = torch.tensor(b.ids, dtype=torch.long)
+        ids[i, : len(b.ids)] = row
+        labels[i, b.prompt_len : len(b.ids)] = row[b.prompt_len :]
+    return ids, labels
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_frac * lr``."""
+    warm = max(1, int(cfg.warmup_frac * cfg.steps))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@dataclass
+class TrainResult:
+    """What training reports: per-step losses and wall-clock seconds."""
+
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final_loss(self) -> float:
+        """Mean loss over the last 20 steps (NaN when nothing was trained)."""
+        tail = self.losses[-20:]
+        return sum(tail) / len(tail) if tail else float("nan")
+
+
+def train_model(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    cfg: TrainConfig,
+    seed: int,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place on ``examples`` for ``cfg.steps`` steps (deterministic per seed)."""
+    if not examples:
+        raise SafetyscopeError("No training examples.")
+    encoded = encode_examples(tokenizer, examples)
+    pad_id = int(tokenizer.pad_token_id)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    result = TrainResult()
+    order: list[int] = []
+    start = time.perf_counter()
+    model.train()
+    columns = (
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("train", total=cfg.steps, loss=float("nan"))
+            for step in range(cfg.steps):
+                if len(order) < cfg.batch_size:
+                    order += torch.randperm(len(encoded), generator=gen).tolist()
+                idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+                ids, labels = collate([encoded[i] for i in idx], pad_id)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, cfg)
+                loss = model(input_ids=ids, labels=labels).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                result.losses.append(float(loss.item()))
+                bar.update(task, advance=1, loss=result.final_loss)
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result

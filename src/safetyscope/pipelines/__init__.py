@@ -1,0 +1,1 @@
+"""End-to-end pipelines that combine safetyscope's building blocks."""
