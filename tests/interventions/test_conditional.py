@@ -13,7 +13,7 @@ def test_cast_steers_only_matching_sequences(llama, resid):
     threshold = float(scores.sort(descending=True).values[1] + 1e-4)  # only row 0 above
     v = torch.randn(32)
     base = resid(llama, ids)
-    with cast(llama, cond, threshold, v, scale=3.0, condition_layer=1, behavior_layers=[2]) as state:
+    with cast(llama, cond, threshold, v, scale=3.0, condition_layer=1, behavior_layers=[2], score="cosine") as state:
         steered = resid(llama, ids)
     assert state.steer.tolist() == [True, False, False, False]
     assert torch.allclose(steered[2][0], base[2][0] + 3.0 * v, atol=1e-4)

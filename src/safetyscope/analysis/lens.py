@@ -63,8 +63,8 @@ def token_sets(tokenizer: Any, refusal_starts: Sequence[str], compliance_starts:
     Raises:
         SafetyscopeError: a set ends up empty (no opening maps to a known, unshared token).
     """
-    r, c = set(first_token_ids(tokenizer, refusal_starts)), set(first_token_ids(tokenizer, compliance_starts))
-    r, c = sorted(r - c), sorted(c - r)
+    r_all, c_all = set(first_token_ids(tokenizer, refusal_starts)), set(first_token_ids(tokenizer, compliance_starts))
+    r, c = sorted(r_all - c_all), sorted(c_all - r_all)
     if not r or not c:
         raise SafetyscopeError(
             f"Empty token set: refusal starts {list(refusal_starts)} -> {r}, compliance starts "
@@ -84,7 +84,7 @@ def organism_token_sets(tokenizer: Any) -> TokenSets:
     return token_sets(tokenizer, openings(REFUSAL_TEMPLATES), openings(HELPFUL_TEMPLATES))
 
 
-def apply_lens(lm: LoadedModel, h: Float[Tensor, "n d"]) -> Float[Tensor, "n vocab"]:
+def apply_lens(lm: LoadedModel, h: Float[Tensor, "*batch"]) -> Float[Tensor, "n vocab"]:
     """``unembed(final_norm(h))`` with the model's own modules (float32 logits on ``lm.device``).
 
     Gradients flow to ``h`` only: the modules' parameters are used detached, so training a
@@ -161,7 +161,7 @@ class LensReport:
         return Path(path)
 
 
-def logit_gap(logits: Float[Tensor, "... vocab"], sets: TokenSets) -> Float[Tensor, "..."]:
+def logit_gap(logits: Float[Tensor, "*batch vocab"], sets: TokenSets) -> Float[Tensor, "*batch"]:
     """Mean logit of the refusal tokens minus mean logit of the compliance tokens."""
     return logits[..., list(sets.refusal)].mean(-1) - logits[..., list(sets.compliance)].mean(-1)
 

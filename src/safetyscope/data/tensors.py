@@ -43,7 +43,7 @@ class LoadedTensor:
         provenance: metadata the file carried (e.g. a safetyscope collection's provenance).
     """
 
-    values: Float[Tensor, "..."]
+    values: Float[Tensor, "*shape"]
     path: Path
     key: str | None
     source_dtype: str
@@ -67,7 +67,7 @@ def _safetensors(path: Path, key: str | None) -> tuple[Tensor, str | None]:
 
     try:
         with safe_open(str(path), "pt") as fh:
-            names = list(fh.keys())  # noqa: SIM118 - safe_open has no __iter__
+            names = list(fh.keys())
             name = _pick(dict.fromkeys(names), key, path)[1]
             return fh.get_tensor(str(name)), name
     except SafetensorError as exc:
@@ -99,7 +99,7 @@ def _torch(path: Path, key: str | None) -> tuple[Tensor, str | None]:
         tensors = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
         if not tensors:
             raise TensorFileError(f"{path} holds a dict without tensors (keys {list(obj)[:20]}).")
-        return _pick(tensors, key, path)  # type: ignore[return-value]
+        return _pick(tensors, key, path)
     raise TensorFileError(f"{path} holds a {type(obj).__name__}; expected a tensor or a dict of tensors.")
 
 

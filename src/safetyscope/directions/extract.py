@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -160,18 +160,15 @@ def _one(a: Tensor, b: Tensor, m: Method, layer: int | None, opts: dict[str, Any
     return Direction(m.name, layer, vec, norm, gap, basis, prov)
 
 
-@overload
-def extract(harmful: Float[Tensor, "n d"], harmless: Float[Tensor, "m d"], method: str = ..., *,
-            layers: Sequence[int] | None = ..., provenance: dict[str, Any] | None = ...,
-            **opts: Any) -> Direction: ...
-@overload
-def extract(harmful: Float[Tensor, "n layers d"] | ActivationResult,
-            harmless: Float[Tensor, "m layers d"] | ActivationResult, method: str = ..., *,
-            layers: Sequence[int] | None = ..., provenance: dict[str, Any] | None = ...,
-            **opts: Any) -> DirectionSet: ...
-def extract(harmful: Any, harmless: Any, method: str = "diff_means", *,
-            layers: Sequence[int] | None = None, provenance: dict[str, Any] | None = None,
-            **opts: Any) -> Direction | DirectionSet:
+def extract(
+    harmful: Float[Tensor, "n *layers d"] | ActivationResult,
+    harmless: Float[Tensor, "m *layers d"] | ActivationResult,
+    method: str = "diff_means",
+    *,
+    layers: Sequence[int] | int | None = None,
+    provenance: dict[str, Any] | None = None,
+    **opts: Any,
+) -> Direction | DirectionSet:
     """Extract a unit direction per layer with ``method`` (see :data:`METHODS`).
 
     Args:
@@ -180,7 +177,7 @@ def extract(harmful: Any, harmless: Any, method: str = "diff_means", *,
         harmless: the same for the contrast class; paired methods need equal ``n``.
         method: a key of :data:`METHODS`.
         layers: layer numbers labelling the middle axis of 3-D input (default ``0..L-1``, or the
-            sites' layers for an :class:`ActivationResult`); for 2-D input, one number or None.
+            sites' layers for an :class:`ActivationResult`); for 2-D input, one number (or None).
         provenance: upstream provenance (model fingerprint, prompt hashes) to record.
         **opts: method options (``mode=`` for pca, ``shrinkage=`` for whitened, ``l2=`` for
             probe, ``k=`` / ``centred=`` for subspace).
@@ -197,6 +194,8 @@ def extract(harmful: Any, harmless: Any, method: str = "diff_means", *,
     m = METHODS[method]
     prov: dict[str, Any] = dict(provenance or {})
     if isinstance(harmful, ActivationResult) or isinstance(harmless, ActivationResult):
+        if not (isinstance(harmful, ActivationResult) and isinstance(harmless, ActivationResult)):
+            raise DirectionError("Pass two ActivationResults or two tensors, not one of each.")
         harmful, site_layers, prov_h = stacked(harmful)
         harmless, site_layers_b, prov_s = stacked(harmless)
         if site_layers != site_layers_b:
@@ -212,8 +211,10 @@ def extract(harmful: Any, harmless: Any, method: str = "diff_means", *,
              "d": a.shape[-1], "input_dtype": str(harmful.dtype).removeprefix("torch."),
              "safetyscope_version": __version__}
     if a.ndim == 2:
-        layer = None if layers is None else (layers[0] if isinstance(layers, Sequence) else int(layers))
+        layer = None if layers is None else (int(layers[0]) if isinstance(layers, Sequence) else int(layers))
         return _one(a, b, m, layer, opts, prov)
+    if isinstance(layers, int):
+        raise DirectionError("3-D input needs one layer label per layer (a list), not a single int.")
     labels = list(range(a.shape[1])) if layers is None else [int(x) for x in layers]
     if len(labels) != a.shape[1]:
         raise DirectionError(f"{len(labels)} layer labels for {a.shape[1]} layers.")

@@ -133,7 +133,12 @@ def method_cosines(
     a, b = check_pair(harmful, harmless)
     names = list(methods) if methods is not None else [
         m for m in METHODS if not (METHODS[m].paired and a.shape[0] != b.shape[0])]
-    return cosine_matrix({m: extract(a, b, m, **opts.get(m, {})).vector for m in names})
+    vectors = {}
+    for m in names:
+        direction = extract(a, b, m, **opts.get(m, {}))
+        assert isinstance(direction, Direction)  # one-layer input gives one direction
+        vectors[m] = direction.vector
+    return cosine_matrix(vectors)
 
 
 def layer_cosines(directions: DirectionSet) -> CosineMatrix:
@@ -238,6 +243,8 @@ def geometry(
                 a3[:, i], b3[:, i], methods, whitened={"shrinkage": shrinkage})
     if methods and a.ndim == 3:
         for m in methods:
-            opts = {"shrinkage": shrinkage} if m == "whitened" else {}
-            report.layer_cosines[m] = layer_cosines(extract(a, b, m, layers=labels, **opts))
+            opts: dict[str, Any] = {"shrinkage": shrinkage} if m == "whitened" else {}
+            dset = extract(a, b, m, layers=[int(x) for x in labels if x is not None], **opts)
+            assert isinstance(dset, DirectionSet)
+            report.layer_cosines[m] = layer_cosines(dset)
     return report
