@@ -29,7 +29,7 @@ import torch
 
 from safetyscope import load_model
 from safetyscope.activations import Site, collect
-from safetyscope.activations.collect import pad_left
+from safetyscope.batching import pad_left
 from safetyscope.model.loading import LoadedModel
 
 

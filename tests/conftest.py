@@ -42,3 +42,19 @@ def organism_dir(tmp_path_factory: pytest.TempPathFactory, isolated_cache: Path)
     )
     assert card.meets_targets, card.failed_targets()
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One tiny random model of every supported family, loaded once per session."""
+    from safetyscope import load_model
+    from safetyscope.model.tiny import TINY_FAMILIES, save_tiny
+
+    root = tmp_path_factory.mktemp("tiny-lms")
+    return {f: load_model(save_tiny(f, root / f)) for f in TINY_FAMILIES}
+
+
+@pytest.fixture
+def llama(tiny_lms: dict[str, object]) -> object:
+    """The tiny random Llama."""
+    return tiny_lms["llama"]

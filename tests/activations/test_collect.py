@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from safetyscope.activations import NonFiniteActivationError, Site, collect
-from safetyscope.activations.collect import pad_left
 from safetyscope.errors import SafetyscopeError
 from safetyscope.model.tiny import TINY_FAMILIES
 
@@ -145,15 +144,3 @@ def test_bad_requests(llama):
         collect(llama, PROMPTS, Site(1), reduce="median", progress=False)
     with pytest.raises(SafetyscopeError, match="Unknown stream point"):
         Site(1, "resid_mid")
-
-
-def test_pad_left_positions():
-    out = pad_left([[5, 6, 7], [8]], pad_id=0, device=torch.device("cpu"))
-    assert out["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
-    assert out["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
-    assert out["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
-
-
-def test_prompt_longer_than_the_context_is_rejected(llama):
-    with pytest.raises(SafetyscopeError, match="at most 256"):
-        collect(llama, ["y" * 300], Site(1), progress=False)

@@ -1,8 +1,7 @@
 import pytest
-import torch
 
 from safetyscope.errors import PromptError
-from safetyscope.evaluation._batching import check_texts, is_oom, pad_id, run_batched, unpack
+from safetyscope.evaluation._batching import check_texts, pad_id, run_batched, unpack
 
 
 def test_run_batched_sorts_longest_first_and_restores_order():
@@ -31,12 +30,6 @@ def test_run_batched_backs_off_on_oom_only():
         run_batched([1], 0, fn)
     with pytest.raises(RuntimeError, match="2 results for 1"):
         run_batched([1], 1, lambda idx: [0, 1], progress=False)
-
-
-def test_is_oom():
-    assert is_oom(torch.OutOfMemoryError("x")) and is_oom(MemoryError())
-    assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp] DefaultCPUAllocator: can't allocate memory"))
-    assert not is_oom(RuntimeError("shape mismatch")) and not is_oom(ValueError("out of memory"))
 
 
 def test_check_texts_and_unpack(llama):

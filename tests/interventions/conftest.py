@@ -1,20 +1,7 @@
 import pytest
 import torch
 
-from safetyscope import load_model
 from safetyscope.activations import Site, record
-from safetyscope.model.tiny import TINY_FAMILIES, save_tiny
-
-
-@pytest.fixture(scope="session")
-def tiny_lms(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-interv")
-    return {f: load_model(save_tiny(f, root / f)) for f in TINY_FAMILIES}
-
-
-@pytest.fixture
-def llama(tiny_lms):
-    return tiny_lms["llama"]
 
 
 def resid_pre(lm, ids, **kwargs):

@@ -26,6 +26,7 @@ from safetyscope.activations.hooks import record, run_until_stopped
 from safetyscope.activations.result import REDUCES, ActivationResult
 from safetyscope.activations.sites import Positions, Site
 from safetyscope.activations.stats import RunningMoments
+from safetyscope.batching import is_oom, pad_left
 from safetyscope.data.prompts import PromptSet
 from safetyscope.errors import PromptError, SafetyscopeError
 from safetyscope.model.chat import EncodedPrompt
@@ -43,10 +44,6 @@ class _Item:
     positions: list[int]
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 def _batches(items: Sequence[_Item], batch_size: int | None, max_batch_tokens: int) -> list[int]:
     """Sizes of consecutive batches over length-sorted ``items`` under a padded-token budget."""
     sizes, start = [], 0
@@ -59,18 +56,6 @@ def _batches(items: Sequence[_Item], batch_size: int | None, max_batch_tokens: i
         sizes.append(size)
         start += size
     return sizes
-
-
-def pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Left-pad token id lists; return ``input_ids``, ``attention_mask`` and matching ``position_ids``."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": position_ids.to(device)}
 
 
 class _Sink:
@@ -235,8 +220,8 @@ def collect(
             size = _batches(items[start:], batch_size, budget)[0]
             try:
                 _run_batch(lm, items[start:start + size], site_list, sink, pset, stop_early)
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not _is_oom(exc) or size == 1:
+            except (torch.OutOfMemoryError, RuntimeError, MemoryError) as exc:
+                if not is_oom(exc) or size == 1:
                     raise
                 if lm.device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import random
 from collections.abc import Sequence
@@ -62,7 +63,7 @@ class PromptSet:
             bounds.append(min(len(self), bounds[-1] + round(f * len(self))))
         bounds[-1] = len(self)
         parts = []
-        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             idx = order[lo:hi]
             labels = tuple(self.labels[j] for j in idx) if self.labels else None
             parts.append(PromptSet(tuple(self.prompts[j] for j in idx), f"{self.name}[{i}]", labels))

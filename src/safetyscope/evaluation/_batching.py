@@ -1,6 +1,6 @@
 """Shared batching machinery: model/tokenizer unpacking, prompt encoding, length-sorted batches
 with out-of-memory back-off, and an optional progress bar. Left padding (with mask-derived
-position ids) is :func:`safetyscope.activations.collect.pad_left`.
+position ids) is :func:`safetyscope.batching.pad_left`.
 
 Everything here calls the model's ordinary ``forward``/``generate``, so forward hooks registered
 on the model (interventions) are active during evaluation.
@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from safetyscope.batching import is_oom
 from safetyscope.errors import PromptError
 from safetyscope.model.chat import ChatFormatter
 from safetyscope.model.loading import LoadedModel
@@ -24,7 +25,6 @@ T = TypeVar("T")
 PROGRESS_MIN_BATCHES = 4
 
 #: Substrings of the messages torch/the OS use for allocation failures (CUDA, MPS, CPU allocator).
-_OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
 
 ModelLike = LoadedModel | tuple[Any, Any]
 
@@ -71,13 +71,6 @@ def encode_prompts(tokenizer: Any, chat: ChatFormatter, instructions: Sequence[s
     """Chat-format and tokenize instructions exactly as ``ChatFormatter.encode`` does (no extra specials)."""
     texts = [chat.format(text) for text in instructions]
     return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-
-def is_oom(exc: BaseException) -> bool:
-    """Whether ``exc`` is an out-of-memory failure (CUDA, CPU allocator or Python ``MemoryError``)."""
-    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MARKERS)
 
 
 def _free_memory() -> None:

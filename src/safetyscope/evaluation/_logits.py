@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from safetyscope.activations.collect import pad_left
+from safetyscope.batching import pad_left
 from safetyscope.evaluation._batching import model_device
 
 #: Rows of a ``[T, vocab]`` float64 block processed at once: caps the temporary at ~256 MiB.

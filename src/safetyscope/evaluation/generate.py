@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from safetyscope.activations.collect import pad_left
+from safetyscope.batching import pad_left
 from safetyscope.evaluation._batching import (
     ModelLike,
     check_texts,

@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetyscope.activations.collect import pad_left
+from safetyscope.batching import pad_left
 from safetyscope.errors import SafetyscopeError
 from safetyscope.model.loading import LoadedModel
 
