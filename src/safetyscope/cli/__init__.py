@@ -1,0 +1,16 @@
+"""The ``safetyscope`` command line: a thin typer layer over the Python API.
+
+Each command parses options, calls one API function or pipeline, and prints a summary.
+User errors (:class:`~safetyscope.errors.SafetyscopeError`) are printed without a traceback
+and exit with status 2. Commands live in topic modules that register on one typer ``app``.
+"""
+
+from safetyscope.cli import analysis, audit, interventions, models
+from safetyscope.cli._app import app
+
+__all__ = ["analysis", "app", "audit", "interventions", "main", "models"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Entry point for ``python -m safetyscope``."""
+    app()

@@ -1,0 +1,185 @@
+"""CLI commands that intervene and evaluate: ablate, steer, edit, judge, chat."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from safetyscope.cli._app import (
+    DirectionOpt,
+    HarmfulOpt,
+    HarmlessOpt,
+    JsonOpt,
+    app,
+    console,
+    load_direction,
+    print_report,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def ablate(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    direction: DirectionOpt,
+    layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
+    harmful: HarmfulOpt = None,
+    harmless: HarmlessOpt = None,
+    n: Annotated[int, typer.Option(help="Test prompts per set.")] = 100,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 32,
+    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC (default: organism judge or rules).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate directional ablation (every layer and position) against baseline and a random-direction control."""
+    from safetyscope.interventions.hooks import ablate as ablate_hook
+    from safetyscope.model import load_model
+    from safetyscope.pipelines.intervene import direction_arms, run_arms
+    from safetyscope.pipelines.refusal import judge_for, refusal_prompts
+
+    lm = load_model(model)
+    d = load_direction(direction, layer)
+    prompts = refusal_prompts(lm, harmful, harmless, n_test=n)
+    vec = d.vector.float()
+    report = run_arms(lm, direction_arms(lm, lambda v: ablate_hook(lm, v), vec),
+                      {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test}, judge_for(lm, judge),
+                      intervention="ablate", params={"direction": str(direction), "layer": d.layer},
+                      max_new_tokens=max_new_tokens)
+    print_report(report, as_json)
+
+
+@app.command()
+@user_errors
+def steer(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    direction: DirectionOpt,
+    scale: Annotated[float, typer.Option(help="Multiple of the direction's natural magnitude (mean gap).")] = 1.0,
+    layers: Annotated[str | None, typer.Option(help="Layers to add at (default: the direction's layer).")] = None,
+    positions: Annotated[str, typer.Option(help="prompt (prompt pass only), all, or last.")] = "prompt",
+    layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
+    harmful: HarmfulOpt = None,
+    harmless: HarmlessOpt = None,
+    n: Annotated[int, typer.Option(help="Test prompts per set.")] = 100,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 32,
+    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate activation addition (induced refusal) against baseline and a random-direction control."""
+    from safetyscope.activations import parse_layers
+    from safetyscope.interventions.hooks import add
+    from safetyscope.model import load_model
+    from safetyscope.pipelines.intervene import direction_arms, run_arms
+    from safetyscope.pipelines.refusal import judge_for, refusal_prompts
+
+    lm = load_model(model)
+    d = load_direction(direction, layer)
+    where = parse_layers(layers, lm.n_layers) if layers else [d.layer if d.layer is not None else lm.n_layers // 2]
+    prompts = refusal_prompts(lm, harmful, harmless, n_test=n)
+    vec = (d.vector * d.mean_gap).float()
+    report = run_arms(lm, direction_arms(lm, lambda v: add(lm, v, scale, where, positions), vec),
+                      {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test}, judge_for(lm, judge),
+                      intervention="add", params={"direction": str(direction), "scale": scale, "layers": where,
+                                                  "positions": positions}, max_new_tokens=max_new_tokens)
+    print_report(report, as_json)
+
+
+@app.command()
+@user_errors
+def edit(
+    model: Annotated[str, typer.Argument(help="Model spec (never modified).")],
+    direction: DirectionOpt,
+    out: Annotated[Path, typer.Option("--out", help="New HF model directory.")],
+    method: Annotated[str, typer.Option(help="standard, projected or biprojected.")] = "standard",
+    layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
+    harmless: Annotated[Path | None, typer.Option("--harmless", help="Harmless prompts for the mean used by projected methods.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+) -> None:
+    """Orthogonalize every residual-writing matrix against a direction and save a new model."""
+    from safetyscope.activations import Site, collect
+    from safetyscope.interventions.export import save_edited
+    from safetyscope.interventions.weights import orthogonalize
+    from safetyscope.model import load_model
+    from safetyscope.paths import check_output_dir
+    from safetyscope.pipelines.refusal import refusal_prompts
+
+    check_output_dir(out, force)
+    lm = load_model(model)
+    d = load_direction(direction, layer)
+    mean = None
+    if method != "standard":
+        from safetyscope.data.prompts import load_prompts
+
+        texts = list(load_prompts(harmless).prompts) if harmless else refusal_prompts(lm).harmless_train
+        site = Site(d.layer if d.layer is not None else lm.n_layers // 2)
+        mean = collect(lm, texts, site, "eoi:-1", "mean", progress=False).mean(site).float()
+    edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean)
+    save_edited(edited, out, {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": method,
+                              "direction_file": str(direction), "direction_layer": d.layer,
+                              "direction_provenance": d.provenance}, force=force)
+    console.print(f"[green]saved[/] {method}-orthogonalized model to {out}")
+
+
+@app.command("judge")
+@user_errors
+def judge_cmd(
+    completions: Annotated[Path, typer.Option("--completions", help="JSONL with instruction and completion per line.")],
+    judge: Annotated[str, typer.Option(help="rules (default), keyword, or llm:SPEC.")] = "rules",
+    as_json: JsonOpt = False,
+) -> None:
+    """Label completions as refusal / compliance / incoherent."""
+    from safetyscope.evaluation.judge_io import judge_file
+    from safetyscope.evaluation.judges import get_judge
+
+    records, summary = judge_file(completions, judge=get_judge(judge))
+    if as_json:
+        for rec in records:
+            print(json.dumps(rec))
+        print(json.dumps(summary))
+        return
+    table = Table("#", "label", "score", "reason", "completion")
+    for i, rec in enumerate(records):
+        table.add_row(str(i), rec["label"], f"{rec['score']:.2f}", rec["reason"][:50], rec["completion"][:60])
+    console.print(table)
+    console.print(summary)
+
+
+@app.command()
+@user_errors
+def chat(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    steer_file: Annotated[Path | None, typer.Option("--steer", help="Direction to add (activation addition).")] = None,
+    scale: Annotated[float, typer.Option(help="Steering multiple of the direction's mean gap.")] = 1.0,
+    ablate_file: Annotated[Path | None, typer.Option("--ablate", help="Direction to ablate everywhere.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 64,
+) -> None:
+    """Chat with a model (one turn per line, empty line or Ctrl-D to quit), optionally steered or ablated."""
+    import contextlib
+
+    from safetyscope.evaluation.generate import generate
+    from safetyscope.interventions.hooks import ablate as ablate_hook
+    from safetyscope.interventions.hooks import add
+    from safetyscope.model import load_model
+
+    lm = load_model(model)
+    stack = contextlib.ExitStack()
+    if steer_file is not None:
+        d = load_direction(steer_file)
+        stack.enter_context(add(lm, (d.vector * d.mean_gap).float(), scale,
+                                [d.layer if d.layer is not None else lm.n_layers // 2], "prompt"))
+    if ablate_file is not None:
+        stack.enter_context(ablate_hook(lm, load_direction(ablate_file).vector.float()))
+    with stack:
+        while True:
+            try:
+                line = input("you> ").strip()
+            except EOFError:
+                break
+            if not line:
+                break
+            print("model>", generate(lm, [line], max_new_tokens=max_new_tokens, progress=False)[0])
+
+
