@@ -30,6 +30,11 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def organism_path(size: str = "tiny", seed: int = 0) -> Path:
+    """Where the cached organism of ``size`` and ``seed`` lives (it may not exist yet)."""
+    return cache_dir("organisms") / f"{size}-seed{seed}"
+
+
 def check_output_dir(out: Path, force: bool) -> None:
     """Raise :class:`OutputExistsError` when ``out`` exists and is not empty, unless ``force``."""
     if out.exists() and (out.is_file() or any(out.iterdir())) and not force:

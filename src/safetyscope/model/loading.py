@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from safetyscope.errors import ModelLoadError
 from safetyscope.model.architectures import ArchitectureMap, ResolvedArchitecture, resolve_architecture
 from safetyscope.model.chat import ChatFormatter
-from safetyscope.paths import atomic_output_dir, cache_dir
+from safetyscope.paths import atomic_output_dir, cache_dir, organism_path
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
            "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -185,7 +185,7 @@ def resolve_spec(spec: str | os.PathLike[str]) -> tuple[Path | None, str]:
         parts = text.split(":")
         size = parts[1] if len(parts) > 1 else "tiny"
         seed = int(parts[2]) if len(parts) > 2 else 0
-        found_path = cache_dir("organisms") / f"{size}-seed{seed}"
+        found_path = organism_path(size, seed)
         if not (found_path / "config.json").is_file():
             raise ModelLoadError(
                 f"Organism {size!r} (seed {seed}) is not built yet. Run `safetyscope organism build "

@@ -16,14 +16,9 @@ from safetyscope.organism.card import CARD_FILENAME, OrganismCard, measure_behav
 from safetyscope.organism.dataset import build_corpus
 from safetyscope.organism.tokenizer import build_tokenizer
 from safetyscope.organism.train import SIZES, make_model, size_config, train_model
-from safetyscope.paths import atomic_output_dir, cache_dir, check_output_dir
+from safetyscope.paths import atomic_output_dir, check_output_dir, organism_path
 
 __all__ = ["SIZES", "build_organism", "load_or_build_organism", "organism_path"]
-
-
-def organism_path(size: str = "tiny", seed: int = 0) -> Path:
-    """Where the cached organism of ``size`` and ``seed`` lives (it may not exist yet)."""
-    return cache_dir("organisms") / f"{size}-seed{seed}"
 
 
 def build_organism(
