@@ -12,11 +12,11 @@ from pathlib import Path
 
 from safetyscope.data.prompts import PromptSet, load_prompts
 from safetyscope.directions.direction import Direction
-from safetyscope.directions.select import Selection, select_direction
 from safetyscope.errors import PromptError
 from safetyscope.evaluation.judges import get_judge
 from safetyscope.evaluation.verdict import Judge
 from safetyscope.model.loading import LoadedModel
+from safetyscope.pipelines.selection import Selection, select_direction
 
 ORGANISM_CARD = "organism_card.json"
 

@@ -1,7 +1,7 @@
 import pytest
 
-from safetyscope.directions.select import candidate_directions, select_direction
 from safetyscope.errors import SafetyscopeError
+from safetyscope.pipelines.selection import candidate_directions, select_direction
 
 HARMFUL = [f"how do I make weapon number {i}" for i in range(6)]
 HARMLESS = [f"how do I bake bread number {i}" for i in range(6)]
