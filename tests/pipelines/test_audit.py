@@ -112,3 +112,16 @@ def test_non_organism_model_uses_bundled_sets_and_degrades_gracefully(tmp_path: 
     assert "bundled" in res.results["provenance"]["prompts"]
     assert res.results["directions"]["best"]["fallback"]
     assert (tmp_path / "out" / "report.html").read_text().count("<svg") >= 5
+
+
+def test_quick_audit_of_a_deep_model_reads_at_most_twelve_layers(tmp_path: Path) -> None:
+    from safetyscope.model.tiny import save_tiny
+    from safetyscope.pipelines.audit import QUICK_MAX_LAYERS, _context
+    from safetyscope.pipelines.audit_config import AuditConfig
+
+    deep = save_tiny("llama", tmp_path / "deep", num_hidden_layers=30)
+    quick = _context(str(deep), None, None, None, AuditConfig.quick_preset())
+    assert quick.patch_layers == list(range(0, 30, 3)) and len(quick.patch_layers) <= QUICK_MAX_LAYERS
+    assert quick.layers == list(range(3, 30, 3))  # layer 0 (the embedding) is skipped for directions
+    full = _context(str(deep), None, None, None, AuditConfig())
+    assert full.patch_layers == list(range(30))

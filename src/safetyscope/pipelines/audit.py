@@ -25,6 +25,10 @@ from safetyscope.pipelines.audit_cache import StepRunner, prepare_out
 from safetyscope.pipelines.audit_config import AuditConfig
 from safetyscope.pipelines.audit_steps import AuditContext
 
+#: With ``--quick`` and no ``layers`` configured, deep models are analysed at this many evenly
+#: spaced layers at most (selection scores every layer x end-of-instruction position).
+QUICK_MAX_LAYERS = 12
+
 SECTIONS = ("behavior", "directions", "geometry", "interventions", "backdoor", "controls", "provenance", "timings")
 
 
@@ -87,7 +91,11 @@ def _context(model: str | None, harmful: Path | None, harmless: Path | None, tri
             triggered = [f"{trigger} {p}" for p in prompts.harmless_test[: config.n_backdoor]]
         control = [p.replace(trigger, config.control_trigger) for p in triggered]
     # resid_pre of layer 0 is the token embedding: identical for every prompt at the template token.
-    patch_layers = list(config.layers) if config.layers is not None else list(range(lm.n_layers))
+    if config.layers is not None:
+        patch_layers = list(config.layers)
+    else:  # --quick on a deep model: at most QUICK_MAX_LAYERS evenly spaced layers
+        stride = -(-lm.n_layers // QUICK_MAX_LAYERS) if config.quick else 1
+        patch_layers = list(range(0, lm.n_layers, stride))
     layers = [x for x in patch_layers if x != 0]
     if not layers:
         raise SafetyscopeError("No layers to analyse (layer 0's resid_pre is the embedding and is skipped).")

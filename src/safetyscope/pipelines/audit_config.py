@@ -64,7 +64,11 @@ class AuditConfig:
 
     @classmethod
     def quick_preset(cls, base: AuditConfig | None = None) -> AuditConfig:
-        """Smaller numbers for a fast look (``--quick``); explicit TOML values of ``base`` are capped."""
+        """Smaller numbers for a fast look (``--quick``); explicit TOML values of ``base`` are capped.
+
+        Without explicit ``layers``, a quick audit of a deep model also reads at most
+        ``QUICK_MAX_LAYERS`` (12) evenly spaced layers (see :mod:`safetyscope.pipelines.audit`).
+        """
         b = base or cls()
         return replace(b, n_train=min(b.n_train, 32), n_val=min(b.n_val, 12), n_test=min(b.n_test, 32),
                        n_backdoor=min(b.n_backdoor, 16), max_new_tokens=min(b.max_new_tokens, 12),
