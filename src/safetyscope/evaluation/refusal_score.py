@@ -14,8 +14,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetyscope.batching import pad_left
 from safetyscope.errors import SafetyscopeError
+from safetyscope.evaluation._batching import run_batched
+from safetyscope.evaluation._logits import forward_logits
 from safetyscope.model.loading import LoadedModel
 
 #: Response openings of typical refusals; their first tokens form the refusal token set.
@@ -39,17 +40,17 @@ def refusal_token_ids(tokenizer: object, starts: Sequence[str] = DEFAULT_REFUSAL
 def last_token_logits(lm: LoadedModel, instructions: Sequence[str], batch_size: int = 32) -> Float[Tensor, "n vocab"]:
     """Next-token logits (float32, CPU) after each chat-formatted instruction, in input order.
 
-    Runs under whatever hooks are active, so it measures intervened models too.
+    Length-sorted batches that halve on out-of-memory; runs under whatever hooks are active,
+    so it measures intervened models too.
     """
     encoded = [lm.chat.encode(text).input_ids for text in instructions]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    out = torch.empty(len(encoded), lm.vocab_size)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        inputs = pad_left([encoded[i] for i in idx], lm.tokenizer.pad_token_id, lm.device)
-        logits = lm.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1]
-        out[idx] = logits.float().cpu()
-    return out
+    pad = lm.tokenizer.pad_token_id
+
+    def run(idx: list[int]) -> list[Tensor]:
+        logits = forward_logits(lm.model, [encoded[i] for i in idx], pad, keep=1)[:, -1]
+        return list(logits.float().cpu())
+
+    return torch.stack(run_batched([len(e) for e in encoded], batch_size, run, progress=False))
 
 
 def refusal_scores_from_logits(logits: Tensor, token_ids: Sequence[int]) -> Float[Tensor, " n"]:
