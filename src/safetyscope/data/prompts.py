@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safetyscope.data.jsonl import iter_jsonl
 from safetyscope.errors import PromptError
 
 #: Field names tried, in order, for the instruction in jsonl / csv / parquet rows.
@@ -96,13 +96,7 @@ def load_prompts(path: str | Path, column: str | None = None, name: str | None =
     if suffix == ".txt":
         prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     elif suffix == ".jsonl":
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PromptError(f"{path}:{i}: invalid JSON ({exc.msg}).") from exc
+        for i, row in iter_jsonl(path, PromptError):
             prompts.append(row if isinstance(row, str) else _pick_field(row, path, i, column))
     elif suffix == ".csv":
         with path.open(newline="") as fh:

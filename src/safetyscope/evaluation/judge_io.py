@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from safetyscope.data.jsonl import iter_jsonl
 from safetyscope.errors import EvaluationError
 from safetyscope.evaluation.judges import RuleJudge
 from safetyscope.evaluation.verdict import LABELS, Judge
@@ -25,26 +25,19 @@ def read_completions(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise EvaluationError(f"Completions file {path} does not exist.")
     records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EvaluationError(f"{path}:{number}: invalid JSON ({exc.msg}).") from exc
-            if not isinstance(record, dict):
-                raise EvaluationError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}.")
-            for key in REQUIRED_FIELDS:
-                if key not in record:
-                    raise EvaluationError(f"{path}:{number}: missing field {key!r} (each line needs "
-                                          f"{' and '.join(map(repr, REQUIRED_FIELDS))}).")
-                if key == "completion" and record[key] is None:
-                    record[key] = ""
-                if not isinstance(record[key], str):
-                    raise EvaluationError(f"{path}:{number}: field {key!r} must be a string, "
-                                          f"got {type(record[key]).__name__}.")
-            records.append(record)
+    for number, record in iter_jsonl(path, EvaluationError):
+        if not isinstance(record, dict):
+            raise EvaluationError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}.")
+        for key in REQUIRED_FIELDS:
+            if key not in record:
+                raise EvaluationError(f"{path}:{number}: missing field {key!r} (each line needs "
+                                      f"{' and '.join(map(repr, REQUIRED_FIELDS))}).")
+            if key == "completion" and record[key] is None:
+                record[key] = ""
+            if not isinstance(record[key], str):
+                raise EvaluationError(f"{path}:{number}: field {key!r} must be a string, "
+                                      f"got {type(record[key]).__name__}.")
+        records.append(record)
     if not records:
         raise EvaluationError(f"Completions file {path} is empty: it has no JSON lines.")
     return records
