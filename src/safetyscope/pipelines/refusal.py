@@ -56,7 +56,7 @@ def refusal_prompts(lm: LoadedModel, harmful: Path | None = None, harmless: Path
                               "organism corpus (held-out combinations for test)")
     if harmful is None or harmless is None:
         raise PromptError("Pass both --harmful and --harmless prompt files (.txt/.jsonl/.csv/.parquet).")
-    need = 2 + 2 + 2
+    need = 6  # at least 2 each for train, validation and test
     parts = {}
     for name, path in (("harmful", harmful), ("harmless", harmless)):
         pset: PromptSet = load_prompts(path).require(need)
