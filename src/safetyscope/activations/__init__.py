@@ -1,7 +1,7 @@
 """Residual-stream activations: sites, hooks, batched collection, streaming statistics, cache."""
 
 from safetyscope.activations.collect import NonFiniteActivationError, collect
-from safetyscope.activations.hooks import record
+from safetyscope.activations.hooks import SiteEdit, edit, record
 from safetyscope.activations.result import ActivationResult
 from safetyscope.activations.sites import STREAM_POINTS, Positions, Site, parse_layers
 from safetyscope.activations.stats import RunningMoments
@@ -13,7 +13,9 @@ __all__ = [
     "Positions",
     "RunningMoments",
     "Site",
+    "SiteEdit",
     "collect",
+    "edit",
     "parse_layers",
     "record",
 ]

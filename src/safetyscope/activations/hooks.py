@@ -1,4 +1,8 @@
-"""Forward hooks that read residual-stream sites, as context managers that always clean up.
+"""Forward hooks that read and write residual-stream sites, as context managers that always clean up.
+
+These are the only two hook primitives of the package: :func:`record` reads sites and
+:func:`edit` rewrites them; every intervention (addition, ablation, affine edit, CAST,
+patching, SAE clamping) is built on :func:`edit`.
 
 :func:`record` registers hooks only at the requested sites and hands every captured tensor
 (``[batch, pos, d_model]``) to a callback. With ``stop_early=True`` the forward pass is cut
@@ -21,6 +25,8 @@ from safetyscope.errors import SafetyscopeError
 from safetyscope.model.architectures import ResolvedArchitecture
 
 Capture = Callable[[Site, torch.Tensor], None]
+#: ``fn(site, tensor) -> tensor``: the new value of a site's ``[batch, pos, d_model]`` activation.
+SiteEdit = Callable[[Site, torch.Tensor], torch.Tensor]
 
 
 class StopForward(Exception):
@@ -98,3 +104,43 @@ def run_until_stopped(model: nn.Module, **inputs: Any) -> bool:
     except StopForward:
         return True
     return False
+
+
+@contextmanager
+def edit(arch: ResolvedArchitecture, sites: Site | Sequence[Site], fn: SiteEdit) -> Iterator[None]:
+    """Replace the activation at each of ``sites`` by ``fn(site, activation)`` inside the block.
+
+    The write lands exactly where :func:`record` reads the same site: ``resid_pre`` L edits the
+    input of block L, ``resid_post`` L its output (the same tensor as ``resid_pre`` L+1, so
+    both addresses give the same forward pass), ``attn_out`` / ``mlp_out`` L what the block's
+    attention / MLP adds to the stream (after any post-norm). Hooks stay active for every
+    forward pass in the block (KV-cached generation included) and are removed on exit, also
+    when the block raises.
+    """
+    chosen = [sites] if isinstance(sites, Site) else list(sites)
+    if not chosen:
+        raise SafetyscopeError("edit: no sites given.")
+    handles: list[RemovableHandle] = []
+    try:
+        for site in chosen:
+            module, pre = site_module(arch, site)
+            if pre:
+                def pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                             _site: Site = site) -> Any:
+                    if args:
+                        return (fn(_site, args[0]), *args[1:]), kwargs
+                    kwargs["hidden_states"] = fn(_site, kwargs["hidden_states"])
+                    return args, kwargs
+
+                handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+            else:
+                def post_hook(_m: nn.Module, _args: Any, output: Any, _site: Site = site) -> Any:
+                    if isinstance(output, tuple):
+                        return (fn(_site, output[0]), *output[1:])
+                    return fn(_site, output)
+
+                handles.append(module.register_forward_hook(post_hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
