@@ -1,6 +1,6 @@
 import pytest
 
-from safetyscope.errors import OutputExistsError
+from safetyscope.errors import OutputExistsError, UnsafeOutputError
 from safetyscope.paths import atomic_output_dir, cache_dir, check_output_dir, organism_path
 
 
@@ -25,6 +25,10 @@ def test_existing_output_is_refused_then_replaced_with_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
+    with pytest.raises(UnsafeOutputError, match="does not look like a safetyscope output"), \
+            atomic_output_dir(out, force=True):
+        pass  # --force never replaces a folder that is not ours
+    (out / "results.json").write_text("{}")  # now it looks like one of our outputs
     with pytest.raises(OutputExistsError, match="--force"):
         check_output_dir(out, force=False)
     with pytest.raises(OutputExistsError), atomic_output_dir(out):

@@ -29,3 +29,27 @@ class PromptError(SafetyscopeError):
 
 class EvaluationError(SafetyscopeError):
     """Evaluation input is unusable: a malformed completions file, mismatched lists or vocabularies."""
+
+
+class UnsafeOutputError(SafetyscopeError):
+    """An output path would overwrite an input, is not writable, or is not ours to replace."""
+
+
+class ConfigError(SafetyscopeError):
+    """A configuration file or value is invalid (the message names the key)."""
+
+
+class OptionError(SafetyscopeError):
+    """A command-line option or API argument is out of range, NaN, or malformed."""
+
+
+class BusyError(SafetyscopeError):
+    """Another process holds the lock on an output folder (e.g. a concurrent audit)."""
+
+
+class CacheError(SafetyscopeError):
+    """A cache entry is unreadable; the message says which folder to delete to recover."""
+
+
+class IntegrityError(ModelLoadError):
+    """A model's weights do not match its architecture (missing or unexpected keys)."""

