@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from safetyscope.errors import ModelLoadError
 from safetyscope.model.architectures import ArchitectureMap, ResolvedArchitecture, resolve_architecture
 from safetyscope.model.chat import ChatFormatter
+from safetyscope.model.integrity import check_loading_info, load_failure
 from safetyscope.paths import atomic_output_dir, cache_dir, organism_path
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
@@ -267,12 +268,14 @@ def load_model(
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, config=config, **kwargs)
+        model, loading_info = AutoModelForCausalLM.from_pretrained(
+            source, config=config, output_loading_info=True, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(
             source, trust_remote_code=trust_remote_code, revision=revision, local_files_only=offline
         )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"Could not load weights/tokenizer from {source}: {exc}") from exc
+    except Exception as exc:  # transformers, torch and safetensors raise many types for bad files
+        raise load_failure(exc, source) from exc
+    check_loading_info(model, loading_info, source)  # missing/unexpected weights are an error
     if device_map is None:
         model.to(dev)
     model.eval()
