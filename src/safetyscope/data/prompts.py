@@ -70,15 +70,66 @@ class PromptSet:
         return tuple(parts)
 
 
-def _pick_field(row: dict[str, object], path: Path, line: int, column: str | None) -> str:
+def _text(value: object, path: Path, line: int, name: str) -> str:
+    """``value`` when it is non-empty text, else a :class:`PromptError` naming file, row and field."""
+    if not isinstance(value, str):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise PromptError(
+            f"{path}:{line}: field {name!r} is {type(value).__name__} {shown}, not text. "
+            "Every prompt must be a non-empty string.")
+    if not value.strip():
+        raise PromptError(f"{path}:{line}: field {name!r} is empty.")
+    return value
+
+
+def _pick_field(row: object, path: Path, line: int, column: str | None) -> str:
+    if not isinstance(row, dict):
+        raise PromptError(
+            f"{path}:{line}: expected an object with a text field (or a JSON string), got "
+            f"{type(row).__name__}.")
     if column is not None:
         if column not in row:
-            raise PromptError(f"{path}:{line}: no field {column!r} (fields: {sorted(row)}).")
-        return str(row[column])
+            raise PromptError(f"{path}:{line}: no field {column!r} (fields: {sorted(map(str, row))}).")
+        return _text(row[column], path, line, column)
     for name in TEXT_FIELDS:
         if name in row:
-            return str(row[name])
-    raise PromptError(f"{path}:{line}: none of the fields {TEXT_FIELDS} found (fields: {sorted(row)}). Use column=...")
+            return _text(row[name], path, line, name)
+    raise PromptError(
+        f"{path}:{line}: none of the fields {TEXT_FIELDS} found (fields: {sorted(map(str, row))}). Use column=...")
+
+
+def _csv_rows(path: Path, column: str | None) -> list[str]:
+    prompts: list[str] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    raise PromptError(
+                        f"{path}:{line}: {len(reader.fieldnames or []) + len(row[None])} values but the header "  # type: ignore[index]
+                        f"has {len(reader.fieldnames or [])} columns. Quote fields that contain commas.")
+                short = [k for k, v in row.items() if v is None]
+                if short:
+                    raise PromptError(f"{path}:{line}: too few values; columns {short} are missing.")
+                prompts.append(_pick_field(row, path, line, column))
+        except csv.Error as exc:
+            raise PromptError(f"{path}:{reader.line_num}: not valid CSV ({exc}).") from exc
+    return prompts
+
+
+def _parquet_rows(path: Path, column: str | None) -> list[str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise PromptError("Reading parquet needs pyarrow: pip install pyarrow") from exc
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PromptError(f"{path} is not a readable parquet file ({first}).") from exc
+    return [_pick_field(row, path, i, column) for i, row in enumerate(rows, 1)]
 
 
 def load_prompts(path: str | Path, column: str | None = None, name: str | None = None) -> PromptSet:
@@ -89,28 +140,32 @@ def load_prompts(path: str | Path, column: str | None = None, name: str | None =
     first of :data:`TEXT_FIELDS` present.
     """
     path = Path(path)
+    if path.is_dir():
+        raise PromptError(f"Prompt file {path} is a directory; give a .txt, .jsonl, .csv or .parquet file.")
     if not path.is_file():
         raise PromptError(f"Prompt file {path} does not exist.")
     suffix = path.suffix.lower()
     prompts: list[str] = []
-    if suffix == ".txt":
-        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    elif suffix == ".jsonl":
-        for i, row in iter_jsonl(path, PromptError):
-            prompts.append(row if isinstance(row, str) else _pick_field(row, path, i, column))
-    elif suffix == ".csv":
-        with path.open(newline="") as fh:
-            for i, row in enumerate(csv.DictReader(fh), 2):
-                prompts.append(_pick_field(row, path, i, column))
-    elif suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise PromptError("Reading parquet needs pyarrow: pip install pyarrow") from exc
-        for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
-            prompts.append(_pick_field(row, path, i, column))
-    else:
-        raise PromptError(f"Unsupported prompt file type {suffix!r}; use .txt, .jsonl, .csv or .parquet.")
+    try:
+        if suffix == ".txt":
+            text = path.read_text(encoding="utf-8")
+            if "\x00" in text:
+                raise PromptError(f"{path} contains NUL bytes: it is a binary file, not one prompt per line.")
+            prompts = [line.strip() for line in text.splitlines() if line.strip()]
+        elif suffix == ".jsonl":
+            for i, row in iter_jsonl(path, PromptError):
+                prompts.append(_text(row, path, i, "line") if isinstance(row, str) else _pick_field(row, path, i, column))
+        elif suffix == ".csv":
+            prompts = _csv_rows(path, column)
+        elif suffix == ".parquet":
+            prompts = _parquet_rows(path, column)
+        else:
+            raise PromptError(f"Unsupported prompt file type {suffix!r}; use .txt, .jsonl, .csv or .parquet.")
+    except UnicodeDecodeError as exc:
+        raise PromptError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8.") from exc
+    except OSError as exc:
+        raise PromptError(f"Cannot read prompt file {path}: {exc.strerror or exc}.") from exc
     if not prompts:
         raise PromptError(f"Prompt file {path} contains no prompts.")
     return PromptSet(tuple(prompts), name or path.stem)
