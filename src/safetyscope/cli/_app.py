@@ -128,6 +128,19 @@ ArchMapOpt = Annotated[
     Path | None, typer.Option("--arch-map", help="JSON architecture map for a family safetyscope does not know.")
 ]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow the model's own Python code to run.")]
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _check_dtype(value: str) -> str:
+    if value not in DTYPE_CHOICES:
+        raise SafetyscopeError(f"--dtype {value!r} is not one of {', '.join(DTYPE_CHOICES)}.")
+    return value
+
+
+DtypeOpt = Annotated[str, typer.Option(
+    "--dtype", callback=_check_dtype, metavar="auto|float32|bfloat16|float16",
+    help="Model precision. auto: bfloat16 on a GPU, and for models above 1B parameters on a CPU with "
+         "avx512_bf16/amx_bf16; float32 otherwise.")]
 
 
 def literal(value: object) -> str:
@@ -187,15 +200,31 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def load_direction(path: Path, layer: int | None = None) -> Any:
-    """Load one direction from a file written by ``directions select`` (``layer`` picks from a set)."""
-    from safetyscope.directions.direction import DirectionSet
+    """Load one direction from a file written by ``directions select`` (``layer`` picks from a set).
 
-    dset = DirectionSet.load(path)
+    The direction is checked (finite, non-zero vector; finite ``mean_gap`` and ``raw_norm``) so
+    that no command steers or ablates along NaN or zero.
+    """
+    from safetyscope.directions import DirectionError, DirectionSet, check_direction
+
+    if Path(path).is_dir():
+        raise DirectionError(f"--direction {path} is a directory; give the .safetensors file `directions select` wrote.")
+    try:
+        dset = DirectionSet.load(path)
+    except SafetyscopeError:
+        raise
+    except Exception as exc:  # safetensors, json and key errors of a file that is not ours
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DirectionError(
+            f"{path} is not a readable safetyscope directions file ({first}). Write one with "
+            "`safetyscope directions select`.") from exc
     if layer is not None:
-        return dset.at(layer)
-    if len(dset) != 1:
+        d = dset.at(layer)
+    elif len(dset) != 1:
         raise SafetyscopeError(f"{path} holds {len(dset)} directions (layers {dset.layers}); pick one with --layer.")
-    return dset.directions[0]
+    else:
+        d = dset.directions[0]
+    return check_direction(d, path)
 
 
 def print_report(report: Any, as_json: bool) -> None:

@@ -1,6 +1,6 @@
 """Directions in the residual stream: extraction methods, results, contrast activations, geometry."""
 
-from safetyscope.directions.checks import DirectionError
+from safetyscope.directions.checks import DirectionError, check_direction, check_scalar, check_vector
 from safetyscope.directions.contrast import Contrast, collect_contrast, stacked
 from safetyscope.directions.covariance import ShrunkCovariance, ledoit_wolf_shrinkage, shrunk_covariance
 from safetyscope.directions.direction import Direction, DirectionSet
@@ -16,6 +16,9 @@ __all__ = [
     "LogisticFit",
     "RawDirection",
     "ShrunkCovariance",
+    "check_direction",
+    "check_scalar",
+    "check_vector",
     "collect_contrast",
     "extract",
     "fit_logistic",

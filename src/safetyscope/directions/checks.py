@@ -8,6 +8,8 @@ overflow, unpaired rows where pairing is required) into one clear :class:`Direct
 
 from __future__ import annotations
 
+import math
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -88,3 +90,54 @@ def unit(
             "activation is the same token embedding for every prompt). Leave this layer out."
         )
     return v / norm, norm
+
+
+def check_vector(v: Tensor, what: str = "direction", *, nonzero: bool = True) -> Tensor:
+    """Return ``v`` unchanged after checking it is a finite (and, by default, non-zero) tensor.
+
+    Every consumer of a direction (steering, ablation, weight edits, CAST, patching with a
+    direction) calls this, so a NaN, inf or all-zero vector is one clear error instead of NaN
+    activations and 100% incoherent text.
+    """
+    if not isinstance(v, Tensor):
+        raise DirectionError(f"The {what} must be a torch.Tensor, got {type(v).__name__}.")
+    if v.numel() == 0:
+        raise DirectionError(f"The {what} is empty (shape {tuple(v.shape)}).")
+    if not v.is_floating_point():
+        raise DirectionError(f"The {what} has dtype {v.dtype}; expected floating point.")
+    bad = int((~torch.isfinite(v.detach())).sum())
+    if bad:
+        raise DirectionError(
+            f"The {what} has {bad} NaN/inf values; it is unusable. Re-extract it (in float32 or float64).")
+    if nonzero and not bool((v.detach() != 0).any()):
+        raise DirectionError(f"The {what} is all zeros; a zero direction cannot be steered along or ablated.")
+    return v
+
+
+def check_scalar(value: float, what: str, *, positive: bool = False) -> float:
+    """Return ``float(value)`` after checking it is finite (and ``> 0`` when ``positive``)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError) as exc:
+        raise DirectionError(f"{what} must be a number, got {value!r}.") from exc
+    if not math.isfinite(x):
+        raise DirectionError(f"{what} is {x}; it must be a finite number. The direction file may be corrupt: "
+                             "re-extract it.")
+    if positive and not x > 0:
+        raise DirectionError(f"{what} must be > 0, got {x}.")
+    return x
+
+
+def check_direction(direction: object, source: object = "direction") -> object:
+    """Return ``direction`` after checking its vector, basis, ``mean_gap`` and ``raw_norm`` are usable.
+
+    ``direction`` is a :class:`~safetyscope.directions.Direction` (checked by its attributes, so
+    this module does not import it); ``source`` names it in messages (e.g. the file it came from).
+    """
+    check_vector(direction.vector, f"vector of {source}")  # type: ignore[attr-defined]
+    basis = getattr(direction, "basis", None)
+    if basis is not None:
+        check_vector(basis, f"basis of {source}")
+    check_scalar(direction.mean_gap, f"mean_gap of {source}")  # type: ignore[attr-defined]
+    check_scalar(direction.raw_norm, f"raw_norm of {source}")  # type: ignore[attr-defined]
+    return direction
