@@ -3,10 +3,19 @@
 from safetyscope.activations.collect import NonFiniteActivationError, collect
 from safetyscope.activations.hooks import SiteEdit, edit, record
 from safetyscope.activations.result import ActivationResult
-from safetyscope.activations.sites import STREAM_POINTS, Positions, Site, parse_layers
+from safetyscope.activations.sites import (
+    HEAD_POINTS,
+    SITE_POINTS,
+    STREAM_POINTS,
+    Positions,
+    Site,
+    parse_layers,
+)
 from safetyscope.activations.stats import RunningMoments
 
 __all__ = [
+    "HEAD_POINTS",
+    "SITE_POINTS",
     "STREAM_POINTS",
     "ActivationResult",
     "NonFiniteActivationError",

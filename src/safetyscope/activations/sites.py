@@ -13,10 +13,16 @@ from typing import Literal
 from safetyscope.errors import PromptError, SafetyscopeError
 from safetyscope.model.chat import EncodedPrompt
 
-StreamPoint = Literal["resid_pre", "resid_post", "attn_out", "mlp_out"]
+StreamPoint = Literal["resid_pre", "resid_post", "attn_out", "mlp_out", "attn_z"]
 #: ``resid_pre``: input of block ``layer``; ``resid_post``: its output; ``attn_out`` / ``mlp_out``:
 #: what the block's attention / MLP adds to the residual stream (after any post-norm).
 STREAM_POINTS: tuple[str, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_out")
+#: Points narrower than the stream, read per head. ``attn_z``: the input of the attention-output
+#: projection (``o_proj`` / ``c_proj`` / ``dense``), ``[batch, pos, n_heads * d_head]``, head-major;
+#: head ``h`` is the slice ``[h * d_head, (h + 1) * d_head)``.
+HEAD_POINTS: tuple[str, ...] = ("attn_z",)
+#: Every point a :class:`Site` may name.
+SITE_POINTS: tuple[str, ...] = STREAM_POINTS + HEAD_POINTS
 
 
 @dataclass(frozen=True, order=True)
@@ -27,8 +33,8 @@ class Site:
     point: StreamPoint = "resid_pre"
 
     def __post_init__(self) -> None:
-        if self.point not in STREAM_POINTS:
-            raise SafetyscopeError(f"Unknown stream point {self.point!r}; use one of {STREAM_POINTS}.")
+        if self.point not in SITE_POINTS:
+            raise SafetyscopeError(f"Unknown stream point {self.point!r}; use one of {SITE_POINTS}.")
         if self.layer < 0:
             raise SafetyscopeError(f"Layer must be >= 0, got {self.layer}.")
 

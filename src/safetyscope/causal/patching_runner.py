@@ -1,0 +1,103 @@
+"""Forward passes with many patches at once: one batch row per (patch, prompt).
+
+:func:`run_rows` runs a left-padded batch of token sequences under a list of :class:`SiteWrites`
+(every write names its batch row, unpadded token index, optional head and value) through the
+public :func:`~safetyscope.activations.edit` primitive, and returns the last-token logits. A
+sweep turns each of its cells into rows of one expanded batch, so a chunk of the sweep costs one
+forward pass however many sites it patches.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from safetyscope.activations.hooks import edit, record
+from safetyscope.activations.sites import Site
+from safetyscope.batching import pad_left
+from safetyscope.model.loading import LoadedModel
+
+
+@dataclass
+class SiteWrites:
+    """Writes at one site: ``h[row, tok(, head)] = value`` (or ``+= value`` when ``add``).
+
+    ``toks`` index the unpadded sequence of each row; ``heads`` (for ``attn_z``) pick a
+    ``d_head`` slice, else ``None`` (the whole vector).
+    """
+
+    site: Site
+    rows: Tensor
+    toks: Tensor
+    values: Tensor
+    heads: Tensor | None = None
+    add: bool = False
+
+
+def _keeps_last(model: Any) -> bool:
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _apply(h: Tensor, writes: Sequence[SiteWrites], lengths: Tensor, d_head: int | None) -> Tensor:
+    h = h.clone(memory_format=torch.contiguous_format)
+    width = h.shape[1]
+    for w in writes:
+        rows = w.rows.to(h.device)
+        cols = (width - lengths.to(h.device)[rows]) + w.toks.to(h.device)
+        vals = w.values.to(device=h.device, dtype=h.dtype)
+        if w.heads is not None:
+            assert d_head is not None
+            view = h.view(h.shape[0], width, -1, d_head)
+            heads = w.heads.to(h.device)
+            view[rows, cols, heads] = view[rows, cols, heads] + vals if w.add else vals
+        else:
+            h[rows, cols] = h[rows, cols] + vals if w.add else vals
+    return h
+
+
+@torch.inference_mode()
+def run_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequence[SiteWrites] = (),
+             d_head: int | None = None, record_sites: Sequence[Site] = ()
+             ) -> tuple[Float[Tensor, "rows vocab"], dict[Site, Tensor]]:
+    """Last-token logits of ``seqs`` (left-padded) under ``writes``, and the recorded sites.
+
+    Recorded activations (after the writes) come back unpadded-aligned: ``[rows, T_max, width]``
+    with token ``j`` of row ``r`` at ``[r, j]`` (zeros past each row's length).
+    """
+    inputs = pad_left(seqs, int(lm.tokenizer.pad_token_id or 0), lm.device)
+    lengths = torch.tensor([len(s) for s in seqs])
+    by_site: dict[Site, list[SiteWrites]] = {}
+    for w in writes:
+        by_site.setdefault(w.site, []).append(w)
+    kwargs: dict[str, Any] = dict(inputs, use_cache=False)
+    if _keeps_last(lm.model):
+        kwargs["logits_to_keep"] = 1
+    seen: dict[Site, Tensor] = {}
+
+    def capture(site: Site, h: Tensor) -> None:
+        seen[site] = h.detach().float().cpu()
+
+    editing = edit(lm.arch, list(by_site), lambda s, h: _apply(h, by_site[s], lengths, d_head)) if by_site \
+        else nullcontext()
+    reading = record(lm.arch, list(record_sites), capture, stop_early=False) if record_sites else nullcontext()
+    with editing, reading:
+        logits = lm.model(**kwargs).logits[:, -1, :].float()
+    recorded = {}
+    t_max = int(lengths.max())
+    for site, h in seen.items():
+        out = h.new_zeros(h.shape[0], t_max, h.shape[-1])
+        for r, n in enumerate(lengths.tolist()):
+            out[r, :n] = h[r, h.shape[1] - n:]
+        recorded[site] = out
+    return logits, recorded
+
