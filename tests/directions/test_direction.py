@@ -59,3 +59,45 @@ def test_set_helpers():
     d = dset.at(2)
     assert d.cosine(d) == pytest.approx(1.0) and d.cosine(-d.vector) == pytest.approx(-1.0)
     assert d.project(torch.stack([d.vector, -d.vector])).tolist() == pytest.approx([1.0, -1.0])
+
+
+def test_direction_records_its_site_and_model_and_keeps_the_file_layout(tmp_path, llama):
+    from safetensors import safe_open
+
+    from safetyscope.activations import Site
+    from safetyscope.directions import collect_contrast
+
+    contrast = collect_contrast(llama, ["a b c", "d e f", "g h"], ["x y", "z w v", "u t"], layers=[0, 2])
+    assert contrast.point == "resid_post" and contrast.sites() == [Site(0, "resid_post"), Site(2, "resid_post")]
+    dset = contrast.directions("diff_means")
+    d = dset.at(2)
+    assert d.site == Site(2, "resid_post") and d.layer == 2
+    assert d.model_fingerprint == llama.fingerprint()
+    path = d.save(tmp_path / "d.safetensors")
+    with safe_open(str(path), "pt") as fh:
+        assert fh.get_tensor("d0.vector").shape == (32,)  # layout kept: d0.vector is the 1-D direction
+    back = Direction.load(path)
+    assert back.site == d.site and back.model_fingerprint == d.model_fingerprint
+    assert Direction.from_dict(json.loads(json.dumps(d.to_dict()))).site == d.site
+    assert d.at_site(Site(3, "resid_pre")).site == Site(3, "resid_pre")
+    with pytest.raises(DirectionError, match="Unknown stream point"):
+        Direction("diff_means", 1, d.vector, 1.0, 1.0, point="resid_middle")
+
+
+def test_files_written_before_sites_were_recorded_still_load(tmp_path):
+    from safetyscope.activations import Site
+
+    v = torch.ones(4, dtype=torch.float64) / 2
+    old = Direction("diff_means", 3, v, 1.0, 1.0, provenance={"selection": {"layer": 3}})
+    path = old.save(tmp_path / "old.safetensors")
+    # strip the new keys from the metadata, as an old file would have
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as fh:
+        meta = json.loads(fh.metadata()["safetyscope.directions"])
+    for m in meta["directions"]:
+        for key in ("point", "site", "model_fingerprint"):
+            m.pop(key)
+    save_file({"d0.vector": v}, str(path), metadata={"safetyscope.directions": json.dumps(meta)})
+    assert Direction.load(path).site == Site(3, "resid_pre")  # `directions select` read resid_pre

@@ -157,8 +157,8 @@ def test_kl_with_an_intervention_from_the_interventions_package(llama):
     from safetyscope.interventions.hooks import add
 
     vector = torch.randn(llama.d_model, generator=torch.Generator().manual_seed(0))
-    res = continuation_kl(llama, PROMPTS, intervention=lambda: add(llama, vector, scale=4.0), max_new_tokens=4)
+    res = continuation_kl(llama, PROMPTS, intervention=lambda: add(llama, vector, scale=4.0, sites=range(3)), max_new_tokens=4)
     assert res.n_positions <= 4 * len(PROMPTS) and min(res.per_prompt) > 0
-    weak = first_token_kl(llama, PROMPTS, intervention=lambda: add(llama, vector, scale=0.5))
-    strong = first_token_kl(llama, PROMPTS, intervention=lambda: add(llama, vector, scale=4.0))
+    weak = first_token_kl(llama, PROMPTS, intervention=lambda: add(llama, vector, scale=0.5, sites=range(3)))
+    strong = first_token_kl(llama, PROMPTS, intervention=lambda: add(llama, vector, scale=4.0, sites=range(3)))
     assert 0 < weak.mean < strong.mean

@@ -77,12 +77,17 @@ def steer(
 
     lm = load_model(model)
     d = load_direction(direction, layer)
-    where = parse_layers(layers, lm.n_layers) if layers else [d.layer if d.layer is not None else lm.n_layers // 2]
+    from safetyscope.activations import Site
+    from safetyscope.interventions.hooks import resolve_sites
+
+    # --layers reuse the direction's stream point; without them it is written where it was read
+    chosen = [Site(x, d.point or "resid_pre") for x in parse_layers(layers, lm.n_layers)] if layers else None  # type: ignore[arg-type]
+    where = resolve_sites(lm, chosen, d, "steer")
     prompts = refusal_prompts(lm, harmful, harmless, n_test=n)
     vec = (d.vector * d.mean_gap).float()
     report = run_arms(lm, direction_arms(lm, lambda v: add(lm, v, scale, where, positions), vec),
                       {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test}, judge_for(lm, judge),
-                      intervention="add", params={"direction": str(direction), "scale": scale, "layers": where,
+                      intervention="add", params={"direction": str(direction), "scale": scale, "sites": [s.key for s in where],
                                                   "positions": positions}, max_new_tokens=max_new_tokens)
     print_report(report, as_json)
 
@@ -114,7 +119,9 @@ def edit(
         from safetyscope.data.prompts import load_prompts
 
         texts = list(load_prompts(harmless).prompts) if harmless else refusal_prompts(lm).harmless_train
-        site = Site(d.layer if d.layer is not None else lm.n_layers // 2)
+        from safetyscope.interventions.hooks import resolve_sites
+
+        site = resolve_sites(lm, None, d, f"edit --method {method}")[0]  # the mean is read where d was
         mean = collect(lm, texts, site, "eoi:-1", "mean", progress=False).mean(site).float()
     edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean)
     save_edited(edited, out, {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": method,
@@ -168,8 +175,7 @@ def chat(
     stack = contextlib.ExitStack()
     if steer_file is not None:
         d = load_direction(steer_file)
-        stack.enter_context(add(lm, (d.vector * d.mean_gap).float(), scale,
-                                [d.layer if d.layer is not None else lm.n_layers // 2], "prompt"))
+        stack.enter_context(add(lm, d, scale, positions="prompt"))  # at the site it was read
     if ablate_file is not None:
         stack.enter_context(ablate_hook(lm, load_direction(ablate_file).vector.float()))
     with stack:

@@ -57,6 +57,18 @@ class Contrast:
     harmless: Float[Tensor, "m layers d"]
     layers: list[int]
     provenance: dict[str, Any] = field(default_factory=dict)
+    point: str = "resid_post"
+
+    def sites(self) -> list[Site]:
+        """The site of each middle-axis entry (pass ``point=contrast.point`` to ``extract``)."""
+        return [Site(layer, self.point) for layer in self.layers]  # type: ignore[arg-type]
+
+    def directions(self, method: str = "diff_means", **opts: Any) -> Any:
+        """:func:`~safetyscope.directions.extract` per layer; each direction records its site and model."""
+        from safetyscope.directions.extract import extract
+
+        return extract(self.harmful, self.harmless, method, layers=self.layers, provenance=self.provenance,
+                       point=self.point, **opts)
 
     def at(self, layer: int) -> tuple[Float[Tensor, "n d"], Float[Tensor, "m d"]]:
         """Both classes' rows at ``layer``."""
@@ -97,4 +109,4 @@ def collect_contrast(
         res = collect(lm, prompts, sites, positions, "none", batch_size=batch_size, progress=progress)
         out.append(stacked(res, reduce_tokens))
     (h, lay, prov_h), (s, _, prov_s) = out
-    return Contrast(h, s, lay, {"harmful": prov_h, "harmless": prov_s})
+    return Contrast(h, s, lay, {"harmful": prov_h, "harmless": prov_s}, point)

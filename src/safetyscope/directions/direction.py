@@ -1,7 +1,8 @@
 """Directions in the residual stream as results: unit vector, natural magnitude, provenance.
 
-A :class:`Direction` is one unit vector at one layer (optionally with an orthonormal basis for
-a k-dimensional subspace); a :class:`DirectionSet` holds one per layer for one method. Both
+A :class:`Direction` is one unit vector read at one :class:`~safetyscope.activations.Site`
+(layer + stream point; optionally with an orthonormal basis for a k-dimensional subspace) of
+one model (its fingerprint); a :class:`DirectionSet` holds one per layer for one method. Both
 save to a single ``.safetensors`` file (tensors) whose metadata holds the JSON description, and
 both round-trip through plain dicts (:meth:`Direction.to_dict`) for JSON reports.
 """
@@ -20,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from safetyscope.activations.sites import STREAM_POINTS, Site
 from safetyscope.directions.checks import DirectionError
 
 _META_KEY = "safetyscope.directions"
@@ -41,6 +43,9 @@ class Direction:
         basis: ``[k, d]`` orthonormal rows spanning a subspace (``basis[0] == vector``), or
             ``None`` for a single direction.
         provenance: method options, row counts, upstream model/prompt provenance, version.
+        point: the stream point it was read at (``resid_pre``, ``resid_post``, ...); with
+            ``layer`` it makes :attr:`site`, where interventions write it back by default.
+        model_fingerprint: fingerprint of the model it was read from (``None`` if unknown).
     """
 
     method: str
@@ -50,6 +55,25 @@ class Direction:
     mean_gap: float
     basis: Float[Tensor, "k d"] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    point: str | None = None
+    model_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.point is not None and self.point not in STREAM_POINTS:
+            raise DirectionError(f"Unknown stream point {self.point!r}; use one of {STREAM_POINTS}.")
+
+    @property
+    def site(self) -> Site | None:
+        """Where it was read (``None`` when the layer or stream point is unknown)."""
+        if self.layer is None or self.point is None:
+            return None
+        return Site(self.layer, self.point)  # type: ignore[arg-type]
+
+    def at_site(self, site: Site) -> Direction:
+        """A copy recording ``site`` as where it was read."""
+        from dataclasses import replace
+
+        return replace(self, layer=site.layer, point=site.point)
 
     @property
     def d(self) -> int:
@@ -72,8 +96,11 @@ class Direction:
 
     def meta(self) -> dict[str, Any]:
         """Everything except the tensors, JSON-serialisable."""
-        return {"method": self.method, "layer": self.layer, "raw_norm": self.raw_norm,
-                "mean_gap": self.mean_gap, "rank": self.rank, "d": self.d, "provenance": self.provenance}
+        site = self.site
+        return {"method": self.method, "layer": self.layer, "point": self.point,
+                "site": None if site is None else site.key, "model_fingerprint": self.model_fingerprint,
+                "raw_norm": self.raw_norm, "mean_gap": self.mean_gap, "rank": self.rank, "d": self.d,
+                "provenance": self.provenance}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict including the vector (and basis) as lists."""
@@ -92,6 +119,7 @@ class Direction:
             raw_norm=float(data["raw_norm"]), mean_gap=float(data["mean_gap"]),
             basis=None if basis is None else torch.tensor(basis, dtype=torch.float64),
             provenance=dict(data.get("provenance", {})),
+            point=_point(data), model_fingerprint=_fingerprint(data),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -183,7 +211,7 @@ class DirectionSet:
         dirs = [
             Direction(method=m["method"], layer=m["layer"], vector=tensors[f"d{i}.vector"],
                       raw_norm=m["raw_norm"], mean_gap=m["mean_gap"], basis=tensors.get(f"d{i}.basis"),
-                      provenance=m.get("provenance", {}))
+                      provenance=m.get("provenance", {}), point=_point(m), model_fingerprint=_fingerprint(m))
             for i, m in enumerate(meta["directions"])
         ]
         return cls(meta["method"], dirs, meta.get("provenance", {}))
@@ -196,3 +224,27 @@ class DirectionSet:
             raise DirectionError(f"A direction set holds one method; got {sorted(methods)}.")
         ordered = sorted(directions, key=lambda d: -1 if d.layer is None else d.layer)
         return cls(methods.pop(), ordered, dict(ordered[0].provenance))
+
+
+def _point(meta: dict[str, Any]) -> str | None:
+    """The stream point of saved metadata; files from before sites were recorded fall back to their provenance."""
+    if meta.get("point"):
+        return str(meta["point"])
+    if meta.get("layer") is None:
+        return None
+    prov = meta.get("provenance") or {}
+    sites = prov.get("sites") or (prov.get("harmful") or {}).get("sites") or []
+    points = {str(k).split(".", 1)[1] for k in sites if "." in str(k)}
+    if len(points) == 1:
+        return points.pop()
+    if prov.get("selection") is not None or prov.get("eoi_position") is not None:
+        return "resid_pre"  # `directions select` read resid_pre before sites were recorded
+    return None
+
+
+def _fingerprint(meta: dict[str, Any]) -> str | None:
+    if meta.get("model_fingerprint"):
+        return str(meta["model_fingerprint"])
+    prov = meta.get("provenance") or {}
+    found = prov.get("model_fingerprint") or (prov.get("harmful") or {}).get("model_fingerprint")
+    return None if found is None else str(found)

@@ -145,7 +145,7 @@ def _subspace(a: Tensor, b: Tensor, k: int = 2, centred: bool = False) -> RawDir
 
 
 def _one(a: Tensor, b: Tensor, m: Method, layer: int | None, opts: dict[str, Any],
-         provenance: dict[str, Any]) -> Direction:
+         provenance: dict[str, Any], point: str | None = None) -> Direction:
     with threads_for(max(a.numel(), b.numel(), a.shape[-1] ** 2)):
         raw = m.fn(a, b, **opts)
     scale = float(torch.cat([a, b]).norm(dim=1).mean())
@@ -157,7 +157,15 @@ def _one(a: Tensor, b: Tensor, m: Method, layer: int | None, opts: dict[str, Any
     if basis is not None:
         basis = torch.cat([vec[None], basis[1:]])
     prov = dict(provenance, fit=raw.info) if raw.info else dict(provenance)
-    return Direction(m.name, layer, vec, norm, gap, basis, prov)
+    return Direction(m.name, layer, vec, norm, gap, basis, prov, point=point if layer is not None else None,
+                     model_fingerprint=_fingerprint_of(provenance))
+
+
+def _fingerprint_of(prov: dict[str, Any]) -> str | None:
+    for source in (prov, prov.get("harmful") or {}):
+        if isinstance(source, dict) and source.get("model_fingerprint"):
+            return str(source["model_fingerprint"])
+    return None
 
 
 def extract(
@@ -167,6 +175,7 @@ def extract(
     *,
     layers: Sequence[int] | int | None = None,
     provenance: dict[str, Any] | None = None,
+    point: str | None = None,
     **opts: Any,
 ) -> Direction | DirectionSet:
     """Extract a unit direction per layer with ``method`` (see :data:`METHODS`).
@@ -178,7 +187,10 @@ def extract(
         method: a key of :data:`METHODS`.
         layers: layer numbers labelling the middle axis of 3-D input (default ``0..L-1``, or the
             sites' layers for an :class:`ActivationResult`); for 2-D input, one number (or None).
-        provenance: upstream provenance (model fingerprint, prompt hashes) to record.
+        provenance: upstream provenance (model fingerprint, prompt hashes) to record; its
+            ``model_fingerprint`` becomes each direction's.
+        point: the stream point the tensors were read at (with the layer, each direction's
+            :attr:`~Direction.site`); taken from the sites of an :class:`ActivationResult`.
         **opts: method options (``mode=`` for pca, ``shrinkage=`` for whitened, ``l2=`` for
             probe, ``k=`` / ``centred=`` for subspace).
 
@@ -196,12 +208,15 @@ def extract(
     if isinstance(harmful, ActivationResult) or isinstance(harmless, ActivationResult):
         if not (isinstance(harmful, ActivationResult) and isinstance(harmless, ActivationResult)):
             raise DirectionError("Pass two ActivationResults or two tensors, not one of each.")
+        harmful_sites = list(harmful.sites)
         harmful, site_layers, prov_h = stacked(harmful)
         harmless, site_layers_b, prov_s = stacked(harmless)
         if site_layers != site_layers_b:
             raise DirectionError(f"Harmful and harmless were collected at different layers: {site_layers} vs {site_layers_b}.")
         layers = layers if layers is not None else site_layers
         prov |= {"harmful": prov_h, "harmless": prov_s}
+        points = {s.point for s in harmful_sites}
+        point = point if point is not None else (points.pop() if len(points) == 1 else None)
     a, b = check_pair(harmful, harmless, paired=m.paired)
     try:
         inspect.signature(m.fn).bind(a, b, **opts)
@@ -212,10 +227,11 @@ def extract(
              "safetyscope_version": __version__}
     if a.ndim == 2:
         layer = None if layers is None else (int(layers[0]) if isinstance(layers, Sequence) else int(layers))
-        return _one(a, b, m, layer, opts, prov)
+        return _one(a, b, m, layer, opts, prov, point)
     if isinstance(layers, int):
         raise DirectionError("3-D input needs one layer label per layer (a list), not a single int.")
     labels = list(range(a.shape[1])) if layers is None else [int(x) for x in layers]
     if len(labels) != a.shape[1]:
         raise DirectionError(f"{len(labels)} layer labels for {a.shape[1]} layers.")
-    return DirectionSet(method, [_one(a[:, i], b[:, i], m, labels[i], opts, prov) for i in range(a.shape[1])], prov)
+    return DirectionSet(method, [_one(a[:, i], b[:, i], m, labels[i], opts, prov, point) for i in range(a.shape[1])],
+                        prov)

@@ -1,1 +1,44 @@
-"""Interventions: steering, ablation, affine editing, CAST, patching, weight orthogonalization."""
+"""Interventions: steering, ablation, affine editing, CAST, patching, weight orthogonalization.
+
+All hook interventions are built on :func:`safetyscope.activations.edit` and write at
+:class:`~safetyscope.activations.Site` s; a Direction is written back at the site it was read at.
+"""
+
+from safetyscope.interventions.conditional import CastState, Condition, Threshold, cast, fit_condition, fit_threshold
+from safetyscope.interventions.hooks import (
+    InterventionError,
+    SiteSpec,
+    ablate,
+    add,
+    affine_edit,
+    check_width,
+    compose,
+    orthonormal,
+    project_out,
+    resolve_sites,
+    writer_sites,
+)
+from safetyscope.interventions.patching import patch
+from safetyscope.interventions.weights import orthogonalize
+
+__all__ = [
+    "CastState",
+    "Condition",
+    "InterventionError",
+    "SiteSpec",
+    "Threshold",
+    "ablate",
+    "add",
+    "affine_edit",
+    "cast",
+    "check_width",
+    "compose",
+    "fit_condition",
+    "fit_threshold",
+    "orthogonalize",
+    "orthonormal",
+    "patch",
+    "project_out",
+    "resolve_sites",
+    "writer_sites",
+]

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from safetyscope.activations.hooks import edit
+from safetyscope.activations.sites import Site
 from safetyscope.errors import SafetyscopeError
-from safetyscope.interventions.hooks import _check_dim, _edit_input, _hooks, _layers
+from safetyscope.interventions.hooks import check_width, resolve_sites
 from safetyscope.model.loading import LoadedModel
 
 
@@ -84,9 +86,10 @@ def cast(lm: LoadedModel, condition: Tensor, threshold: float, behavior: Tensor,
         SafetyscopeError: a behaviour layer comes before the condition layer (the decision
             would not exist yet on the prompt pass), or dimensions do not match.
     """
-    layers = _layers(lm, behavior_layers)
-    _check_dim(lm, condition, "Condition vector")
-    _check_dim(lm, behavior, "Behaviour vector")
+    layers = [s.layer for s in resolve_sites(lm, behavior_layers, what="cast")]
+    check_width(lm, condition, "Condition vector")
+    check_width(lm, behavior, "Behaviour vector")
+    resolve_sites(lm, condition_layer, what="cast condition")
     if min(layers) < condition_layer:
         raise SafetyscopeError(
             f"Behaviour layers {layers} start before the condition layer {condition_layer}; "
@@ -112,14 +115,19 @@ def cast(lm: LoadedModel, condition: Tensor, threshold: float, behavior: Tensor,
         gate = state.steer.to(device=h.device, dtype=h.dtype).view(-1, 1, 1)
         return h + gate * (scale * behavior).to(device=h.device, dtype=h.dtype)
 
-    def register(handles: list[Any]) -> None:
-        handles.append(lm.model.register_forward_pre_hook(remember_mask, with_kwargs=True))
-        handles.append(_edit_input(lm.arch.layers[condition_layer], decide))
-        for layer in layers:
-            handles.append(_edit_input(lm.arch.layers[layer], steer))
+    condition_site = Site(condition_layer)
 
-    with _hooks(register):
-        yield state
+    def write(site: Site, h: Tensor) -> Tensor:
+        if site == condition_site:  # hooks at one site run in order: decide first, then steer
+            h = decide(h)
+        return steer(h) if site.layer in layers else h
+
+    handle = lm.model.register_forward_pre_hook(remember_mask, with_kwargs=True)  # reads, never writes
+    try:
+        with edit(lm.arch, list(dict.fromkeys([condition_site] + [Site(layer) for layer in layers])), write):
+            yield state
+    finally:
+        handle.remove()
 
 
 @dataclass(frozen=True)

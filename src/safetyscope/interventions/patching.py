@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from safetyscope.activations.hooks import site_module
+from safetyscope.activations.hooks import edit
 from safetyscope.activations.sites import Site
 from safetyscope.errors import SafetyscopeError
-from safetyscope.interventions.hooks import _edit_input, _edit_output, _hooks
+from safetyscope.interventions.hooks import resolve_sites
 from safetyscope.model.loading import LoadedModel
 
 
@@ -35,13 +33,13 @@ def patch(lm: LoadedModel, site: Site, positions: Int[Tensor, "batch k"],
             f"patch: values {tuple(values.shape)} must be [batch, k, d_model={lm.d_model}] "
             f"matching positions {tuple(positions.shape)}."
         )
-    module, pre = site_module(lm.arch, site)
+    resolve_sites(lm, site, what="patch")
     valid = positions >= 0
     rows = torch.arange(positions.shape[0]).unsqueeze(1).expand_as(positions)[valid]
     cols = positions[valid]
     vals = values[valid]
 
-    def edit(h: Tensor) -> Tensor:
+    def write(_site: Site, h: Tensor) -> Tensor:
         if h.shape[1] == 1:  # a generated token: the prompt is already patched in the cache
             return h
         if h.shape[0] != positions.shape[0]:
@@ -50,8 +48,5 @@ def patch(lm: LoadedModel, site: Site, positions: Int[Tensor, "batch k"],
         h[rows.to(h.device), cols.to(h.device)] = vals.to(device=h.device, dtype=h.dtype)
         return h
 
-    def register(handles: list[Any]) -> None:
-        handles.append(_edit_input(module, edit) if pre else _edit_output(module, edit))
-
-    with _hooks(register):
+    with edit(lm.arch, site, write):
         yield
