@@ -22,7 +22,7 @@ def direction_file(tmp_path_factory):
 
     vec = torch.randn(32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     path = tmp_path_factory.mktemp("dir") / "d.safetensors"
-    Direction("diff_means", 1, vec / vec.norm(), 3.0, 2.0).save(path)
+    Direction("diff_means", 1, vec / vec.norm(), 3.0, 2.0, point="resid_pre").save(path)
     return path
 
 
@@ -76,3 +76,17 @@ def test_chat_reads_turns_until_empty_line(llama_dir, direction_file):
                            input="hello\n\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("model>") == 1
+
+
+def test_steer_refuses_a_direction_without_a_site(llama_dir, prompt_files, tmp_path):
+    import torch
+
+    from safetyscope.directions.direction import Direction
+
+    path = tmp_path / "nosite.safetensors"
+    Direction("diff_means", None, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.0).save(path)
+    args = ["steer", str(llama_dir), "--direction", str(path), "--harmful", str(prompt_files[0]),
+            "--harmless", str(prompt_files[1]), "--n", "4", "--max-new-tokens", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "no site to write at" in result.output
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) <= 2  # one clear line (may wrap once)

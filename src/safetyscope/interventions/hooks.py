@@ -95,6 +95,10 @@ def resolve_sites(lm: LoadedModel, sites: SiteSpec | None, direction: Direction 
     """
     if sites is None:
         site = direction.site if direction is not None else None
+        if direction is not None and site is None and direction.layer is not None:
+            raise InterventionError(
+                f"{what}: the direction records layer {direction.layer} but not the stream point it was read at. "
+                f"Pass sites=Site({direction.layer}, 'resid_pre' or 'resid_post') (CLI: --layers) or save it with point=.")
         if site is None:
             raise InterventionError(
                 f"{what}: no site to write at. Pass sites= (e.g. Site(8, 'resid_post') or a layer number) "
