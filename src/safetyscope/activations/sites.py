@@ -52,6 +52,8 @@ class Site:
 
 def parse_layers(spec: str, n_layers: int) -> list[int]:
     """Parse ``"all"``, ``"3"``, ``"0,4,8"``, ``"2-5"``, ``"-1"`` (negative from the end) or ``"mid"``."""
+    import re
+
     spec = spec.strip()
     if spec == "all":
         return list(range(n_layers))
@@ -59,13 +61,16 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
         return [n_layers // 2]
     layers: list[int] = []
     for part in spec.split(","):
-        part = part.strip()
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1) if not part.startswith("-") else (part, part)
-            layers.extend(range(int(lo), int(hi) + 1))
-        else:
-            layers.append(int(part))
-    out = sorted({n_layers + x if x < 0 else x for x in layers})
+        m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", part)
+        if m is None:
+            raise SafetyscopeError(
+                f"Cannot parse layers {spec!r}: {part.strip()!r} is not a layer or a range. "
+                "Use all, mid, 3, 0,4,8, 2-5 or -1.")
+        lo, hi = (n_layers + int(x) if int(x) < 0 else int(x) for x in (m[1], m[2] or m[1]))
+        if lo > hi:
+            raise SafetyscopeError(f"Layer range {part.strip()!r} is empty (start after end).")
+        layers.extend(range(lo, hi + 1))
+    out = sorted(set(layers))
     bad = [x for x in out if not 0 <= x < n_layers]
     if bad:
         raise SafetyscopeError(f"Layers {bad} out of range for a model with {n_layers} layers.")
@@ -97,6 +102,8 @@ class Positions:
         if kind in ("last", "all") and not arg:
             return cls(kind)  # type: ignore[arg-type]
         if kind == "eoi":
+            if arg and not arg.strip().lstrip("-").isdigit():
+                raise SafetyscopeError(f"Cannot parse positions {text!r}: the eoi index must be an integer, e.g. eoi:-1.")
             return cls("eoi", index=int(arg) if arg else None)
         if kind in ("substring", "trigger") and arg:
             return cls("substring", substring=arg)
@@ -124,6 +131,10 @@ class Positions:
             eoi = enc.eoi_positions
             if not eoi:
                 raise PromptError(f"Prompt has no post-instruction tokens: {enc.text!r}")
+            if self.index is not None and not -len(eoi) <= self.index < len(eoi):
+                raise PromptError(
+                    f"Positions eoi:{self.index} is out of range: the chat template has {len(eoi)} "
+                    f"post-instruction tokens (use an index from {-len(eoi)} to {len(eoi) - 1}).")
             return eoi if self.index is None else [eoi[self.index]]
         assert self.substring is not None
         return enc.substring_positions(self.substring)

@@ -19,6 +19,8 @@ from safetyscope.cli._app import (
     app,
     console,
     directions_app,
+    literal,
+    positive,
     user_errors,
 )
 
@@ -34,7 +36,7 @@ def activations_collect(
     positions: Annotated[str, typer.Option(help="Positions: last, eoi, eoi:-1, all, substring:TEXT.")] = "last",
     reduce: Annotated[str, typer.Option(help="none (keep rows), mean, or cov (mean + covariance).")] = "mean",
     column: Annotated[str | None, typer.Option(help="Text field of jsonl/csv/parquet rows.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Max prompts per batch (default: token budget).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Max prompts per batch (default: token budget).")] = None,
     dtype: Annotated[str | None, typer.Option(help="Model dtype (default bf16 on GPU, fp32 on CPU).")] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and resume from the activation cache.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
@@ -42,19 +44,21 @@ def activations_collect(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Collect activations at (layers, point, positions) for a prompt file into one safetensors file."""
-    from safetyscope.activations import Site, collect, parse_layers
+    from safetyscope.activations import Positions, Site, collect, parse_layers
     from safetyscope.data.prompts import load_prompts
     from safetyscope.model import ArchitectureMap, load_model
-    from safetyscope.paths import check_output_dir
+    from safetyscope.outputs import check_output
 
-    check_output_dir(out, force)
+    check_output(out, force=force, kind="file", inputs=[model, prompts, arch_map])
+    Positions.parse(positions)  # bad syntax fails before the model loads
     pset = load_prompts(prompts, column=column)
     amap = ArchitectureMap.from_file(arch_map) if arch_map else None
     lm = load_model(model, dtype=dtype, arch_map=amap, trust_remote_code=trust_remote_code)
+    check_output(out, force=force, kind="file", inputs=[lm.path])
     sites = [Site(layer, point) for layer in parse_layers(layers, lm.n_layers)]  # type: ignore[arg-type]
     result = collect(lm, pset, sites, positions, reduce, batch_size=batch_size, cache=cache)
     result.save(out)
-    console.print(f"[green]saved[/] {len(sites)} sites x {len(pset)} prompts ({reduce}) to {out}")
+    console.print(f"[green]saved[/] {len(sites)} sites x {len(pset)} prompts ({literal(reduce)}) to {literal(out)}")
 
 
 @app.command()
@@ -65,13 +69,18 @@ def geometry(
     key: Annotated[str | None, typer.Option("--key", help="Tensor name inside the files, when they hold several.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
     centred: Annotated[bool, typer.Option("--centred", help="Centre the paired differences before the SVD.")] = False,
-    top_k: Annotated[int, typer.Option("--top-k", help="k of the cumulative explained variance column.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="k of the cumulative explained variance column.")] = 5,
     mahalanobis: Annotated[bool, typer.Option("--mahalanobis", help="Add the Mahalanobis separation (d x d solve per layer).")] = False,
     methods: Annotated[str | None, typer.Option("--methods", help="Compare directions by cosine, e.g. diff_means,pca,probe.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON report to this file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")] = False,
 ) -> None:
     """SVD spectrum of paired harmful - harmless activation differences, per layer (no model needed)."""
+    from safetyscope.outputs import check_output
     from safetyscope.pipelines.geometry import run_geometry
+
+    if out is not None:
+        check_output(out, force=force, kind="file", inputs=[harmful, harmless])
 
     method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     report = run_geometry(harmful, harmless, key=key, centred=centred, top_k=top_k,
@@ -95,7 +104,7 @@ def geometry(
             ctable.add_row(label, *(f"{v:+.2f}" for v in row))
         console.print(ctable)
     if out is not None:
-        console.print(f"[green]saved[/] {out}")
+        console.print(f"[green]saved[/] {literal(out)}")
 
 
 @directions_app.command("select")
@@ -105,17 +114,18 @@ def directions_select(
     out: Annotated[Path, typer.Option("--out", help="Where to write the direction (.safetensors).")],
     harmful: HarmfulOpt = None,
     harmless: HarmlessOpt = None,
-    max_kl: Annotated[float, typer.Option(help="Maximum first-token KL on harmless prompts.")] = 0.1,
+    max_kl: Annotated[float, typer.Option(callback=positive, help="Maximum first-token KL on harmless prompts.")] = 0.1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Select the refusal direction over layers x end-of-instruction positions (bypass / induce / KL)."""
     from safetyscope.model import load_model
-    from safetyscope.paths import check_output_dir
+    from safetyscope.outputs import check_output
     from safetyscope.pipelines.refusal import refusal_prompts, select
 
-    check_output_dir(out, force)
+    check_output(out, force=force, kind="file", inputs=[model, harmful, harmless])
     lm = load_model(model)
+    check_output(out, force=force, kind="file", inputs=[lm.path])
     sel, direction = select(lm, refusal_prompts(lm, harmful, harmless), max_kl=max_kl)
     direction.save(out)
     if as_json:
@@ -127,6 +137,6 @@ def directions_select(
                       "yes" if c.eligible else c.reason)
     console.print(table)
     console.print(f"baseline refusal score: harmful {sel.baseline_harmful:.2f}, harmless {sel.baseline_harmless:.2f}")
-    console.print(f"[green]saved[/] layer {sel.best.layer} direction to {out}")
+    console.print(f"[green]saved[/] layer {sel.best.layer} direction to {literal(out)}")
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from safetyscope.cli._app import (
     app,
     console,
+    literal,
     user_errors,
 )
 
@@ -65,9 +66,14 @@ def audit(
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
-    total = result.results["timings"]["total"]["seconds"]
-    console.print(f"{'resumed; ' if result.resumed else ''}finished in {total:.0f} s")
-    console.print(f"results: {result.out / 'results.json'}")
-    console.print(f"report:  {result.report}")
+    timings = result.results["timings"]
+    total = timings["total"]["seconds"]
+    if result.resumed:
+        work = timings.get("work", timings["total"])["seconds"]
+        console.print(f"resumed; this run {total:.0f} s, the whole audit's work {work:.0f} s (cached steps included)")
+    else:
+        console.print(f"finished in {total:.0f} s")
+    console.print(f"results: {literal(result.out / 'results.json')}")
+    console.print(f"report:  {literal(result.report)}")
 
 

@@ -16,6 +16,8 @@ from safetyscope.cli._app import (
     JsonOpt,
     app,
     console,
+    finite,
+    literal,
     load_direction,
     print_report,
     user_errors,
@@ -30,8 +32,8 @@ def ablate(
     layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
     harmful: HarmfulOpt = None,
     harmless: HarmlessOpt = None,
-    n: Annotated[int, typer.Option(help="Test prompts per set.")] = 100,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 32,
+    n: Annotated[int, typer.Option(min=1, help="Test prompts per set.")] = 100,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
     judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC (default: organism judge or rules).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -57,14 +59,14 @@ def ablate(
 def steer(
     model: Annotated[str, typer.Argument(help="Model spec.")],
     direction: DirectionOpt,
-    scale: Annotated[float, typer.Option(help="Multiple of the direction's natural magnitude (mean gap).")] = 1.0,
+    scale: Annotated[float, typer.Option(callback=finite, help="Multiple of the direction's natural magnitude (mean gap).")] = 1.0,
     layers: Annotated[str | None, typer.Option(help="Layers to add at (default: the direction's layer).")] = None,
     positions: Annotated[str, typer.Option(help="prompt (prompt pass only), all, or last.")] = "prompt",
     layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
     harmful: HarmfulOpt = None,
     harmless: HarmlessOpt = None,
-    n: Annotated[int, typer.Option(help="Test prompts per set.")] = 100,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per prompt.")] = 32,
+    n: Annotated[int, typer.Option(min=1, help="Test prompts per set.")] = 100,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
     judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -108,11 +110,12 @@ def edit(
     from safetyscope.interventions.export import save_edited
     from safetyscope.interventions.weights import orthogonalize
     from safetyscope.model import load_model
-    from safetyscope.paths import check_output_dir
+    from safetyscope.outputs import check_output
     from safetyscope.pipelines.refusal import refusal_prompts
 
-    check_output_dir(out, force)
+    check_output(out, force=force, kind="dir", inputs=[model, direction, harmless])
     lm = load_model(model)
+    check_output(out, force=force, kind="dir", inputs=[lm.path])
     d = load_direction(direction, layer)
     mean = None
     if method != "standard":
@@ -127,7 +130,7 @@ def edit(
     save_edited(edited, out, {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": method,
                               "direction_file": str(direction), "direction_layer": d.layer,
                               "direction_provenance": d.provenance}, force=force)
-    console.print(f"[green]saved[/] {method}-orthogonalized model to {out}")
+    console.print(f"[green]saved[/] {literal(method)}-orthogonalized model to {literal(out)}")
 
 
 @app.command("judge")
@@ -159,9 +162,9 @@ def judge_cmd(
 def chat(
     model: Annotated[str, typer.Argument(help="Model spec.")],
     steer_file: Annotated[Path | None, typer.Option("--steer", help="Direction to add (activation addition).")] = None,
-    scale: Annotated[float, typer.Option(help="Steering multiple of the direction's mean gap.")] = 1.0,
+    scale: Annotated[float, typer.Option(callback=finite, help="Steering multiple of the direction's mean gap.")] = 1.0,
     ablate_file: Annotated[Path | None, typer.Option("--ablate", help="Direction to ablate everywhere.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per reply.")] = 64,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per reply.")] = 64,
 ) -> None:
     """Chat with a model (one turn per line, empty line or Ctrl-D to quit), optionally steered or ablated."""
     import contextlib

