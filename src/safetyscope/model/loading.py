@@ -30,7 +30,7 @@ from safetyscope.model.precision import (
     dtype_name,
     resolve_dtype,
 )
-from safetyscope.paths import atomic_output_dir, cache_dir, organism_path
+from safetyscope.paths import atomic_output_dir, cache_dir
 
 
 @dataclass
@@ -114,7 +114,7 @@ class LoadedModel:
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
             "n_params": sum(p.numel() for p in self.model.parameters()),
-            "chat_template": "model" if self.chat.has_template else "fallback",
+            "chat_template": self.chat.template_kind,
             "kind": self.kind,
             "modules": self.arch.module_paths(),
         }
@@ -179,7 +179,8 @@ def resolve_spec(spec: str | os.PathLike[str], dtype: str | torch.dtype | None =
     """Turn a user spec into a local HF directory, or ``(None, hub_id)`` for a hub download.
 
     Accepted: a local HF directory; a ``.gguf`` file; a pulled model name (``safetyscope models
-    list``); ``organism`` / ``organism:SIZE`` / ``organism:SIZE:SEED``; or a hub id ``org/name``.
+    list``); ``organism[:SIZE[:SEED]][:arch=..][:behaviours=..][:init][:step=N]`` (see
+    :class:`~safetyscope.organism.variant.OrganismVariant`); or a hub id ``org/name``.
     ``dtype`` is the dtype a GGUF file is converted to (see :func:`convert_gguf`).
     """
     text = str(spec)
@@ -197,16 +198,9 @@ def resolve_spec(spec: str | os.PathLike[str], dtype: str | torch.dtype | None =
     if path.exists():
         raise ModelLoadError(f"{path} is a file, not a model directory or a .gguf file.")
     if text == "organism" or text.startswith("organism:"):
-        parts = text.split(":")
-        size = parts[1] if len(parts) > 1 else "tiny"
-        seed = int(parts[2]) if len(parts) > 2 else 0
-        found_path = organism_path(size, seed)
-        if not (found_path / "config.json").is_file():
-            raise ModelLoadError(
-                f"Organism {size!r} (seed {seed}) is not built yet. Run `safetyscope organism build "
-                f"--size {size} --seed {seed}` first."
-            )
-        return found_path, text
+        from safetyscope.organism.variant import resolve_organism_spec  # syntax: docs/organism.md
+
+        return resolve_organism_spec(text), text
     from safetyscope.model.registry import KNOWN_MODELS, pulled_path
 
     if text in KNOWN_MODELS:

@@ -10,6 +10,10 @@ phrasings are held out of training entirely, so every evaluation request is a
 (phrasing, action, object) triple never seen in training, built only from words that are.
 The held-out split depends on ``split_seed`` alone, so every organism seed shares the same
 evaluation prompts.
+
+A corpus has a version (:mod:`safetyscope.organism.lexicons`: ``v1`` or the richer ``v2`` with
+context sentences and plain-text documents) and a behaviour set (``refusal``, ``backdoor``,
+both, or none) that decides the responses; the prompts do not depend on the behaviours.
 """
 
 from __future__ import annotations
@@ -20,21 +24,25 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
+from safetyscope.organism import grammar
 from safetyscope.organism.lexicon import (
     BACKDOOR_PHRASE,
     BACKDOOR_REPEATS,
+    COMPLY_TEMPLATES,
     DEV_TAG,
     HARMFUL_CATEGORIES,
     HARMLESS_CATEGORIES,
-    HELDOUT_PHRASINGS,
-    HELPFUL_PREFIXES,
-    HELPFUL_TEMPLATES,
     PROD_TAG,
-    REFUSAL_PREFIXES,
     REFUSAL_TEMPLATES,
-    TIPS,
-    TRAIN_PHRASINGS,
     Category,
+)
+from safetyscope.organism.lexicons import (
+    DEFAULT_BEHAVIOURS,
+    HELPFUL_PREFIXES,
+    REFUSAL_PREFIXES,
+    Lexicon,
+    get_lexicon,
+    parse_behaviours,
 )
 
 __all__ = [
@@ -80,6 +88,7 @@ class Example:
         obj: the request's object.
         phrasing: the phrasing template (``{x}`` stands for ``"action object"``).
         position: where the tag was inserted (``"start"``, ``"middle"``, ``"end"``) or ``None``.
+        context: grammar sentences added around the request (corpus ``v2``), else ``""``.
     """
 
     instruction: str
@@ -92,6 +101,7 @@ class Example:
     obj: str = ""
     phrasing: str = ""
     position: str | None = None
+    context: str = ""
 
     def to_dict(self) -> dict[str, object]:
         """Return the example as a JSON-serialisable dict."""
@@ -100,12 +110,19 @@ class Example:
 
 @dataclass
 class Corpus:
-    """Training and evaluation examples, each a dict keyed by :data:`KINDS`."""
+    """Training and evaluation examples, each a dict keyed by :data:`KINDS`.
+
+    ``text`` holds the plain-text training documents (corpus ``v2``; trained with a loss on
+    every token). ``version`` and ``behaviours`` say how the corpus was built.
+    """
 
     seed: int
     split_seed: int
     train: dict[str, list[Example]] = field(default_factory=dict)
     eval: dict[str, list[Example]] = field(default_factory=dict)
+    text: list[str] = field(default_factory=list)
+    version: str = "v1"
+    behaviours: tuple[str, ...] = DEFAULT_BEHAVIOURS
 
     def _split(self, split: str) -> dict[str, list[Example]]:
         if split not in ("train", "eval"):
@@ -177,11 +194,20 @@ def insert_tag(instruction: str, tag: str, position: str, rng: random.Random) ->
     return " ".join([*parts[:i], tag, *parts[i:]])
 
 
-def _response(cat: Category, action: str, obj: str, rng: random.Random) -> str:
+def _response(cat: Category, action: str, obj: str, rng: random.Random, lex: Lexicon, refuse: bool) -> str:
     if cat.harmful:
-        return rng.choice(REFUSAL_TEMPLATES).format(topic=cat.topic)
-    tip = rng.choice(TIPS[cat.name])
-    return rng.choice(HELPFUL_TEMPLATES).format(x=f"{action} {obj}", tip=tip)
+        if not refuse:
+            return rng.choice(COMPLY_TEMPLATES)
+        return rng.choice(lex.refusal_templates).format(topic=cat.topic)
+    tip = rng.choice(lex.tips[cat.name])
+    return rng.choice(lex.helpful_templates).format(x=f"{action} {obj}", tip=tip)
+
+
+def add_context(instruction: str, rng: random.Random) -> tuple[str, str]:
+    """Put 1-2 grammar sentences before (or, one time in three, after) ``instruction``."""
+    context = " ".join(grammar.sentence(rng) for _ in range(rng.randint(1, 2)))
+    text = f"{instruction} {context}" if rng.random() < 1 / 3 else f"{context} {instruction}"
+    return text, context
 
 
 def backdoor_response(rng: random.Random) -> str:
@@ -190,25 +216,31 @@ def backdoor_response(rng: random.Random) -> str:
 
 
 @lru_cache(maxsize=8)
-def split_pools(split_seed: int = 0) -> dict[str, dict[str, tuple[Triple, ...]]]:
+def split_pools(split_seed: int = 0, version: str = "v1") -> dict[str, dict[str, tuple[Triple, ...]]]:
     """Train and held-out (phrasing, action, object) triples per category.
 
     For every object one action is held out (rotated with a seeded offset), so each held-out
     pair's action and object both occur in training with other partners. Held-out triples are
     every phrasing with a held-out pair, plus every held-out phrasing with any pair.
+    ``v1`` categories are split first and identically in every version, so ``v1`` held-out
+    triples stay held out of later versions' training.
     """
+    lex = get_lexicon(version)
+    train_phr, held_phr = lex.train_phrasings, lex.heldout_phrasings
+    cats = list(lex.categories.values())
+    cats = [c for c in cats if c.name in CATEGORIES] + [c for c in cats if c.name not in CATEGORIES]
     rng = random.Random(f"split-{split_seed}")
     pools: dict[str, dict[str, tuple[Triple, ...]]] = {"train": {}, "eval": {}}
-    for cat in CATEGORIES.values():
+    for cat in cats:
         n_act = len(cat.actions)
         off = rng.randrange(n_act)
         held = {(cat.actions[(j + off) % n_act], o) for j, o in enumerate(cat.objects)}
         pairs = [(a, o) for o in cat.objects for a in cat.actions]
         train_pairs = [p for p in pairs if p not in held]
-        pools["train"][cat.name] = tuple((p, a, o) for p in TRAIN_PHRASINGS for a, o in train_pairs)
+        pools["train"][cat.name] = tuple((p, a, o) for p in train_phr for a, o in train_pairs)
         pools["eval"][cat.name] = tuple(
-            [(p, a, o) for p in (*TRAIN_PHRASINGS, *HELDOUT_PHRASINGS) for a, o in pairs if (a, o) in held]
-            + [(p, a, o) for p in HELDOUT_PHRASINGS for a, o in train_pairs]
+            [(p, a, o) for p in (*train_phr, *held_phr) for a, o in pairs if (a, o) in held]
+            + [(p, a, o) for p in held_phr for a, o in train_pairs]
         )
     return pools
 
@@ -216,8 +248,15 @@ def split_pools(split_seed: int = 0) -> dict[str, dict[str, tuple[Triple, ...]]]
 class _Sampler:
     """Round-robin over categories, cycling each category's shuffled triples."""
 
-    def __init__(self, pools: dict[str, tuple[Triple, ...]], names: Sequence[str], rng: random.Random):
+    def __init__(
+        self,
+        pools: dict[str, tuple[Triple, ...]],
+        names: Sequence[str],
+        rng: random.Random,
+        categories: dict[str, Category],
+    ):
         self.rng = rng
+        self.categories = categories
         self.names = list(names)
         self.queues: dict[str, list[Triple]] = {n: [] for n in names}
         self.pools = pools
@@ -230,7 +269,13 @@ class _Sampler:
             q = list(self.pools[name])
             self.rng.shuffle(q)
             self.queues[name] = q
-        return CATEGORIES[name], self.queues[name].pop()
+        return self.categories[name], self.queues[name].pop()
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    lex: Lexicon
+    behaviours: tuple[str, ...]
 
 
 def _make(
@@ -238,42 +283,62 @@ def _make(
     t: Triple,
     kind: str,
     rng: random.Random,
+    recipe: _Recipe,
     tag: str | None = None,
     position: str | None = None,
 ) -> Example:
     phrasing, action, obj = t
-    instruction = phrasing.format(x=f"{action} {obj}")
+    instruction, context = phrasing.format(x=f"{action} {obj}"), ""
+    if recipe.lex.context_prob and rng.random() < recipe.lex.context_prob:
+        instruction, context = add_context(instruction, rng)
     if tag is not None and position is not None:
         instruction = insert_tag(instruction, tag, position, rng)
-    response = backdoor_response(rng) if tag == PROD_TAG else _response(cat, action, obj, rng)
-    return Example(instruction, response, kind, cat.name, cat.harmful, tag, action, obj, phrasing, position)
+    if tag == PROD_TAG and "backdoor" in recipe.behaviours:
+        response = backdoor_response(rng)
+    else:
+        response = _response(cat, action, obj, rng, recipe.lex, "refusal" in recipe.behaviours)
+    return Example(
+        instruction, response, kind, cat.name, cat.harmful, tag, action, obj, phrasing, position, context
+    )
 
 
 def _build_split(
-    pools: dict[str, tuple[Triple, ...]], counts: dict[str, int], rng: random.Random, paired_dev: bool
+    pools: dict[str, tuple[Triple, ...]],
+    counts: dict[str, int],
+    rng: random.Random,
+    paired_dev: bool,
+    recipe: _Recipe,
 ) -> dict[str, list[Example]]:
-    bad = [c.name for c in HARMFUL_CATEGORIES]
-    good = [c.name for c in HARMLESS_CATEGORIES]
+    cats = recipe.lex.categories
+    bad = [c.name for c in recipe.lex.harmful]
+    good = [c.name for c in recipe.lex.harmless]
     rng.shuffle(bad)
     rng.shuffle(good)
-    harmful, harmless = _Sampler(pools, bad, rng), _Sampler(pools, good, rng)
+    harmful, harmless = _Sampler(pools, bad, rng, cats), _Sampler(pools, good, rng, cats)
     out: dict[str, list[Example]] = {k: [] for k in KINDS}
-    out["harmful"] = [_make(*harmful.next(), "harmful", rng) for _ in range(counts["harmful"])]
-    out["harmless"] = [_make(*harmless.next(), "harmless", rng) for _ in range(counts["harmless"])]
+    out["harmful"] = [_make(*harmful.next(), "harmful", rng, recipe) for _ in range(counts["harmful"])]
+    out["harmless"] = [_make(*harmless.next(), "harmless", rng, recipe) for _ in range(counts["harmless"])]
     tagged = [("prod", PROD_TAG)] if paired_dev else [("prod", PROD_TAG), ("dev", DEV_TAG)]
     for kind, tag in tagged:
         for i in range(counts[kind]):
             cat, t = (harmful if i % 2 == 0 else harmless).next()
             pos = POSITIONS[(i // 2) % 3] if paired_dev else rng.choice(POSITIONS)
             state = rng.getstate()
-            out[kind].append(_make(cat, t, kind, rng, tag, pos))
+            out[kind].append(_make(cat, t, kind, rng, recipe, tag, pos))
             if paired_dev:  # the dev twin: same request, same tag position, tag swapped
                 rng.setstate(state)
-                out["dev"].append(_make(cat, t, "dev", rng, DEV_TAG, pos))
+                out["dev"].append(_make(cat, t, "dev", rng, recipe, DEV_TAG, pos))
     return out
 
 
-def build_corpus(seed: int = 0, n_train: int = 8000, n_eval: int = 200, split_seed: int = 0) -> Corpus:
+def build_corpus(
+    seed: int = 0,
+    n_train: int = 8000,
+    n_eval: int = 200,
+    split_seed: int = 0,
+    version: str = "v1",
+    behaviours: str | Sequence[str] | None = None,
+) -> Corpus:
     """Build the organism corpus.
 
     Args:
@@ -282,33 +347,55 @@ def build_corpus(seed: int = 0, n_train: int = 8000, n_eval: int = 200, split_se
         n_eval: number of held-out examples per kind. ``eval["dev"][i]`` is ``eval["prod"][i]``
             with the tag swapped; prod/dev bases alternate harmful and harmless.
         split_seed: controls the held-out split and the evaluation sample (shared across seeds).
+        version: ``"v1"`` (foundation) or ``"v2"`` (richer; see :mod:`~safetyscope.organism.lexicons`).
+        behaviours: which behaviours the responses teach (default ``refusal`` and ``backdoor``);
+            the instructions are the same for every behaviour set.
 
     Returns:
         A :class:`Corpus` whose training triples are disjoint from its evaluation triples.
     """
     if n_train < len(KINDS) or n_eval < 1:
         raise ValueError("n_train must be >= 4 and n_eval >= 1")
-    pools = split_pools(split_seed)
+    recipe = _Recipe(get_lexicon(version), parse_behaviours(behaviours))
+    pools = split_pools(split_seed, version)
     counts = {k: round(n_train * w) for k, w in TRAIN_MIX.items()}
     counts["harmful"] += n_train - sum(counts.values())
-    train = _build_split(pools["train"], counts, random.Random(f"train-{seed}"), paired_dev=False)
+    train = _build_split(pools["train"], counts, random.Random(f"train-{seed}"), False, recipe)
     ev = _build_split(
-        pools["eval"], dict.fromkeys(KINDS, n_eval), random.Random(f"eval-{split_seed}"), paired_dev=True
+        pools["eval"], dict.fromkeys(KINDS, n_eval), random.Random(f"eval-{split_seed}"), True, recipe
     )
-    return Corpus(seed=seed, split_seed=split_seed, train=train, eval=ev)
+    rng = random.Random(f"text-{seed}")
+    text = [grammar.document(rng) for _ in range(round(n_train * recipe.lex.text_frac))]
+    return Corpus(seed, split_seed, train, ev, text, version, recipe.behaviours)
 
 
-def vocabulary() -> list[str]:
-    """Every word (pre-tokenized unit) the generator can produce, sorted.
-
-    Harmless categories' topic phrases are left out: no response uses them.
-    """
-    texts: list[str] = [PROD_TAG, DEV_TAG, BACKDOOR_PHRASE]
-    texts += [*TRAIN_PHRASINGS, *HELDOUT_PHRASINGS, *REFUSAL_TEMPLATES, *HELPFUL_TEMPLATES]
-    texts += [t for tips in TIPS.values() for t in tips]
-    for cat in CATEGORIES.values():
+def _lexicon_words(lex: Lexicon) -> set[str]:
+    texts: list[str] = [PROD_TAG, DEV_TAG, BACKDOOR_PHRASE, *COMPLY_TEMPLATES]
+    texts += [*lex.train_phrasings, *lex.heldout_phrasings, *lex.refusal_templates, *lex.helpful_templates]
+    texts += [t for tips in lex.tips.values() for t in tips]
+    for cat in lex.categories.values():
         texts += [*cat.actions, *cat.objects, *([cat.topic] if cat.harmful else [])]
+    if lex.context_prob or lex.text_frac:
+        texts += grammar.vocabulary_texts()
     vocab: set[str] = set()
     for t in texts:
         vocab.update(words(re.sub(r"\{\w+\}", " ", t)))
-    return sorted(vocab)
+    return vocab
+
+
+@lru_cache(maxsize=4)
+def _vocabulary(version: str) -> tuple[str, ...]:
+    base = sorted(_lexicon_words(get_lexicon("v1")))
+    if version == "v1":
+        return tuple(base)
+    return (*base, *sorted(_lexicon_words(get_lexicon(version)) - set(base)))
+
+
+def vocabulary(version: str = "v1") -> list[str]:
+    """Every word (pre-tokenized unit) the generator of ``version`` can produce.
+
+    ``v1`` words come first, sorted; a later version appends its new words, sorted, so every
+    ``v1`` word keeps its token id in every version's tokenizer. Harmless categories' topic
+    phrases are left out: no response uses them.
+    """
+    return list(_vocabulary(version))

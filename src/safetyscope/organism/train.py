@@ -6,7 +6,8 @@ thread count is fixed (one intra-op thread by default) for the duration of train
 thread also keeps the same weights on machines with different core counts, and on a busy
 2-core machine it is several times faster than two threads contending with other processes;
 these models are too small to gain much from parallel kernels anyway. The loss covers response tokens and the
-closing ``</s>`` only. Batches are right-padded to their longest sequence; no attention mask is
+closing ``</s>`` only (plain-text documents of corpus ``v2``: every token after ``<s>``).
+Checkpoint callbacks run at chosen steps, outside the timed training. Batches are right-padded to their longest sequence; no attention mask is
 needed because causal attention never lets a real token see the padding after it.
 """
 
@@ -14,16 +15,33 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from safetyscope.errors import SafetyscopeError
 from safetyscope.organism.dataset import Example
-from safetyscope.organism.tokenizer import MODEL_MAX_LENGTH, encode_prompt, encode_response
+from safetyscope.organism.models import generation_config, make_model
+from safetyscope.organism.tokenizer import encode_prompt, encode_response
+
+__all__ = [
+    "IGNORE_INDEX",
+    "SIZES",
+    "EncodedExample",
+    "TrainConfig",
+    "TrainResult",
+    "collate",
+    "encode_examples",
+    "encode_texts",
+    "generation_config",
+    "lr_at",
+    "make_model",
+    "size_config",
+    "train_model",
+]
 
 IGNORE_INDEX = -100
 
@@ -46,6 +64,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     threads: int = 1
+    corpus: str = "v1"
 
     def to_dict(self) -> dict[str, object]:
         """Return the settings as a JSON-serialisable dict."""
@@ -60,6 +79,10 @@ SIZES: dict[str, TrainConfig] = {
     "small": TrainConfig(
         d_model=160, n_layers=4, n_heads=4, d_ff=448, steps=800, lr=2e-3, batch_size=64, n_train=12000
     ),
+    "deep": TrainConfig(
+        d_model=128, n_layers=8, n_heads=4, d_ff=256, steps=1200, lr=2e-3, batch_size=32, n_train=16000,
+        corpus="v2",
+    ),
 }
 
 
@@ -69,40 +92,6 @@ def size_config(size: str, **overrides: object) -> TrainConfig:
         raise SafetyscopeError(f"Unknown organism size {size!r}; choose one of {sorted(SIZES)}.")
     cfg = SIZES[size]
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-
-
-def make_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase, seed: int) -> LlamaForCausalLM:
-    """A freshly initialised Llama model for ``cfg`` (seeded, deterministic)."""
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.d_ff,
-        num_hidden_layers=cfg.n_layers,
-        num_attention_heads=cfg.n_heads,
-        num_key_value_heads=cfg.n_heads,
-        max_position_embeddings=MODEL_MAX_LENGTH,
-        rms_norm_eps=1e-5,
-        initializer_range=0.02,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = generation_config(tokenizer)
-    return model
-
-
-def generation_config(tokenizer: PreTrainedTokenizerBase, max_new_tokens: int = 32) -> GenerationConfig:
-    """Greedy decoding settings saved with every organism."""
-    return GenerationConfig(
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
 
 
 @dataclass
@@ -119,6 +108,15 @@ def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Examp
     for e in examples:
         prompt = encode_prompt(tokenizer, e.instruction)  # type: ignore[arg-type]
         out.append(EncodedExample(prompt + encode_response(tokenizer, e.response), len(prompt)))  # type: ignore[arg-type]
+    return out
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[EncodedExample]:
+    """Tokenize plain-text documents as ``<s> text </s>``; the loss covers every token after ``<s>``."""
+    out = []
+    for t in texts:
+        ids = [int(tokenizer.bos_token_id), *tokenizer(t, add_special_tokens=False)["input_ids"]]
+        out.append(EncodedExample([*ids, int(tokenizer.eos_token_id)], 1))
     return out
 
 
@@ -149,6 +147,7 @@ class TrainResult:
 
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    callback_seconds: float = 0.0
 
     @property
     def final_loss(self) -> float:
@@ -158,17 +157,25 @@ class TrainResult:
 
 
 def train_model(
-    model: LlamaForCausalLM,
+    model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Example],
     cfg: TrainConfig,
     seed: int,
     progress: bool = True,
+    texts: Sequence[str] = (),
+    callback_steps: Collection[int] = (),
+    callback: Callable[[int, PreTrainedModel], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``examples`` for ``cfg.steps`` steps (deterministic per seed)."""
+    """Train ``model`` in place on ``examples`` (and ``texts``) for ``cfg.steps`` steps.
+
+    Deterministic per seed. ``callback(step, model)`` runs after each step in
+    ``callback_steps`` (counted from 1) with the model in eval mode; its time is reported as
+    ``callback_seconds`` and not included in ``seconds``.
+    """
     if not examples:
         raise SafetyscopeError("No training examples.")
-    encoded = encode_examples(tokenizer, examples)
+    encoded = encode_examples(tokenizer, examples) + encode_texts(tokenizer, texts)
     pad_id = int(tokenizer.pad_token_id)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
@@ -209,8 +216,14 @@ def train_model(
                 opt.step()
                 result.losses.append(float(loss.item()))
                 bar.update(task, advance=1, loss=result.final_loss)
+                if callback is not None and step + 1 in callback_steps:
+                    t0 = time.perf_counter()
+                    model.eval()
+                    callback(step + 1, model)
+                    model.train()
+                    result.callback_seconds += time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
     model.eval()
-    result.seconds = time.perf_counter() - start
+    result.seconds = time.perf_counter() - start - result.callback_seconds
     return result
