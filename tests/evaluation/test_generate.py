@@ -72,7 +72,7 @@ def test_out_of_memory_halves_the_batch(llama, monkeypatch):
 
     monkeypatch.setattr(llama.model, "generate", fake)
     assert generate(llama, PROMPTS, max_new_tokens=6, batch_size=8, progress=False) == expected
-    assert sizes[:3] == [6, 4, 2]
+    assert sizes[:2] == [6, 3] and max(sizes[2:]) <= 2  # the failed batch halves each time
 
 
 def test_other_errors_and_oom_at_batch_one_propagate(llama, monkeypatch):

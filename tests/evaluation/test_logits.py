@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from safetyscope.evaluation import _logits
+from safetyscope.evaluation import logits as _logits
 
 
 def test_kl_rows_matches_reference_in_float64_and_chunks(monkeypatch):

@@ -1,7 +1,8 @@
 """Collect residual-stream activations: exact, fast, memory-bounded, resumable.
 
 ``collect(lm, prompts, sites, positions, reduce)`` renders prompts with the chat template,
-sorts them by length into left-padded batches, runs forward passes under
+sorts them by length into left-padded batches (the package's one runner,
+:func:`safetyscope.batching.iter_batches`), runs forward passes under
 ``torch.inference_mode`` with hooks only at the requested sites, stops each pass after the
 deepest site, and either keeps the selected rows or streams float64 moments. Batches shrink
 automatically on out-of-memory; non-finite activations are reported with the prompt that
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from safetyscope import __version__
 from safetyscope.activations.cache import Checkpoint, cache_key
@@ -26,7 +26,7 @@ from safetyscope.activations.hooks import record, run_until_stopped
 from safetyscope.activations.result import REDUCES, ActivationResult
 from safetyscope.activations.sites import Positions, Site
 from safetyscope.activations.stats import RunningMoments
-from safetyscope.batching import is_oom, pad_left
+from safetyscope.batching import iter_batches, pad_left
 from safetyscope.data.prompts import PromptSet
 from safetyscope.errors import PromptError, SafetyscopeError
 from safetyscope.model.chat import EncodedPrompt
@@ -42,20 +42,6 @@ class _Item:
     index: int  # position in the input prompt list
     ids: list[int]
     positions: list[int]
-
-
-def _batches(items: Sequence[_Item], batch_size: int | None, max_batch_tokens: int) -> list[int]:
-    """Sizes of consecutive batches over length-sorted ``items`` under a padded-token budget."""
-    sizes, start = [], 0
-    while start < len(items):
-        longest = len(items[start].ids)  # items are sorted longest first
-        size = max(1, max_batch_tokens // max(1, longest))
-        if batch_size is not None:
-            size = min(size, batch_size)
-        size = min(size, len(items) - start)
-        sizes.append(size)
-        start += size
-    return sizes
 
 
 class _Sink:
@@ -212,26 +198,19 @@ def collect(
             sink.restore(state)
     budget = max_batch_tokens or (65536 if lm.device.type == "cuda" else 16384)
     last_save = time.monotonic()
-    bar = Progress(TextColumn("collecting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   disable=not progress or len(items) < 64, transient=True)
-    with bar, torch.inference_mode():
-        task = bar.add_task("collect", total=len(items), completed=start)
-        while start < len(items):
-            size = _batches(items[start:], batch_size, budget)[0]
-            try:
-                _run_batch(lm, items[start:start + size], site_list, sink, pset, stop_early)
-            except (torch.OutOfMemoryError, RuntimeError, MemoryError) as exc:
-                if not is_oom(exc) or size == 1:
-                    raise
-                if lm.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                budget = max(1, budget // 2)
-                batch_size = max(1, size // 2)
-                continue
-            start += size
-            bar.update(task, completed=start)
-            if checkpoint is not None and time.monotonic() - last_save >= checkpoint_seconds and start < len(items):
-                checkpoint.save_partial(start, sink.state())
+
+    def run(idx: list[int]) -> list[None]:
+        _run_batch(lm, [items[i] for i in idx], site_list, sink, pset, stop_early)
+        return [None] * len(idx)
+
+    # items are already sorted longest first, so the runner's order is theirs
+    batches = iter_batches([len(it.ids) for it in items], run, batch_size=batch_size, max_batch_tokens=budget,
+                           progress=progress and len(items) >= 64, description="collecting", start=start)
+    with torch.inference_mode():
+        for idx, _ in batches:
+            done = idx[-1] + 1
+            if checkpoint is not None and time.monotonic() - last_save >= checkpoint_seconds and done < len(items):
+                checkpoint.save_partial(done, sink.state())
                 last_save = time.monotonic()
     result = _finish(sink, site_list, pos, reduce, len(pset), provenance)
     if checkpoint is not None:

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from safetyscope.batching import pad_left
-from safetyscope.evaluation._batching import (
+from safetyscope.batching import (
     ModelLike,
     check_texts,
     encode_prompts,
     model_device,
     pad_id,
+    pad_left,
     run_batched,
     unpack,
 )

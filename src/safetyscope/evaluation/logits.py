@@ -8,8 +8,7 @@ from typing import Any
 
 import torch
 
-from safetyscope.batching import pad_left
-from safetyscope.evaluation._batching import model_device
+from safetyscope.batching import model_device, pad_left
 
 #: Rows of a ``[T, vocab]`` float64 block processed at once: caps the temporary at ~256 MiB.
 _CHUNK_ELEMENTS = 1 << 25

@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from safetyscope.errors import EvaluationError
-from safetyscope.evaluation._batching import (
+from safetyscope.batching import (
     ModelLike,
     check_texts,
     encode_prompts,
@@ -28,7 +27,8 @@ from safetyscope.evaluation._batching import (
     run_batched,
     unpack,
 )
-from safetyscope.evaluation._logits import forward_logits, kl_rows, nll_rows
+from safetyscope.errors import EvaluationError
+from safetyscope.evaluation.logits import forward_logits, kl_rows, nll_rows
 from safetyscope.stats import wilson_interval
 
 __all__ = [

@@ -14,9 +14,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from safetyscope.batching import run_batched
 from safetyscope.errors import SafetyscopeError
-from safetyscope.evaluation._batching import run_batched
-from safetyscope.evaluation._logits import forward_logits
+from safetyscope.evaluation.logits import forward_logits
 from safetyscope.model.loading import LoadedModel
 
 #: Response openings of typical refusals; their first tokens form the refusal token set.

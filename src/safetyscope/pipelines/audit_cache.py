@@ -11,24 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from safetyscope.batching import progress_bar
 from safetyscope.errors import OutputExistsError
 
 MANIFEST = "manifest.json"
@@ -111,13 +104,5 @@ class StepRunner:
             self.console.print(f"[green]✓[/] {label}: {seconds:.1f} s")
         return result
 
-    @contextmanager
-    def _bar(self, label: str, total: int | None) -> Iterator[Tick]:
-        if not self.show:
-            yield lambda n: None
-            return
-        cols = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn()]
-        with Progress(*cols, console=self.console, transient=True) as bar:
-            task = bar.add_task(label, total=total)
-            yield lambda n: bar.advance(task, n)
+    def _bar(self, label: str, total: int | None) -> AbstractContextManager[Tick]:
+        return progress_bar(label, total, self.show)

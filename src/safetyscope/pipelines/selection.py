@@ -24,7 +24,7 @@ from torch import Tensor
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.errors import SafetyscopeError
-from safetyscope.evaluation._logits import kl_rows
+from safetyscope.evaluation.logits import kl_rows
 from safetyscope.evaluation.refusal_score import (
     last_token_logits,
     refusal_scores_from_logits,
