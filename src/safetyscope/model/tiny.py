@@ -58,11 +58,25 @@ _SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 _CHARS = " \nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;!?'\"()[]{}<>|#*-_/+=&%$@~"
 
 
-def tiny_tokenizer(vocab_size: int = 97) -> Any:
-    """A character-level fast tokenizer (no chat template) whose vocabulary fits the tiny configs."""
+def tiny_tokenizer(vocab_size: int = 97, byte_level: bool = False) -> Any:
+    """A character-level fast tokenizer (no chat template) whose vocabulary fits the tiny configs.
+
+    ``byte_level=True`` spells the vocabulary in GPT-2 byte-level symbols (a BPE without merges), so
+    that families whose tokenizer class rebuilds a byte-level BPE on reload (Qwen2) keep every
+    character, newlines included.
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    if byte_level:
+        bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        symbols = (_SPECIALS + [bl.pre_tokenize_str(c)[0][0] for c in _CHARS])[:vocab_size]
+        backend = Tokenizer(models.BPE({tok: i for i, tok in enumerate(symbols)}, [], unk_token="<unk>"))
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+        return PreTrainedTokenizerFast(
+            tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+        )
     symbols = (_SPECIALS + list(_CHARS))[:vocab_size]
     vocab = {tok: i for i, tok in enumerate(symbols)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -73,9 +87,47 @@ def tiny_tokenizer(vocab_size: int = 97) -> Any:
     )
 
 
-def save_tiny(family: str, out: str | Path, seed: int = 0, **overrides: Any) -> Path:
-    """Save a tiny random model of ``family`` with :func:`tiny_tokenizer` as an HF directory."""
+#: Qwen2.5's chat format: ChatML turns, with a default system prompt when none is given.
+QWEN_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+    "assistant.<|im_end|>\\n' }}{%- endif %}"
+    "{%- for m in messages %}{%- if m['role'] != 'system' %}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+#: Chat special tokens per family, and the chat template (``None``: the tokenizer ships none, like
+#: the Gemma-3-270M GGUF; safetyscope then uses Gemma's turn markers).
+CHAT_STYLES: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "qwen2": (("<|im_start|>", "<|im_end|>"), QWEN_CHAT_TEMPLATE),
+    "gemma3_text": (("<start_of_turn>", "<end_of_turn>"), None),
+}
+
+
+def tiny_chat_tokenizer(family: str) -> Any:
+    """:func:`tiny_tokenizer` plus ``family``'s chat special tokens and template (see :data:`CHAT_STYLES`)."""
+    from transformers import AddedToken
+
+    if family not in CHAT_STYLES:
+        raise UnknownArchitectureError(f"No tiny chat style for {family!r}; styles: {sorted(CHAT_STYLES)}")
+    specials, template = CHAT_STYLES[family]
+    tok = tiny_tokenizer(byte_level=family == "qwen2")
+    tok.add_special_tokens({"additional_special_tokens": [AddedToken(t, special=True) for t in specials]})
+    if template is not None:
+        tok.chat_template = template
+    return tok
+
+
+def save_tiny(family: str, out: str | Path, seed: int = 0, chat: bool = False, **overrides: Any) -> Path:
+    """Save a tiny random model of ``family`` with its tokenizer as an HF directory.
+
+    ``chat=True`` uses :func:`tiny_chat_tokenizer` (and widens the vocabulary to fit its tokens).
+    """
     out = Path(out)
+    tok = tiny_chat_tokenizer(family) if chat else tiny_tokenizer()
+    if chat:
+        overrides = {"vocab_size": len(tok), **overrides}
     tiny_model(family, seed, **overrides).save_pretrained(out)
-    tiny_tokenizer().save_pretrained(out)
+    tok.save_pretrained(out)
     return out
