@@ -66,7 +66,13 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
             raise SafetyscopeError(
                 f"Cannot parse layers {spec!r}: {part.strip()!r} is not a layer or a range. "
                 "Use all, mid, 3, 0,4,8, 2-5 or -1.")
-        lo, hi = (n_layers + int(x) if int(x) < 0 else int(x) for x in (m[1], m[2] or m[1]))
+        raw = [int(x) for x in (m[1], m[2] or m[1])]
+        bad = sorted({x for x in raw if not -n_layers <= x < n_layers})
+        if bad:
+            raise SafetyscopeError(
+                f"Layers {bad} out of range for a model with {n_layers} layers (use 0..{n_layers - 1}, "
+                f"or -1..-{n_layers} from the end).")
+        lo, hi = (n_layers + x if x < 0 else x for x in raw)
         if lo > hi:
             raise SafetyscopeError(f"Layer range {part.strip()!r} is empty (start after end).")
         layers.extend(range(lo, hi + 1))

@@ -19,7 +19,6 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -61,6 +60,9 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return f"cannot access{where}: {exc.strerror or exc}", 2
+    if type(exc).__module__.startswith("safetensors"):
+        first = str(exc).splitlines()[0] if str(exc) else name
+        return f"unreadable safetensors file ({first}); it is truncated, corrupt or not safetensors", 2
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", 130
     if isinstance(exc, ValueError):
@@ -88,23 +90,20 @@ class SafeGroup(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.UsageError as exc:
-            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        except (SystemExit, typer.Exit):
+            raise
+        except typer.TyperException as exc:  # usage errors: bad options, unknown commands
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
             err_console.print(Text.assemble(("error: ", "bold red"), " ".join(exc.format_message().split()) + where),
                               soft_wrap=True, highlight=False)
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            err_console.print(Text.assemble(("error: ", "bold red"), " ".join(exc.format_message().split())),
-                              soft_wrap=True, highlight=False)
-            sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+            sys.exit(exc.exit_code if exc.exit_code else 2)
+        except typer.Abort:
             err_console.print("aborted", highlight=False)
             sys.exit(1)
-        except (SystemExit, click.exceptions.Exit):
-            raise
         except BaseException as exc:  # the one error path: nothing else prints a traceback
             sys.exit(report_error(exc))
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -169,7 +168,7 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (SystemExit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (SystemExit, typer.Exit, typer.TyperException, typer.Abort):
             raise
         except BaseException as exc:
             sys.exit(report_error(exc))

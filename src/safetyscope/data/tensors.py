@@ -83,11 +83,13 @@ def _torch(path: Path, key: str | None) -> tuple[Tensor, str | None]:
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        detail = next((ln.strip().rstrip(".") for ln in str(exc).splitlines() if "Unsupported" in ln), "")
+        import re
+
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        detail = f" (it refers to {found[1]})" if found else ""
         raise TensorFileError(
-            f"{path} holds Python objects beyond tensors, which safetyscope will not unpickle "
-            f"(weights_only=True){': ' + detail if detail else ''}. Re-save it with "
-            "torch.save(tensor) or as .safetensors."
+            f"{path} holds Python objects beyond tensors{detail}, which safetyscope will not unpickle. "
+            "Convert it to .safetensors (or torch.save a plain tensor or dict of tensors) where you trust the file."
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
         raise TensorFileError(f"{path} is not a readable torch file: {exc}.") from exc

