@@ -22,6 +22,7 @@ from torch import Tensor
 
 from safetyscope.activations.hooks import edit
 from safetyscope.activations.sites import Site
+from safetyscope.directions.checks import check_scalar, check_vector
 from safetyscope.errors import SafetyscopeError
 from safetyscope.interventions.hooks import check_width, resolve_sites
 from safetyscope.model.loading import LoadedModel
@@ -89,6 +90,9 @@ def cast(lm: LoadedModel, condition: Tensor, threshold: float, behavior: Tensor,
     layers = [s.layer for s in resolve_sites(lm, behavior_layers, what="cast")]
     check_width(lm, condition, "Condition vector")
     check_width(lm, behavior, "Behaviour vector")
+    check_vector(condition, "condition vector")
+    check_vector(behavior, "behaviour vector")
+    threshold, scale = check_scalar(threshold, "threshold"), check_scalar(scale, "scale")
     resolve_sites(lm, condition_layer, what="cast condition")
     if min(layers) < condition_layer:
         raise SafetyscopeError(

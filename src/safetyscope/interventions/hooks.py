@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from safetyscope.activations.hooks import edit
 from safetyscope.activations.sites import Site
+from safetyscope.directions.checks import check_scalar, check_vector
 from safetyscope.directions.direction import Direction
 from safetyscope.errors import SafetyscopeError
 from safetyscope.model.loading import LoadedModel
@@ -130,6 +131,7 @@ def per_site(lm: LoadedModel, vectors: VectorSpec, sites: list[Site], what: str)
         out = {site: vectors for site in sites}
     for vec in out.values():
         check_width(lm, vec, what)
+        check_vector(vec, what, nonzero=what != "Harmless mean")  # NaN/inf/zero never reach the model
     return out
 
 
@@ -163,6 +165,7 @@ def add(lm: LoadedModel, vector: VectorSpec | Direction, scale: float = 1.0, sit
     if direction is not None:
         vector = (direction.vector * direction.mean_gap).float()
     per = per_site(lm, vector, chosen, "Steering vector")  # type: ignore[arg-type]
+    scale = check_scalar(scale, "scale")
 
     def write(site: Site, h: Tensor) -> Tensor:
         delta = (scale * per[site]).to(device=h.device, dtype=h.dtype)
