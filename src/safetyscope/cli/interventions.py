@@ -11,6 +11,7 @@ from rich.table import Table
 
 from safetyscope.cli._app import (
     DirectionOpt,
+    DtypeOpt,
     HarmfulOpt,
     HarmlessOpt,
     JsonOpt,
@@ -36,6 +37,7 @@ def ablate(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
     judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC (default: organism judge or rules).")] = None,
     as_json: JsonOpt = False,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Evaluate directional ablation (every layer and position) against baseline and a random-direction control."""
     from safetyscope.interventions.hooks import ablate as ablate_hook
@@ -43,7 +45,7 @@ def ablate(
     from safetyscope.pipelines.intervene import direction_arms, run_arms
     from safetyscope.pipelines.refusal import judge_for, refusal_prompts
 
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype)
     d = load_direction(direction, layer)
     prompts = refusal_prompts(lm, harmful, harmless, n_test=n)
     vec = d.vector.float()
@@ -69,6 +71,7 @@ def steer(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
     judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC.")] = None,
     as_json: JsonOpt = False,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Evaluate activation addition (induced refusal) against baseline and a random-direction control."""
     from safetyscope.activations import parse_layers
@@ -77,7 +80,7 @@ def steer(
     from safetyscope.pipelines.intervene import direction_arms, run_arms
     from safetyscope.pipelines.refusal import judge_for, refusal_prompts
 
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype)
     d = load_direction(direction, layer)
     from safetyscope.activations import Site
     from safetyscope.interventions.hooks import resolve_sites
@@ -104,9 +107,10 @@ def edit(
     layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
     harmless: Annotated[Path | None, typer.Option("--harmless", help="Harmless prompts for the mean used by projected methods.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Orthogonalize every residual-writing matrix against a direction and save a new model."""
-    from safetyscope.activations import Site, collect
+    from safetyscope.activations import collect
     from safetyscope.interventions.export import save_edited
     from safetyscope.interventions.weights import orthogonalize
     from safetyscope.model import load_model
@@ -114,7 +118,7 @@ def edit(
     from safetyscope.pipelines.refusal import refusal_prompts
 
     check_output(out, force=force, kind="dir", inputs=[model, direction, harmless])
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype)
     check_output(out, force=force, kind="dir", inputs=[lm.path])
     d = load_direction(direction, layer)
     mean = None
@@ -165,6 +169,9 @@ def chat(
     scale: Annotated[float, typer.Option(callback=finite, help="Steering multiple of the direction's mean gap.")] = 1.0,
     ablate_file: Annotated[Path | None, typer.Option("--ablate", help="Direction to ablate everywhere.")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per reply.")] = 64,
+    dtype: DtypeOpt = "auto",
+    allow_special_tokens: Annotated[bool, typer.Option(
+        "--allow-special-tokens", help="Accept the tokenizer's control tokens (e.g. <|im_end|>) in your text.")] = False,
 ) -> None:
     """Chat with a model (one turn per line, empty line or Ctrl-D to quit), optionally steered or ablated."""
     import contextlib
@@ -174,7 +181,11 @@ def chat(
     from safetyscope.interventions.hooks import add
     from safetyscope.model import load_model
 
-    lm = load_model(model)
+    lm = load_model(model, dtype=dtype)
+    lm.chat.allow_special_tokens = allow_special_tokens
+    if lm.kind == "base":
+        console.print(f"note: {literal(model)} is a base model (pretrained, not instruction-tuned): its replies are "
+                      f"continuations of the {lm.chat.template_kind} prompt format, not a trained chat behaviour.")
     stack = contextlib.ExitStack()
     if steer_file is not None:
         d = load_direction(steer_file)

@@ -61,7 +61,7 @@ def _context(model: str | None, harmful: Path | None, harmless: Path | None, tri
         from safetyscope.pipelines.organism import load_or_build_organism
 
         model = str(load_or_build_organism("tiny", 0))
-    lm = load_model(model)
+    lm = load_model(model, dtype=config.dtype)
     organism = is_organism(lm)
     if not organism and harmful is None and harmless is None:
         from safetyscope.data.bundled import bundled_path
