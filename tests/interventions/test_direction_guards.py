@@ -33,6 +33,10 @@ def test_add_affine_cast_ablate_refuse_bad_vectors(llama, kind):
     with pytest.raises(SafetyscopeError, match="NaN/inf|zero"):
         with cast(llama, bad, 0.0, good, 1.0, condition_layer=1, behavior_layers=1):
             pass
+    if kind != "zero":  # a zero behaviour vector records CAST decisions without steering
+        with pytest.raises(SafetyscopeError, match="NaN/inf"):
+            with cast(llama, good, 0.0, bad, 1.0, condition_layer=1, behavior_layers=1):
+                pass
     with pytest.raises(SafetyscopeError, match="finite and non-zero"):
         with ablate(llama, bad):
             pass

@@ -91,7 +91,7 @@ def cast(lm: LoadedModel, condition: Tensor, threshold: float, behavior: Tensor,
     check_width(lm, condition, "Condition vector")
     check_width(lm, behavior, "Behaviour vector")
     check_vector(condition, "condition vector")
-    check_vector(behavior, "behaviour vector")
+    check_vector(behavior, "behaviour vector", nonzero=False)  # zero: record decisions without steering
     threshold, scale = check_scalar(threshold, "threshold"), check_scalar(scale, "scale")
     resolve_sites(lm, condition_layer, what="cast condition")
     if min(layers) < condition_layer:
