@@ -1,4 +1,4 @@
-"""Model loading, declarative architecture maps and chat formatting."""
+"""Model loading, declarative architecture maps, chat formatting, precision, memory and pulls."""
 
 from safetyscope.model.architectures import (
     ARCHITECTURES,
@@ -8,14 +8,31 @@ from safetyscope.model.architectures import (
 )
 from safetyscope.model.chat import ChatFormatter, EncodedPrompt
 from safetyscope.model.loading import LoadedModel, load_model
+from safetyscope.model.memory import bytes_per_token, token_budget
+from safetyscope.model.precision import DTYPE_CHOICES, cpu_supports_bf16, resolve_dtype
+from safetyscope.model.pull import ChecksumError, PullResult, VerifyResult, pull, verify
+from safetyscope.model.registry import KNOWN_MODELS, PypiModel, pulled_path
 
 __all__ = [
     "ARCHITECTURES",
+    "DTYPE_CHOICES",
+    "KNOWN_MODELS",
     "ArchitectureMap",
     "ChatFormatter",
+    "ChecksumError",
     "EncodedPrompt",
     "LoadedModel",
+    "PullResult",
+    "PypiModel",
     "ResolvedArchitecture",
+    "VerifyResult",
+    "bytes_per_token",
+    "cpu_supports_bf16",
     "load_model",
+    "pull",
+    "pulled_path",
     "resolve_architecture",
+    "resolve_dtype",
+    "token_budget",
+    "verify",
 ]
