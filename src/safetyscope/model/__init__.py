@@ -1,4 +1,7 @@
-"""Model loading, declarative architecture maps, chat formatting, precision, memory and pulls."""
+"""Model loading, declarative architecture maps, chat formatting, precision, memory and pulls.
+
+``pull`` and ``verify`` live in :mod:`safetyscope.model.pull` (not re-exported: the names would shadow it).
+"""
 
 from safetyscope.model.architectures import (
     ARCHITECTURES,
@@ -10,7 +13,7 @@ from safetyscope.model.chat import ChatFormatter, EncodedPrompt
 from safetyscope.model.loading import LoadedModel, load_model
 from safetyscope.model.memory import bytes_per_token, token_budget
 from safetyscope.model.precision import DTYPE_CHOICES, cpu_supports_bf16, resolve_dtype
-from safetyscope.model.pull import ChecksumError, PullResult, VerifyResult, pull, verify
+from safetyscope.model.pull import ChecksumError, PullResult, VerifyResult
 from safetyscope.model.registry import KNOWN_MODELS, PypiModel, pulled_path
 
 __all__ = [
@@ -29,10 +32,8 @@ __all__ = [
     "bytes_per_token",
     "cpu_supports_bf16",
     "load_model",
-    "pull",
     "pulled_path",
     "resolve_architecture",
     "resolve_dtype",
     "token_budget",
-    "verify",
 ]
