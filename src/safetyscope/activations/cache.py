@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from safetyscope.activations.result import ActivationResult
+from safetyscope.errors import CacheError
+from safetyscope.outputs import atomic_file
 from safetyscope.paths import cache_dir
 
 
@@ -40,9 +42,20 @@ class Checkpoint:
         self.result_path = self.dir / "result.safetensors"
         self.partial_path = self.dir / "partial.safetensors"
 
+    def _corrupt(self, path: Path, exc: Exception) -> CacheError:
+        return CacheError(
+            f"The activation cache entry {path} is unreadable ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no details'}). Delete the folder {self.dir} "
+            "(it is recomputed) or run without the cache (--no-cache / cache=False).")
+
     def load_result(self) -> ActivationResult | None:
         """The finished result, if this key was completed before."""
-        return ActivationResult.load(self.result_path) if self.result_path.is_file() else None
+        if not self.result_path.is_file():
+            return None
+        try:
+            return ActivationResult.load(self.result_path)
+        except Exception as exc:  # any unreadable entry: say how to recover
+            raise self._corrupt(self.result_path, exc) from exc
 
     def save_result(self, result: ActivationResult) -> None:
         """Store the finished result and drop the partial checkpoint."""
@@ -53,14 +66,16 @@ class Checkpoint:
         """``(prompts_done, sink_state)`` of an interrupted run, or ``(0, {})``."""
         if not self.partial_path.is_file():
             return 0, {}
-        state = load_file(str(self.partial_path))
-        done = int(state.pop("__done__").item())
+        try:
+            state = load_file(str(self.partial_path))
+            done = int(state.pop("__done__").item())
+        except Exception as exc:  # a truncated checkpoint: say how to recover
+            raise self._corrupt(self.partial_path, exc) from exc
         return done, state
 
     def save_partial(self, done: int, state: dict[str, torch.Tensor]) -> None:
         """Atomically write a checkpoint after ``done`` length-sorted prompts."""
         tensors = {k: v.contiguous() for k, v in state.items()}
         tensors["__done__"] = torch.tensor([done], dtype=torch.int64)
-        tmp = self.partial_path.with_name("partial.tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(self.partial_path)
+        with atomic_file(self.partial_path) as tmp:
+            save_file(tensors, str(tmp))

@@ -191,9 +191,10 @@ class DirectionSet:
                 "directions": [d.meta() for d in self.directions]}
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-        tmp.replace(path)
+        from safetyscope.outputs import atomic_file
+
+        with atomic_file(path) as tmp:  # a failed write leaves neither a partial file nor *.tmp debris
+            save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
         return path
 
     @classmethod

@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from safetyscope.batching import progress_bar
-from safetyscope.errors import OutputExistsError
+from safetyscope.errors import CacheError, OutputExistsError
+from safetyscope.outputs import atomic_file
 
 MANIFEST = "manifest.json"
 
@@ -73,7 +74,13 @@ class StepRunner:
 
     def tensors(self, name: str) -> dict[str, Tensor]:
         """Tensors saved by step ``name``."""
-        return load_file(str(self.cache / f"{name}.safetensors"))
+        path = self.cache / f"{name}.safetensors"
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # truncated or deleted: say how to recover
+            raise CacheError(
+                f"The audit cache file {path} is unreadable ({type(exc).__name__}). Delete {self.cache / name}.* "
+                "and rerun to recompute that step, or rerun with --force to start the audit over.") from exc
 
     def run(self, name: str, label: str, fn: Callable[[Tick], tuple[dict[str, Any], dict[str, Tensor] | None]],
             total: int | None = None) -> dict[str, Any]:
@@ -94,11 +101,11 @@ class StepRunner:
             result, tensors = fn(tick)
         seconds = time.perf_counter() - start
         if tensors:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(self.cache / f"{name}.safetensors"))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"result": result, "seconds": seconds, "has_tensors": bool(tensors)},
-                                  allow_nan=False))
-        tmp.replace(path)
+            with atomic_file(self.cache / f"{name}.safetensors") as tmp:
+                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps({"result": result, "seconds": seconds, "has_tensors": bool(tensors)},
+                                      allow_nan=False))
         self.timings[name] = {"seconds": seconds, "cached": False}
         if self.show:
             self.console.print(f"[green]✓[/] {label}: {seconds:.1f} s")
