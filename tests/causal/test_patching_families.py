@@ -40,7 +40,7 @@ def test_patching_every_position_restores_clean_exactly(tiny_lms, family):
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_batched_sweep_equals_naive_loop(tiny_lms, family):
     lm = tiny_lms[family]
-    kw = dict(components=COMPONENTS, positions="all", metric="kl", token_budget=64, **RAW)
+    kw = dict(components=COMPONENTS, layers=[1], positions="all", metric="kl", token_budget=64, **RAW)
     fast = patching_sweep(lm, CLEAN, CORRUPT, **kw)
     slow = patching_sweep(lm, CLEAN, CORRUPT, batched=False, **kw)
     assert fast.provenance["forward_passes"] < slow.provenance["forward_passes"]
@@ -65,8 +65,8 @@ def test_all_heads_of_a_layer_equal_attn_out(tiny_lms, family):
     one_by_one = [s.value for s in heads.scores]
     assert len(one_by_one) == n_heads
     # all heads at once: a sweep over one "cell" that writes the whole attn_z vector
-    from safetyscope.causal.patching import prepare, run_patches
     from safetyscope.causal import Corruption, make_metric
+    from safetyscope.causal.patching import prepare, run_patches
 
     met = make_metric("kl", lm.tokenizer)
     p = prepare(lm, CLEAN, CORRUPT, components="heads", layers=[1], positions="last", heads=None, metric=met,

@@ -56,6 +56,7 @@ class _Prepared:
     clean_logits: Tensor
     corrupted_logits: Tensor
     sigma: float | None
+    base: dict[Site, Tensor]
 
 
 def encode_texts(lm: LoadedModel, texts: Sequence[str], chat: bool = True) -> list[EncodedPrompt]:
@@ -155,9 +156,10 @@ def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None
     clean_ids = [e.input_ids for e in clean_enc]
     ew = None
     need0 = corruption.kind != "pairs"
-    rec_clean = sorted(set(sites) | {EMBED_SITE}) if need0 and mode == "denoise" else (
-        [EMBED_SITE] if need0 else (sites if mode == "denoise" else []))
-    clean_logits, clean_rec = _record_base(lm, clean_ids, None, rec_clean, token_budget)
+    starts = {Site(t.layer, "resid_pre") for t in targets if t.layer > 0}  # the target run's block inputs
+    rec_clean = set(sites) if mode == "denoise" else set(starts)
+    rec_clean |= {EMBED_SITE} if need0 else set()
+    clean_logits, clean_rec = _record_base(lm, clean_ids, None, sorted(rec_clean), token_budget)
     if corrupt_enc is not None:
         corrupt_ids = [e.input_ids for e in corrupt_enc]
     else:
@@ -166,17 +168,33 @@ def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None
         resid0 = [clean_rec[EMBED_SITE][i, : len(e)] for i, e in enumerate(clean_enc)]
         ew = embedding_writes(corruption, resid0, toks)
         corrupt_ids = clean_ids
-    corr_logits, corr_rec = _record_base(lm, corrupt_ids, ew, sites if mode == "noise" else [], token_budget)
-    source = clean_rec if mode == "denoise" else corr_rec
+    rec_corr = set(sites) if mode == "noise" else set(starts)
+    corr_logits, corr_rec = _record_base(lm, corrupt_ids, ew, sorted(rec_corr), token_budget)
+    source, target = (clean_rec, corr_rec) if mode == "denoise" else (corr_rec, clean_rec)
     target_ids = corrupt_ids if mode == "denoise" else clean_ids
     return _Prepared(clean_enc, target_ids, slots, targets, d_head, {s: source[s] for s in sites},
-                     ew if mode == "denoise" else None, clean_logits, corr_logits, ew.sigma if ew else None)
+                     ew if mode == "denoise" else None, clean_logits, corr_logits, ew.sigma if ew else None,
+                     {s: target[s] for s in starts})
 
 
-def _chunk_writes(p: _Prepared, rows: range, n: int) -> list[SiteWrites]:
-    """Corruption and patch writes for global rows ``rows`` (row = target * n + prompt)."""
+def _chunk_writes(p: _Prepared, rows: Sequence[int], n: int, start: int = 0) -> list[SiteWrites]:
+    """Writes for global rows ``rows`` (row = target * n + prompt).
+
+    With ``start`` > 0 (blocks below ``start`` skipped) every token's input of block ``start`` is
+    first set to the target run's recorded value, then the patches are written; the corruption
+    writes at the embedding are then already inside those recorded values.
+    """
     prompts = [r % n for r in rows]
-    writes = [_embedding_site_writes(p.corrupt_writes, prompts)] if p.corrupt_writes is not None else []
+    writes = []
+    if start > 0:
+        site = Site(start, "resid_pre")
+        lens = [len(p.target_ids[i]) for i in prompts]
+        writes.append(SiteWrites(
+            site, torch.cat([torch.full((k,), r, dtype=torch.long) for r, k in enumerate(lens)]),
+            torch.cat([torch.arange(k) for k in lens]),
+            torch.cat([p.base[site][i, :k] for i, k in zip(prompts, lens, strict=True)])))
+    elif p.corrupt_writes is not None:
+        writes.append(_embedding_site_writes(p.corrupt_writes, prompts))
     parts: dict[Site, tuple[list[int], list[int], list[int], list[Tensor]]] = {}
     for local, r in enumerate(rows):
         t, i = p.targets[r // n], r % n
@@ -197,30 +215,48 @@ def _chunk_writes(p: _Prepared, rows: range, n: int) -> list[SiteWrites]:
     return writes
 
 
+def _groups(p: _Prepared, n: int, batched: bool) -> list[tuple[int, list[int]]]:
+    """``(start_block, rows)`` groups: one per target when naive, one per layer when batched."""
+    if not batched:
+        return [(0, list(range(t * n, (t + 1) * n))) for t in range(len(p.targets))]
+    by_layer: dict[int, list[int]] = {}
+    for t, target in enumerate(p.targets):
+        by_layer.setdefault(target.layer, []).extend(range(t * n, (t + 1) * n))
+    return sorted(by_layer.items())
+
+
 def run_patches(lm: LoadedModel, p: _Prepared, metric: PatchMetric, token_budget: int, batched: bool = True,
                 progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, int]:
-    """Per-row metric of every (target, prompt) row and the number of forward passes used."""
+    """Per-row metric of every (target, prompt) row and the number of forward passes used.
+
+    Batched, the rows of all cells at one layer share forward passes (chunked by the token
+    budget) that skip the blocks below that layer; naive, each cell gets one full forward.
+    """
     n = len(p.target_ids)
     total = len(p.targets) * n
     t_max = max(len(s) for s in p.target_ids)
-    per = max(1, token_budget // t_max) if batched else n
     out = torch.empty(total, dtype=torch.float64)
-    start, passes = 0, 0
-    while start < total:
-        rows = range(start, min(start + per, total))
-        try:
-            logits, _ = run_rows(lm, [p.target_ids[r % n] for r in rows], _chunk_writes(p, rows, n), p.d_head)
-        except Exception as exc:  # OOM arrives as several exception types
-            if not is_oom(exc) or per == 1:
-                raise
-            per = max(1, per // 2)
-            continue
-        prompts = torch.tensor([r % n for r in rows])
-        out[rows.start:rows.stop] = metric.score(logits, p.clean_logits[prompts]).cpu()
-        passes += 1
-        start = rows.stop
-        if progress is not None:
-            progress(start, total)
+    passes, done = 0, 0
+    for start, rows in _groups(p, n, batched):
+        per = max(1, token_budget // t_max) if batched else len(rows)
+        a = 0
+        while a < len(rows):
+            chunk = rows[a:a + per]
+            try:
+                logits, _ = run_rows(lm, [p.target_ids[r % n] for r in chunk], _chunk_writes(p, chunk, n, start),
+                                     p.d_head, skip_below=start)
+            except Exception as exc:  # OOM arrives as several exception types
+                if not is_oom(exc) or per == 1:
+                    raise
+                per = max(1, per // 2)
+                continue
+            idx = torch.tensor(chunk)
+            out[idx] = metric.score(logits, p.clean_logits[idx % n]).cpu()
+            passes += 1
+            a += len(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
     return out, passes
 
 

@@ -10,14 +10,14 @@ forward pass however many sites it patches.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from jaxtyping import Float
-from torch import Tensor
+from torch import Tensor, nn
 
 from safetyscope.activations.hooks import edit, record
 from safetyscope.activations.sites import Site
@@ -39,6 +39,32 @@ class SiteWrites:
     values: Tensor
     heads: Tensor | None = None
     add: bool = False
+
+
+class _Skip(nn.Module):
+    """Stands in for a decoder block whose output is overwritten anyway: returns its input."""
+
+    def forward(self, hidden_states: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return hidden_states
+
+
+@contextmanager
+def skip_blocks(lm: LoadedModel, below: int) -> Iterator[None]:
+    """Replace blocks ``0 .. below-1`` by pass-throughs inside the block (always restored).
+
+    Sound only when the input of block ``below`` is then overwritten at every position (the
+    sweep writes the target run's recorded ``resid_pre`` there), so the skipped blocks' work
+    would be thrown away.
+    """
+    layers = lm.arch.layers
+    saved = [layers[i] for i in range(below)]
+    try:
+        for i in range(below):
+            layers[i] = _Skip()
+        yield
+    finally:
+        for i, block in enumerate(saved):
+            layers[i] = block
 
 
 def _keeps_last(model: Any) -> bool:
@@ -67,9 +93,12 @@ def _apply(h: Tensor, writes: Sequence[SiteWrites], lengths: Tensor, d_head: int
 
 @torch.inference_mode()
 def run_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequence[SiteWrites] = (),
-             d_head: int | None = None, record_sites: Sequence[Site] = ()
+             d_head: int | None = None, record_sites: Sequence[Site] = (), skip_below: int = 0
              ) -> tuple[Float[Tensor, "rows vocab"], dict[Site, Tensor]]:
     """Last-token logits of ``seqs`` (left-padded) under ``writes``, and the recorded sites.
+
+    ``skip_below`` > 0 replaces the first blocks by pass-throughs (:func:`skip_blocks`); the
+    caller must then overwrite every position's ``resid_pre`` of block ``skip_below``.
 
     Recorded activations (after the writes) come back unpadded-aligned: ``[rows, T_max, width]``
     with token ``j`` of row ``r`` at ``[r, j]`` (zeros past each row's length).
@@ -90,7 +119,8 @@ def run_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequence[Si
     editing = edit(lm.arch, list(by_site), lambda s, h: _apply(h, by_site[s], lengths, d_head)) if by_site \
         else nullcontext()
     reading = record(lm.arch, list(record_sites), capture, stop_early=False) if record_sites else nullcontext()
-    with editing, reading:
+    skipping = skip_blocks(lm, skip_below) if skip_below else nullcontext()
+    with skipping, editing, reading:
         logits = lm.model(**kwargs).logits[:, -1, :].float()
     recorded = {}
     t_max = int(lengths.max())
