@@ -50,7 +50,7 @@ def test_second_concurrent_audit_refuses_before_work(setup, tmp_path):
 
 
 def test_bad_trigger_and_unsafe_out_fail_before_loading(setup, tmp_path):
-    model, harmful, harmless = setup
+    model = setup[0]
     with pytest.raises(ConfigError, match="--trigger is empty"):
         run_audit("no-such-model-is-loaded", tmp_path / "a", trigger=" ", config=CFG)
     with pytest.raises(ConfigError, match="equals or contains the trigger"):

@@ -4,9 +4,14 @@ stderr, no traceback) and leave every input untouched."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 Workspace = Any  # tests/hardening/conftest.py: the ``ws`` fixture
 
@@ -225,18 +230,121 @@ def catalogue(ws: Workspace) -> list[Case]:
 
 
 KINDS = ("clear", "traceback", "internal", "wrong_result", "hang", "data_loss", "not_one_line")
+#: Every outcome of this module (catalogue and generated cases), summarised at teardown.
+OUTCOMES: list[Any] = []
+
+
+def counts(outcomes: list[Any]) -> dict[str, int]:
+    """The figures of the issue's closing note."""
+    return {"cases": len(outcomes), **{k: sum(o.kind == k for o in outcomes) for k in KINDS}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def totals():
+    """Print the module's totals as one JSON line (``pytest -s tests/hardening`` shows it)."""
+    yield
+    if OUTCOMES:
+        print("\n" + json.dumps({"suite": "hardening bad inputs (catalogue + generated)", **counts(OUTCOMES)}))
+
+
+def _failures(outcomes: list[Any]) -> list[str]:
+    return [f"{o.name}: {o.kind} (exit {o.exit_code}) {o.stderr.strip()[:300]!r}" for o in outcomes
+            if o.kind != "clear"]
 
 
 def test_catalogue_of_bad_inputs(ws, case_runner):
     """Every case: exit 2, one ``error:`` line on stderr, no traceback, inputs byte-identical."""
-    import json
-
     cases = catalogue(ws)
     assert len({c.name for c in cases}) == len(cases)
     outcomes = [case_runner(ws, c.name, c.argv, c.before) for c in cases]
-    counts = {"cases": len(outcomes), **{k: sum(o.kind == k for o in outcomes) for k in KINDS}}
-    print(json.dumps({"suite": "catalogue", **counts}))
-    failures = [f"{o.name}: {o.kind} (exit {o.exit_code}) {o.stderr.strip()[:300]!r}" for o in outcomes
-                if o.kind != "clear"]
-    assert not failures, f"{counts}\n" + "\n".join(failures)
+    OUTCOMES.extend(outcomes)
+    print(json.dumps({"suite": "catalogue", **counts(outcomes)}))
+    failures = _failures(outcomes)
+    assert not failures, f"{counts(outcomes)}\n" + "\n".join(failures)
     assert len(cases) >= 100
+
+
+def test_valid_inputs_succeed_under_the_same_harness(ws, case_runner):
+    """Control: the harness tells success from failure (exit 0), and valid runs leave inputs intact."""
+    m = str(ws.model)
+    runs = [
+        ["info", m],
+        ["geometry", "--harmful", ws["acts_a"], "--harmless", ws["acts_b"], "--out", str(ws.outs / "g.json")],
+        ["activations", "collect", m, "--prompts", ws["harmful"], "--out", str(ws.outs / "a.safetensors"),
+         "--layers", "1", "--batch-size", "4", "--no-cache"],
+    ]
+    for argv in runs:
+        o = case_runner(ws, " ".join(argv[:2]), argv)
+        assert o.kind == "wrong_result" and o.exit_code == 0, o  # exit 0 with inputs untouched
+    assert (ws.outs / "g.json").is_file() and (ws.outs / "a.safetensors").is_file()
+
+
+# --- generated cases: numeric options and selector syntax (hypothesis) -----------------------------
+
+SETTINGS = settings(max_examples=20, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+not_positive_int = st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["1.5", "abc", "", "1e3", "0x10", "nan"]))
+not_finite = st.sampled_from(["nan", "NaN", "inf", "-inf", "+inf", "Infinity", "1e999", "-1e999", "abc", ""])
+
+
+def _check(ws, case_runner, name: str, argv: list[str]) -> None:
+    o = case_runner(ws, name, argv)
+    OUTCOMES.append(o)
+    assert o.kind == "clear", _failures([o])
+
+
+@SETTINGS
+@given(option=st.sampled_from(["--batch-size"]), value=not_positive_int)
+def test_generated_collect_sizes(ws, case_runner, option, value):
+    _check(ws, case_runner, f"collect {option} {value!r}", ["activations", "collect", str(ws.model), "--prompts",
+           ws["harmful"], "--out", str(ws.outs / "x.safetensors"), option, value])
+
+
+@SETTINGS
+@given(option=st.sampled_from(["--n", "--max-new-tokens"]), value=not_positive_int, cmd=st.sampled_from(["ablate", "steer"]))
+def test_generated_generation_sizes(ws, case_runner, option, value, cmd):
+    _check(ws, case_runner, f"{cmd} {option} {value!r}", [cmd, str(ws.model), "--direction", ws["direction"],
+           "--harmful", ws["harmful"], "--harmless", ws["harmless"], option, value])
+
+
+@SETTINGS
+@given(value=st.one_of(not_finite, st.floats(max_value=0.0, allow_nan=False).map(repr)))
+def test_generated_max_kl(ws, case_runner, value):
+    _check(ws, case_runner, f"select --max-kl {value!r}", ["directions", "select", str(ws.model), "--out",
+           str(ws.outs / "d.safetensors"), "--max-kl", value, "--harmful", ws["harmful"], "--harmless", ws["harmless"]])
+
+
+@SETTINGS
+@given(value=not_finite, cmd=st.sampled_from(["steer", "chat"]))
+def test_generated_scales(ws, case_runner, value, cmd):
+    extra = ["--direction", ws["direction"]] if cmd == "steer" else ["--steer", ws["direction"]]
+    _check(ws, case_runner, f"{cmd} --scale {value!r}", [cmd, str(ws.model), *extra, f"--scale={value}"])
+
+
+def _bad_layers(text: str) -> bool:
+    from safetyscope.activations import parse_layers
+    from safetyscope.errors import SafetyscopeError
+
+    try:
+        parse_layers(text, 3)
+    except SafetyscopeError:
+        return True
+    return False
+
+
+@SETTINGS
+@given(text=st.text(alphabet="0123456789-,. ax", max_size=8).filter(_bad_layers))
+def test_generated_layer_selectors(ws, case_runner, text):
+    _check(ws, case_runner, f"collect --layers {text!r}", ["activations", "collect", str(ws.model), "--prompts",
+           ws["harmful"], "--out", str(ws.outs / "x.safetensors"), f"--layers={text}"])
+
+
+@SETTINGS
+@given(text=st.one_of(st.integers(min_value=16).map(lambda i: f"eoi:{i}"),
+                      st.integers(max_value=-17).map(lambda i: f"eoi:{i}"),
+                      st.text(alphabet="eoilastubring:-0123", min_size=1, max_size=8).filter(
+                          lambda t: t not in ("last", "all", "eoi") and not t.startswith(("eoi:", "substring:"))
+                          and not t.startswith("trigger:"))))
+def test_generated_position_selectors(ws, case_runner, text):
+    _check(ws, case_runner, f"collect --positions {text!r}", ["activations", "collect", str(ws.model), "--prompts",
+           ws["harmful"], "--out", str(ws.outs / "x.safetensors"), f"--positions={text}", "--no-cache"])
