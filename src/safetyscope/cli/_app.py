@@ -232,7 +232,7 @@ def print_report(report: Any, as_json: bool) -> None:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return
     table = Table("arm", "set", "refusal [95% CI]", "incoh.", "KL 1st tok", "KL cont.",
-                  title=f"{report.intervention}: {report.params}")
+                  title=literal(f"{report.intervention}: {report.params}"))
     for arm, res in report.arms.items():
         for name, rate in res.refusal.items():
             kl1 = f"{res.kl_first_token:.4f}" if res.kl_first_token is not None and name == "harmless" else ""

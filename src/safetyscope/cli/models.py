@@ -17,6 +17,7 @@ from safetyscope.cli._app import (
     app,
     console,
     err_console,
+    literal,
     models_app,
     organism_app,
     user_errors,
@@ -41,7 +42,7 @@ def info(
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    table = Table(title=f"safetyscope info: {model}", show_header=False)
+    table = Table(title=literal(f"safetyscope info: {model}"), show_header=False)
     for key, value in data.items():
         if key != "modules":
             table.add_row(key, str(value))
