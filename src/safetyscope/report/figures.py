@@ -153,3 +153,49 @@ def heatmap(title: str, labels: Sequence[str], matrix: Sequence[Sequence[float |
     parts.append(f'<text x="{sx + 16}" y="{top + 10}" font-size="9">{_fmt(vmax)}</text>'
                  f'<text x="{sx + 16}" y="{top + 130}" font-size="9">{_fmt(vmin)}</text>')
     return "".join([*parts, "</svg>"])
+
+
+def grid_heatmap(title: str, row_labels: Sequence[str], col_labels: Sequence[str],
+                 matrix: Sequence[Sequence[float | None]], *, vmin: float = -1.0, vmax: float = 1.0,
+                 xlabel: str = "position", ylabel: str = "layer") -> str:
+    """A rows × columns heatmap (e.g. layer × position of a patching sweep), blue-white-red, with a scale.
+
+    ``None`` cells are grey; every cell's tooltip gives its row, column and value.
+    """
+    nr, nc = len(row_labels), len(col_labels)
+    cell = max(6.0, min(26.0, 560 / max(1, nc), 520 / max(1, nr)))
+    left, top = 84, 84
+    width, height = left + cell * nc + 70, top + cell * nr + 34
+    fs = max(6.0, min(10.0, cell * 0.8))
+    parts = [f'<svg viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}" '
+             f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+             f'<text x="{left}" y="14" font-size="12">{escape(title)}</text>']
+    rstep = cstep = max(1, math.ceil(fs / cell))  # thin labels out when cells are smaller than the font
+    for j, lab in enumerate(col_labels):
+        if j % cstep == 0:
+            x = left + cell * j + cell / 2
+            parts.append(f'<text x="{x:.1f}" y="{top - 4}" font-size="{fs:.0f}" '
+                         f'transform="rotate(-60 {x:.1f} {top - 4})">{escape(lab)}</text>')
+    for i, lab in enumerate(row_labels):
+        y = top + cell * i
+        if i % rstep == 0:
+            parts.append(f'<text x="{left - 4}" y="{y + cell / 2 + fs / 3:.1f}" font-size="{fs:.0f}" '
+                         f'text-anchor="end">{escape(lab)}</text>')
+        for j, v in enumerate(matrix[i]):
+            ok = v is not None and math.isfinite(v)
+            fill = _color(v, vmin, vmax) if ok else "#ccc"  # type: ignore[arg-type]
+            tip = f"{v:.4g}" if ok else "n/a"
+            parts.append(f'<rect x="{left + cell * j:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" '
+                         f'fill="{fill}"><title>{escape(ylabel)} {escape(lab)}, {escape(xlabel)} '
+                         f'{escape(col_labels[j])}: {tip}</title></rect>')
+    parts.append(f'<text x="{left + cell * nc / 2:.1f}" y="{height - 6:.1f}" font-size="11" '
+                 f'text-anchor="middle">{escape(xlabel)}</text>'
+                 f'<text x="12" y="{top + cell * nr / 2:.1f}" font-size="11" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {top + cell * nr / 2:.1f})">{escape(ylabel)}</text>')
+    sx = left + cell * nc + 12
+    for k in range(11):
+        v = vmax - (vmax - vmin) * k / 10
+        parts.append(f'<rect x="{sx:.1f}" y="{top + k * 12}" width="12" height="12" fill="{_color(v, vmin, vmax)}"/>')
+    parts.append(f'<text x="{sx + 16:.1f}" y="{top + 10}" font-size="9">{_fmt(vmax)}</text>'
+                 f'<text x="{sx + 16:.1f}" y="{top + 130}" font-size="9">{_fmt(vmin)}</text>')
+    return "".join([*parts, "</svg>"])
