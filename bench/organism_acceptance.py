@@ -14,6 +14,7 @@ import time
 
 from safetyscope import load_model
 from safetyscope.analysis.probes import probe_layers
+from safetyscope.causal import Arm, direction_arms, random_like, run_arms
 from safetyscope.directions.contrast import collect_contrast
 from safetyscope.directions.extract import extract
 from safetyscope.directions.geometry import paired_spectrum
@@ -22,7 +23,6 @@ from safetyscope.interventions.hooks import ablate, add
 from safetyscope.interventions.weights import orthogonalize
 from safetyscope.organism.dataset import build_corpus
 from safetyscope.organism.judge import OrganismJudge
-from safetyscope.pipelines.intervene import Arm, direction_arms, random_like, run_arms
 from safetyscope.pipelines.organism import load_or_build_organism
 from safetyscope.pipelines.refusal import refusal_prompts, select
 

@@ -165,9 +165,10 @@ def candidate_directions(lm: LoadedModel, harmful: Sequence[str], harmless: Sequ
 def _score(lm: LoadedModel, vec: Tensor, layer: int, harmful_val: Sequence[str], harmless_val: Sequence[str],
            base_harmless_logits: Tensor, tokens: list[int]) -> tuple[float, float, float]:
     """Exact bypass, induce and KL of one candidate (three forward passes over the validation sets)."""
-    with ablate(lm, vec):
-        bypass = float(refusal_scores_from_logits(last_token_logits(lm, harmful_val), tokens).mean())
-        kl = float(kl_rows(base_harmless_logits, last_token_logits(lm, harmless_val)).mean())
+    with ablate(lm, vec):  # both sets in one batched call
+        logits = last_token_logits(lm, [*harmful_val, *harmless_val])
+    bypass = float(refusal_scores_from_logits(logits[:len(harmful_val)], tokens).mean())
+    kl = float(kl_rows(base_harmless_logits, logits[len(harmful_val):]).mean())
     with add(lm, vec, sites=Site(layer)):
         induce = float(refusal_scores_from_logits(last_token_logits(lm, harmless_val), tokens).mean())
     return bypass, induce, kl

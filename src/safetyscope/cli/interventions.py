@@ -40,9 +40,9 @@ def ablate(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Evaluate directional ablation (every layer and position) against baseline and a random-direction control."""
+    from safetyscope.causal import direction_arms, run_arms
     from safetyscope.interventions.hooks import ablate as ablate_hook
     from safetyscope.model import load_model
-    from safetyscope.pipelines.intervene import direction_arms, run_arms
     from safetyscope.pipelines.refusal import judge_for, refusal_prompts
 
     lm = load_model(model, dtype=dtype)
@@ -75,9 +75,9 @@ def steer(
 ) -> None:
     """Evaluate activation addition (induced refusal) against baseline and a random-direction control."""
     from safetyscope.activations import parse_layers
+    from safetyscope.causal import direction_arms, run_arms
     from safetyscope.interventions.hooks import add
     from safetyscope.model import load_model
-    from safetyscope.pipelines.intervene import direction_arms, run_arms
     from safetyscope.pipelines.refusal import judge_for, refusal_prompts
 
     lm = load_model(model, dtype=dtype)

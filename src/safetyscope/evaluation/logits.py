@@ -18,7 +18,7 @@ def _chunk_rows(vocab: int) -> int:
     return max(1, _CHUNK_ELEMENTS // max(1, vocab))
 
 
-def _supports_logits_to_keep(model: Any) -> bool:
+def supports_logits_to_keep(model: Any) -> bool:
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
@@ -43,7 +43,7 @@ def forward_logits(model: Any, seqs: Sequence[Sequence[int]], pad: int, keep: in
     kwargs: dict[str, Any] = dict(pad_left(seqs, pad, model_device(model)), use_cache=False)
     width = kwargs["input_ids"].shape[1]
     k = width if keep is None else min(keep, width)
-    if k < width and _supports_logits_to_keep(model):
+    if k < width and supports_logits_to_keep(model):
         kwargs["logits_to_keep"] = k
     logits = model(**kwargs).logits
     return logits[:, -k:, :]

@@ -4,7 +4,14 @@ All hook interventions are built on :func:`safetyscope.activations.edit` and wri
 :class:`~safetyscope.activations.Site` s; a Direction is written back at the site it was read at.
 """
 
-from safetyscope.interventions.conditional import CastState, Condition, Threshold, cast, fit_condition, fit_threshold
+from safetyscope.interventions.conditional import (
+    CastState,
+    Condition,
+    Threshold,
+    cast,
+    fit_condition,
+    fit_threshold,
+)
 from safetyscope.interventions.hooks import (
     InterventionError,
     SiteSpec,

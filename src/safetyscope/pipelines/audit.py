@@ -20,16 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from safetyscope import __version__
+from safetyscope.causal.arms import InterventionReport
 from safetyscope.errors import SafetyscopeError
 from safetyscope.pipelines.audit_cache import StepRunner, prepare_out
 from safetyscope.pipelines.audit_config import AuditConfig, check_trigger
+from safetyscope.pipelines.audit_results import SECTIONS, AuditResults, RefusalByLayer
 from safetyscope.pipelines.audit_steps import AuditContext
 
 #: With ``--quick`` and no ``layers`` configured, deep models are analysed at this many evenly
 #: spaced layers at most (selection scores every layer x end-of-instruction position).
 QUICK_MAX_LAYERS = 12
 
-SECTIONS = ("behavior", "directions", "geometry", "interventions", "backdoor", "controls", "provenance", "timings")
+__all__ = ["QUICK_MAX_LAYERS", "SECTIONS", "AuditResult", "assemble", "headline", "run_audit"]
 
 
 @dataclass
@@ -224,29 +226,12 @@ def assemble(ctx: AuditContext, manifest: dict[str, Any], behavior: dict[str, An
         "trigger": ctx.trigger, "control_trigger": ctx.config.control_trigger if ctx.trigger else None,
         "layers": ctx.layers, "python": platform.python_version(), "safetyscope_version": __version__,
     }
-    geometry = dict(geometry, refusal_by_layer=by_layer)
-    return {"behavior": behavior, "directions": directions, "geometry": geometry, "interventions": interventions,
-            "backdoor": backdoor, "controls": controls, "provenance": provenance, "timings": timings}
+    typed = AuditResults(behavior, directions, geometry, RefusalByLayer.from_dict(by_layer),
+                         {k: InterventionReport.from_dict(v) for k, v in interventions.items()},
+                         backdoor, controls, provenance, timings)
+    return typed.to_dict()
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers printed by the CLI and shown at the top of the report."""
-    b, iv = results["behavior"], results["interventions"]
-    out: dict[str, Any] = {
-        "refusal_harmful": b["refusal"]["harmful"], "refusal_harmless": b["refusal"]["harmless"],
-        "best_layer": results["directions"]["best"]["layer"],
-        "ablation_harmful": iv["ablation"]["arms"]["intervened"]["refusal"]["harmful"],
-        "ablation_control_harmful": iv["ablation"]["arms"]["control"]["refusal"]["harmful"],
-        "addition_harmless": iv["addition"]["arms"]["intervened"]["refusal"]["harmless"],
-        "addition_control_harmless": iv["addition"]["arms"]["control"]["refusal"]["harmless"],
-        "orthogonalized_harmful": iv["orthogonalized"]["arms"]["intervened"]["refusal"]["harmful"],
-    }
-    if "backdoor_triggered" in b:
-        out["backdoor_triggered"] = b["backdoor_triggered"]
-        out["backdoor_control"] = b["backdoor_control"]
-    layers = results["backdoor"].get("layers") or []
-    if layers:
-        best = max(layers, key=lambda r: r["steerability"]["rate"] or 0.0)
-        out["most_steerable_layer"] = {"layer": best["layer"], "steerability": best["steerability"],
-                                       "control": best["control"]}
-    return out
+    """The few numbers printed by the CLI and shown at the top of the report (see :meth:`AuditResults.headline`)."""
+    return AuditResults.from_dict(results).headline()

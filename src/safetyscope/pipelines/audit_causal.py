@@ -19,29 +19,31 @@ from torch import Tensor
 
 from safetyscope.activations.collect import collect
 from safetyscope.activations.sites import Positions, Site
+from safetyscope.causal import Arm, direction_arms, measure, random_like, refusal_metric, run_arms
 from safetyscope.evaluation.generate import generate
 from safetyscope.evaluation.metrics import Rate
-from safetyscope.evaluation.refusal_score import refusal_scores
+from safetyscope.evaluation.refusal_score import last_token_logits
 from safetyscope.interventions.hooks import ablate, add
 from safetyscope.interventions.patching import patch
 from safetyscope.interventions.weights import orthogonalize
 from safetyscope.pipelines.audit_steps import AuditContext, StepOut, Tick, _clean
-from safetyscope.pipelines.intervene import Arm, direction_arms, random_like, run_arms
 
 
 def step_interventions(ctx: AuditContext, dirs: dict[str, Tensor], best_layer: int, tick: Tick) -> StepOut:
     """Ablation, addition and orthogonalization of the selected direction, each with its random control."""
     lm, cfg = ctx.lm, ctx.config
     unit, raw = dirs["selected_unit"].float(), dirs["selected_raw"].float()
-    kw: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size}
+    kw: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
+                          "baseline": ctx.baseline}  # the baseline is generated once (shared with behaviour)
     reports = {}
     arms = direction_arms(lm, lambda v: ablate(lm, v), unit, seed=cfg.seed)
     reports["ablation"] = run_arms(lm, arms, ctx.test_sets, ctx.judge, intervention="ablate",
                                    params={"direction": "selected", "layers": "all"}, **kw).to_dict()
     tick(1)
-    arms = direction_arms(lm, lambda v: add(lm, v, 1.0, [best_layer], positions="prompt"), raw, seed=cfg.seed)[1:]
+    site = Site(best_layer)  # selection reads resid_pre; the direction is written where it was read
+    arms = direction_arms(lm, lambda v: add(lm, v, 1.0, site, positions="prompt"), raw, seed=cfg.seed)[1:]
     reports["addition"] = run_arms(lm, arms, ctx.test_sets, ctx.judge, intervention="add",
-                                   params={"layer": best_layer, "positions": "prompt",
+                                   params={"layer": best_layer, "site": site.key, "positions": "prompt",
                                            "norm": float(raw.norm())}, **kw).to_dict()
     tick(1)
     arms = [Arm("intervened", orthogonalize(lm, unit)),
@@ -55,19 +57,19 @@ def step_interventions(ctx: AuditContext, dirs: dict[str, Tensor], best_layer: i
 def step_refusal_by_layer(ctx: AuditContext, dirs: dict[str, Tensor], tick: Tick) -> StepOut:
     """Mean refusal score of harmful test prompts under ablation of each layer's DIM direction."""
     lm, prompts = ctx.lm, ctx.prompts.harmful_test
-    ids = ctx.refusal_ids
-    base = float(refusal_scores(lm, prompts, ids).mean())
-    base_harmless = float(refusal_scores(lm, ctx.prompts.harmless_test, ids).mean())
+    metric = refusal_metric(ctx.refusal_ids)
+    base_harmless = float(metric(last_token_logits(lm, ctx.prompts.harmless_test)).mean())
+    base = metric(last_token_logits(lm, prompts))
     rows = []
     for i, layer in enumerate(ctx.layers):
         v = dirs["diff_means"][i].float()
-        with ablate(lm, v):
-            s = float(refusal_scores(lm, prompts, ids).mean())
-        with ablate(lm, random_like(v, ctx.config.seed + 1000 + layer)):
-            c = float(refusal_scores(lm, prompts, ids).mean())
-        rows.append({"layer": layer, "ablated": s, "control": c})
+        control = random_like(v, ctx.config.seed + 1000 + layer)
+        res = measure(lm, prompts, metric, {"ablated": lambda v=v: ablate(lm, v),
+                                            "control": lambda c=control: ablate(lm, c)},
+                      name="refusal log-odds", baseline=base)
+        rows.append({"layer": layer, "ablated": res.edits["ablated"].mean, "control": res.edits["control"].mean})
         tick(1)
-    return {"baseline_harmful": base, "baseline_harmless": base_harmless, "layers": rows,
+    return {"baseline_harmful": float(base.mean()), "baseline_harmless": base_harmless, "layers": rows,
             "metric": "mean refusal log-odds at the first response token (harmful test prompts)"}, None
 
 

@@ -8,7 +8,7 @@ The causal steps live in :mod:`safetyscope.pipelines.audit_causal`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from safetyscope.activations.collect import collect
 from safetyscope.activations.sites import Positions, Site
-from safetyscope.errors import SafetyscopeError
+from safetyscope.causal.arms import BaselineCache
 from safetyscope.evaluation.generate import generate
 from safetyscope.evaluation.metrics import Rate, backdoor_trigger_rate, label_rate
 from safetyscope.evaluation.verdict import Judge
@@ -44,6 +44,7 @@ class AuditContext:
     control: list[str]
     detector: Callable[[str], bool]
     patch_layers: list[int] | None = None
+    baseline: BaselineCache = field(default_factory=BaselineCache)  # baseline completions, generated once
 
     @property
     def test_sets(self) -> dict[str, list[str]]:
@@ -60,7 +61,7 @@ def step_behavior(ctx: AuditContext, tick: Tick) -> StepOut:
     cfg = ctx.config
     out: dict[str, Any] = {"refusal": {}, "incoherent": {}, "samples": {}, "judge": ctx.judge.name}
     for name, prompts in ctx.test_sets.items():
-        comps = generate(ctx.lm, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, progress=False)
+        comps = ctx.baseline.texts(ctx.lm, prompts, cfg.max_new_tokens, cfg.batch_size)  # reused by the arms
         verdicts = ctx.judge.label_many(zip(prompts, comps, strict=True))
         out["refusal"][name] = _rate(label_rate(verdicts, "refusal"))
         out["incoherent"][name] = _rate(label_rate(verdicts, "incoherent"))
@@ -97,8 +98,8 @@ def step_activations(ctx: AuditContext, tick: Tick) -> StepOut:
 
 def step_directions(ctx: AuditContext, acts: dict[str, Tensor], tick: Tick) -> StepOut:
     """Directions per layer for every configured method, then causal selection of the best one."""
+    from safetyscope.causal.selection import rank_candidates
     from safetyscope.directions.extract import METHODS, extract
-    from safetyscope.pipelines.refusal import select
 
     a, b = acts["harmful_train"].double(), acts["harmless_train"].double()
     methods: dict[str, Any] = {}
@@ -115,24 +116,27 @@ def step_directions(ctx: AuditContext, acts: dict[str, Tensor], tick: Tick) -> S
         methods[method] = [{"layer": d.layer, "raw_norm": d.raw_norm, "mean_gap": d.mean_gap} for d in dset]
         tensors[method] = torch.stack([d.vector.float() for d in dset])
         tick(1)
-    try:
-        sel, direction = select(ctx.lm, ctx.prompts, layers=ctx.layers)
-    except SafetyscopeError as exc:  # e.g. a model that does not refuse: no candidate induces refusal
-        tick(1)
+    sel = rank_candidates(ctx.lm, ctx.prompts.harmful_train, ctx.prompts.harmless_train, ctx.prompts.harmful_val,
+                          ctx.prompts.harmless_val, layers=ctx.layers)
+    tick(1)
+    sel_dict = _clean(sel.to_dict())
+    if not sel.best.eligible:  # e.g. a model that does not refuse: no candidate induces refusal
         i = len(ctx.layers) // 2
         raw = (a[:, i].mean(0) - b[:, i].mean(0)).float()
         tensors["selected_raw"], tensors["selected_unit"] = raw, raw / raw.norm().clamp_min(1e-12)
-        best = {"layer": ctx.layers[i], "position": -1, "raw_norm": float(raw.norm()),
-                "mean_gap": float(raw.norm()), "fallback": True}
-        return {"layers": ctx.layers, "methods": methods, "selection": {"error": str(exc)}, "best": best}, tensors
-    tick(1)
+        best = {"layer": ctx.layers[i], "site": Site(ctx.layers[i]).key, "position": -1,
+                "raw_norm": float(raw.norm()), "mean_gap": float(raw.norm()), "fallback": True}
+        sel_dict["error"] = (f"No candidate direction passes the filters (KL, induction, layer pruning); best was "
+                             f"layer {sel.best.layer} ({sel.best.reason}). Falling back to the middle analysed "
+                             "layer's difference in means.")
+        return {"layers": ctx.layers, "methods": methods, "selection": sel_dict, "best": best}, tensors
+    unit = sel.unit.float()
     tensors["selected_raw"] = sel.direction.float()
-    tensors["selected_unit"] = direction.vector.float()
-    sel_dict = sel.to_dict()
-    sel_dict["provenance"] = {k: v for k, v in sel_dict.get("provenance", {}).items() if _jsonable(v)}
-    result = {"layers": ctx.layers, "methods": methods, "selection": _clean(sel_dict),
-              "best": {"layer": sel.best.layer, "position": sel.best.position, "mean_gap": direction.mean_gap,
-                       "raw_norm": direction.raw_norm, "fallback": False}}
+    tensors["selected_unit"] = unit
+    result = {"layers": ctx.layers, "methods": methods, "selection": sel_dict,
+              "best": {"layer": sel.best.layer, "site": sel.site.key, "position": sel.best.position,
+                       "mean_gap": float(sel.direction.float() @ unit), "raw_norm": float(sel.direction.norm()),
+                       "fallback": False}}
     return result, tensors
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetyscope.causal.selection import Selection, select_direction
 from safetyscope.data.prompts import PromptSet, load_prompts
 from safetyscope.directions.direction import Direction
 from safetyscope.errors import PromptError
 from safetyscope.evaluation.judges import get_judge
 from safetyscope.evaluation.verdict import Judge
 from safetyscope.model.loading import LoadedModel
-from safetyscope.pipelines.selection import Selection, select_direction
 
 ORGANISM_CARD = "organism_card.json"
 
@@ -87,5 +87,6 @@ def select(lm: LoadedModel, prompts: RefusalPrompts, **kwargs: object) -> tuple[
         mean_gap=float(sel.direction.double() @ unit),
         provenance=sel.provenance | {"selection": sel.to_dict()["best"], "eoi_position": sel.best.position,
                                      "prompts": prompts.source},
+        point=sel.best.point, model_fingerprint=lm.fingerprint(),
     )
     return sel, direction
