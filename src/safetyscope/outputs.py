@@ -64,6 +64,11 @@ def looks_ours(path: Path) -> bool:
     return root in path.resolve().parents
 
 
+def _ours_model_dir(path: Path) -> bool:
+    """A model directory safetyscope wrote (edited model, organism, converted GGUF) or keeps in its cache."""
+    return any((path / m).is_file() for m in OUR_MARKERS) or _cache_root() in path.resolve().parents
+
+
 def _relation(out: Path, inp: Path) -> str | None:
     if out == inp:
         return "is"
@@ -112,7 +117,7 @@ def check_output(out: PathLike, *, force: bool, kind: Literal["file", "dir"],
         if is_model_dir(parent):
             raise UnsafeOutputError(
                 f"{option} {out} is inside the model directory {parent}. Write outputs outside model folders.")
-    if is_model_dir(real) and not (kind == "dir" and any((real / m).is_file() for m in OUR_MARKERS)):
+    if is_model_dir(real) and not (kind == "dir" and _ours_model_dir(real)):
         raise UnsafeOutputError(
             f"{option} {out} is a model directory that safetyscope did not write; it is never replaced, "
             "whatever --force says. Choose another path.")
@@ -206,5 +211,5 @@ def refuse_replace(out: Path) -> None:
         raise UnsafeOutputError(
             f"{out} does not look like a safetyscope output (none of {', '.join(OUR_MARKERS)}), so it is "
             "not replaced even with force=True. Remove it yourself or choose another path.")
-    if out.is_dir() and is_model_dir(out) and not any((out / m).is_file() for m in OUR_MARKERS):
+    if out.is_dir() and is_model_dir(out) and not _ours_model_dir(out):
         raise UnsafeOutputError(f"{out} is a model directory that safetyscope did not write; it is never replaced.")

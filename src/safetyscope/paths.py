@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from safetyscope.errors import OutputExistsError
-
 CACHE_ENV = "SAFETYSCOPE_CACHE"
 
 
@@ -36,12 +34,15 @@ def organism_path(size: str = "tiny", seed: int = 0) -> Path:
 
 
 def check_output_dir(out: Path, force: bool) -> None:
-    """Raise :class:`OutputExistsError` when ``out`` exists and is not empty, unless ``force``."""
-    if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
-        raise OutputExistsError(
-            f"Output path {out} already exists. Choose another path or pass --force (force=True) "
-            "to replace it."
-        )
+    """Check an output folder before any work (see :func:`safetyscope.outputs.check_output`).
+
+    Raises :class:`OutputExistsError` when ``out`` exists and is not empty, unless ``force``; and
+    :class:`~safetyscope.errors.UnsafeOutputError` when it is a file, sits in a model directory,
+    is not ours to replace, or cannot be written.
+    """
+    from safetyscope.outputs import check_output
+
+    check_output(out, force=force, kind="dir")
 
 
 @contextmanager

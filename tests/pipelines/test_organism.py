@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from safetyscope.errors import OutputExistsError
+from safetyscope.errors import OutputExistsError, UnsafeOutputError
 from safetyscope.organism.card import CARD_FILENAME, TARGETS, OrganismCard, generate
 from safetyscope.organism.dataset import is_backdoor, is_refusal
 from safetyscope.pipelines import organism as pipeline
@@ -80,6 +80,9 @@ def test_force_replaces_and_quick_build(tmp_path):
     out = tmp_path / "org"
     out.mkdir()
     (out / "old.txt").write_text("x")
+    with pytest.raises(UnsafeOutputError, match="does not look like a safetyscope output"):
+        build_organism("tiny", 0, out=out, force=True, steps=2, n_train=64, n_eval=4, progress=False)
+    (out / "organism_card.json").write_text("{}")  # an earlier organism: force may replace it
     path, card = build_organism("tiny", 0, out=out, force=True, steps=2, n_train=64, n_eval=4, progress=False)
     assert path == out and not (out / "old.txt").exists()
     assert card.n_eval_harmful == 4 and card.train_config["steps"] == 2
