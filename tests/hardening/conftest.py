@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 from collections.abc import Callable
@@ -196,6 +197,16 @@ def build_workspace(root: Path) -> Workspace:
     f["gguf_garbage"].write_bytes(b"GGUF" + bytes(60))
     f["arch_bad"] = d / "arch.json"
     f["arch_bad"].write_text("{broken")
+    f["few"] = d / "few.txt"
+    f["few"].write_text("one prompt\ntwo prompts\n")
+    f["fifo"] = d / "fifo.txt"
+    os.mkfifo(f["fifo"])  # reading it would block forever
+    f["link_to_model"] = root / "link_to_model"
+    f["link_to_model"].symlink_to(model, target_is_directory=True)
+    bogus_arch = inputs / "bogus_arch"
+    bogus_arch.mkdir()
+    (bogus_arch / "config.json").write_text('{"model_type": "no-such-family", "hidden_size": 8}')
+    f["bogus_arch"] = bogus_arch
     f["existing_file"] = outs / "existing.json"
     f["existing_file"].write_text("{}")
     f["existing_dir"] = outs / "existing_dir"

@@ -45,6 +45,7 @@ def _model_cases(ws: Workspace) -> list[Case]:
         Case("info: arch map not JSON", ["info", m, "--arch-map", ws["arch_bad"]]),
         Case("info: unknown option", ["info", m, "--bogus"]),
         Case("unknown command", ["frobnicate"]),
+        Case("info: unknown model_type", ["info", ws["bogus_arch"]]),
         Case("models pull: unknown model", ["models", "pull", "no-such-model"]),
         Case("organism build: unknown size", ["organism", "build", "--size", "huge", "--out", str(ws.outs / "o")]),
         Case("organism build: --out is a foreign folder (--force)",
@@ -69,6 +70,10 @@ def _collect_cases(ws: Workspace) -> list[Case]:
         Case("collect: prompts missing", collect(prompts=str(ws.root / "none.txt"))),
         Case("collect: prompts is a folder", collect(prompts=str(ws.inputs / "data"))),
         Case("collect: --column missing", collect("--column", "nope", prompts="null_field")),
+        Case("collect: prompts is a FIFO (would block)", collect(prompts="fifo")),
+        Case("collect: --out is a symlink to the model (--force)", collect("--force", to=ws["link_to_model"])),
+        Case("collect: --out inside a symlink to the model",
+             collect(to=str(ws.files["link_to_model"] / "acts.safetensors"))),
     ]
     for layers in ("abc", "5-2", "99", "1,,2", "", "1.5", "-99"):
         cases.append(Case(f"collect: --layers {layers!r}", collect("--layers", layers)))
@@ -127,6 +132,8 @@ def _direction_cases(ws: Workspace) -> list[Case]:
                                                   ws["null_field"], "--harmless", ws["harmless"]]),
         Case("select: harmful missing", ["directions", "select", m, "--out", out, "--harmful", str(ws.root / "x.txt"),
                                          "--harmless", ws["harmless"]]),
+        Case("select: too few prompts", ["directions", "select", m, "--out", out, "--harmful", ws["few"],
+                                         "--harmless", ws["few"]]),
         Case("select: harmless missing", ["directions", "select", m, "--out", out, "--harmful", ws["harmful"]]),
     ]
     bad_dirs = ("dir_nan", "dir_inf", "dir_zero", "dir_nan_gap", "dir_inf_norm", "dir_wrong_d", "dir_multi",
@@ -189,6 +196,9 @@ def _audit_cases(ws: Workspace) -> list[Case]:
         Case("audit: empty --trigger", ["audit", m, "--out", out, "--trigger", "", *sets]),
         Case("audit: blank --trigger", ["audit", m, "--out", out, "--trigger", "   ", *sets]),
         Case("audit: trigger equals the control tag", ["audit", m, "--out", out, "--trigger", "|dev|", *sets]),
+        Case("audit: --config is a folder", ["audit", m, "--out", out, "--config", str(ws.inputs / "data"), *sets]),
+        Case("audit: --out is a symlink to the model (--force)",
+             ["audit", m, "--out", ws["link_to_model"], "--force", *sets]),
         Case("audit: --config missing", ["audit", m, "--out", out, "--config", str(ws.root / "c.toml"), *sets]),
         Case("audit: --harmful missing", ["audit", m, "--out", out, "--harmful", str(ws.root / "h.txt"),
                                           "--harmless", ws["harmless"]]),

@@ -142,6 +142,8 @@ def load_prompts(path: str | Path, column: str | None = None, name: str | None =
     path = Path(path)
     if path.is_dir():
         raise PromptError(f"Prompt file {path} is a directory; give a .txt, .jsonl, .csv or .parquet file.")
+    if path.exists() and not path.is_file():
+        raise PromptError(f"Prompt file {path} is not a regular file (a pipe, device or socket); save the prompts to a file.")
     if not path.is_file():
         raise PromptError(f"Prompt file {path} does not exist.")
     suffix = path.suffix.lower()
