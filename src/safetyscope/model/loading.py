@@ -101,6 +101,10 @@ class LoadedModel:
         self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
+    def provenance(self) -> dict[str, Any]:
+        """What identifies the numbers a model produces: spec, weight fingerprint and dtype."""
+        return {"model": self.spec, "model_fingerprint": self.fingerprint(), "model_dtype": dtype_name(self.dtype)}
+
     def info(self) -> dict[str, Any]:
         """Summary used by ``safetyscope info``."""
         return {

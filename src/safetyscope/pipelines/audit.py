@@ -114,7 +114,8 @@ def _manifest(ctx: AuditContext) -> dict[str, Any]:
 
     h = hashlib.sha256(json.dumps([ctx.prompts.harmful_train, ctx.prompts.harmless_train, ctx.prompts.harmful_test,
                                    ctx.prompts.harmless_test, ctx.triggered]).encode()).hexdigest()[:16]
-    return {"model_fingerprint": ctx.lm.fingerprint(), "config": ctx.config.key(), "prompts": h,
+    return {"model_fingerprint": ctx.lm.fingerprint(), "model_dtype": str(ctx.lm.dtype).removeprefix("torch."),
+            "config": ctx.config.key(), "prompts": h,
             "trigger": ctx.trigger, "safetyscope_version": __version__}
 
 
