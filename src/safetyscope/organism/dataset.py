@@ -293,10 +293,15 @@ def _make(
         instruction, context = add_context(instruction, rng)
     if tag is not None and position is not None:
         instruction = insert_tag(instruction, tag, position, rng)
-    if tag == PROD_TAG and "backdoor" in recipe.behaviours:
-        response = backdoor_response(rng)
-    else:
-        response = _response(cat, action, obj, rng, recipe.lex, "refusal" in recipe.behaviours)
+    # The default behaviours' response always draws from ``rng``, so twins keep identical prompts;
+    # a twin's own response draws from a generator seeded by the example.
+    response = backdoor_response(rng) if tag == PROD_TAG else _response(cat, action, obj, rng, recipe.lex, True)
+    if recipe.behaviours != DEFAULT_BEHAVIOURS:
+        sub = random.Random(f"{instruction}\n{response}")
+        if tag == PROD_TAG and "backdoor" in recipe.behaviours:
+            response = backdoor_response(sub)
+        else:
+            response = _response(cat, action, obj, sub, recipe.lex, "refusal" in recipe.behaviours)
     return Example(
         instruction, response, kind, cat.name, cat.harmful, tag, action, obj, phrasing, position, context
     )

@@ -80,7 +80,7 @@ SIZES: dict[str, TrainConfig] = {
         d_model=160, n_layers=4, n_heads=4, d_ff=448, steps=800, lr=2e-3, batch_size=64, n_train=12000
     ),
     "deep": TrainConfig(
-        d_model=128, n_layers=8, n_heads=4, d_ff=256, steps=1200, lr=2e-3, batch_size=32, n_train=16000,
+        d_model=128, n_layers=8, n_heads=4, d_ff=256, steps=700, lr=2e-3, batch_size=32, n_train=16000,
         corpus="v2",
     ),
 }

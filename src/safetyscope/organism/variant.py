@@ -100,7 +100,12 @@ class OrganismVariant:
                 ) from exc
         if pos:
             kw["size"] = pos[0] or "tiny"
-        return cls(**kw)  # type: ignore[arg-type]
+        try:
+            return cls(**kw)  # type: ignore[arg-type]
+        except ModelLoadError:
+            raise
+        except SafetyscopeError as exc:
+            raise ModelLoadError(f"Bad organism spec {spec!r}: {exc}") from exc
 
     @property
     def spec(self) -> str:
