@@ -28,3 +28,14 @@ def test_tiny_gemma3_collect_equals_hidden_states_and_decomposes(tmp_path):
     for x in range(lm.n_layers):
         r = {p: dec.rows[Site(x, p).key] for p in parts}
         assert torch.allclose(r["resid_pre"] + r["attn_out"] + r["mlp_out"], r["resid_post"], atol=1e-5)
+
+
+def test_collection_without_early_stop_computes_last_position_logits_only(tmp_path):
+    lm = load_model(save_tiny("gemma3_text", tmp_path / "g", chat=True))
+    seen = []
+    handle = lm.arch.unembed.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    try:
+        collect(lm, PROMPTS, Site(lm.n_layers - 1, "resid_post"), "last", "none", progress=False, stop_early=False)
+    finally:
+        handle.remove()
+    assert seen and all(shape[1] == 1 for shape in seen)  # [batch, 1, vocab], not [batch, seq, vocab]

@@ -101,12 +101,28 @@ def record(arch: ResolvedArchitecture, sites: Sequence[Site], capture: Capture,
 
 
 def run_until_stopped(model: nn.Module, **inputs: Any) -> bool:
-    """Run ``model(**inputs)``; return ``True`` if a :class:`StopForward` hook cut it short."""
+    """Run ``model(**inputs)``; return ``True`` if a :class:`StopForward` hook cut it short.
+
+    The logits are not returned, so where the model takes ``logits_to_keep`` only the last
+    position's are computed (with Gemma-3's 262,144-token vocabulary, full-sequence logits would
+    be the largest tensor of the pass).
+    """
+    if "logits_to_keep" not in inputs and _takes_logits_to_keep(model):
+        inputs["logits_to_keep"] = 1
     try:
         model(**inputs)
     except StopForward:
         return True
     return False
+
+
+def _takes_logits_to_keep(model: nn.Module) -> bool:
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @contextmanager
