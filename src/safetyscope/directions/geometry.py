@@ -195,10 +195,13 @@ class GeometryReport:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write :meth:`to_json` to ``path``."""
+        """Write :meth:`to_json` to ``path`` atomically (a failure leaves an existing file as it was)."""
+        from safetyscope.outputs import atomic_file
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json() + "\n")
+        text = self.to_json() + "\n"  # serialise first: a JSON error must not touch the file
+        with atomic_file(path) as tmp:
+            tmp.write_text(text)
         return path
 
     @classmethod
