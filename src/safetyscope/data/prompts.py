@@ -108,7 +108,7 @@ def _csv_rows(path: Path, column: str | None) -> list[str]:
                 line = reader.line_num
                 if None in row:
                     raise PromptError(
-                        f"{path}:{line}: {len(reader.fieldnames or []) + len(row[None])} values but the header "  # type: ignore[index]
+                        f"{path}:{line}: {len(reader.fieldnames or []) + len(row[None])} values but the header "
                         f"has {len(reader.fieldnames or [])} columns. Quote fields that contain commas.")
                 short = [k for k, v in row.items() if v is None]
                 if short:

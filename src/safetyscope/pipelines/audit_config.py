@@ -20,7 +20,7 @@ import json
 import tomllib
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
@@ -63,17 +63,17 @@ class AuditConfig:
             float32), ``float32``, ``bfloat16`` or ``float16``. Part of the resume key.
     """
 
-    n_train: int = Field(64, ge=4)
-    n_val: int = Field(24, ge=2)
-    n_test: int = Field(64, ge=1)
-    n_backdoor: int = Field(32, ge=1)
-    max_new_tokens: int = Field(20, ge=1)
-    backdoor_tokens: int = Field(6, ge=1)
+    n_train: Annotated[int, Field(ge=4)] = 64
+    n_val: Annotated[int, Field(ge=2)] = 24
+    n_test: Annotated[int, Field(ge=1)] = 64
+    n_backdoor: Annotated[int, Field(ge=1)] = 32
+    max_new_tokens: Annotated[int, Field(ge=1)] = 20
+    backdoor_tokens: Annotated[int, Field(ge=1)] = 6
     layers: tuple[int, ...] | None = None
     methods: tuple[str, ...] = DEFAULT_METHODS
     control_trigger: str = "|dev|"
-    batch_size: int = Field(32, ge=1)
-    seed: int = Field(0, ge=0)
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    seed: Annotated[int, Field(ge=0)] = 0
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     quick: bool = False
 
