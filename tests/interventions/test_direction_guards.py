@@ -24,13 +24,13 @@ def test_add_affine_cast_ablate_refuse_bad_vectors(llama, kind):
     good = torch.ones(llama.d_model)
     before = {k: v.clone() for k, v in llama.model.state_dict().items()}
     site = Site(1, "resid_pre")
-    with pytest.raises(SafetyscopeError, match="NaN/inf|zero"):
+    with pytest.raises(SafetyscopeError, match=r"NaN/inf|zero"):
         with add(llama, bad, 1.0, site):
             pass
-    with pytest.raises(SafetyscopeError, match="NaN/inf|zero"):
+    with pytest.raises(SafetyscopeError, match=r"NaN/inf|zero"):
         with affine_edit(llama, bad, good, sites=site):
             pass
-    with pytest.raises(SafetyscopeError, match="NaN/inf|zero"):
+    with pytest.raises(SafetyscopeError, match=r"NaN/inf|zero"):
         with cast(llama, bad, 0.0, good, 1.0, condition_layer=1, behavior_layers=1):
             pass
     if kind != "zero":  # a zero behaviour vector records CAST decisions without steering
