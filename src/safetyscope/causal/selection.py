@@ -33,14 +33,13 @@ from torch import Tensor
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.causal.estimate import ablation_effects, addition_effects
+from safetyscope.causal.selection_exact import PrefixInduce, exact_scores
 from safetyscope.errors import SafetyscopeError
-from safetyscope.evaluation.logits import kl_rows
 from safetyscope.evaluation.refusal_score import (
     last_token_logits,
     refusal_scores_from_logits,
     refusal_token_ids,
 )
-from safetyscope.interventions.hooks import ablate, add
 from safetyscope.model.loading import LoadedModel
 
 SELECTION_MODES = ("fast", "exhaustive")
@@ -162,18 +161,6 @@ def candidate_directions(lm: LoadedModel, harmful: Sequence[str], harmless: Sequ
     return out
 
 
-def _score(lm: LoadedModel, vec: Tensor, layer: int, harmful_val: Sequence[str], harmless_val: Sequence[str],
-           base_harmless_logits: Tensor, tokens: list[int]) -> tuple[float, float, float]:
-    """Exact bypass, induce and KL of one candidate (three forward passes over the validation sets)."""
-    with ablate(lm, vec):  # both sets in one batched call
-        logits = last_token_logits(lm, [*harmful_val, *harmless_val])
-    bypass = float(refusal_scores_from_logits(logits[:len(harmful_val)], tokens).mean())
-    kl = float(kl_rows(base_harmless_logits, logits[len(harmful_val):]).mean())
-    with add(lm, vec, sites=Site(layer)):
-        induce = float(refusal_scores_from_logits(last_token_logits(lm, harmless_val), tokens).mean())
-    return bypass, induce, kl
-
-
 def _judge(c: Candidate, cutoff: int, prune_last: float, max_kl: float) -> Candidate:
     reasons = []
     if c.layer >= cutoff:
@@ -247,13 +234,14 @@ def rank_candidates(
     else:
         exact_keys, estimates = set(live), {}
 
+    induce = PrefixInduce(lm, harmless_val, sorted({k[0] for k in exact_keys}), tokens)
     scored = []
     for key in live:
         eb, ei, rank = estimates.get(key, (_NAN, _NAN, -1))
         vec = vectors[key]
         if key in exact_keys:
-            bypass, induce, kl = _score(lm, vec, key[0], harmful_val, harmless_val, base_harmless_logits, tokens)
-            c = _judge(Candidate(key[0], key[1], float(vec.norm()), bypass, induce, kl, False, "", eb, ei),
+            bypass, ind, kl = exact_scores(lm, vec, key[0], harmful_val, harmless_val, base_harmless_logits, tokens, induce)
+            c = _judge(Candidate(key[0], key[1], float(vec.norm()), bypass, ind, kl, False, "", eb, ei),
                        cutoff, prune_last, max_kl)
         else:
             c = Candidate(key[0], key[1], float(vec.norm()), _NAN, _NAN, _NAN, False,
