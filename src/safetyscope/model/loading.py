@@ -163,12 +163,14 @@ def convert_gguf(gguf: Path, out: Path | None = None, force: bool = False,
         return target
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dt)
+        model, loading_info = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=dt, output_loading_info=True)
     except Exception as exc:  # transformers raises many types for unreadable files
         raise ModelLoadError(
             f"Could not read GGUF file {gguf}: {exc}. Is it a complete GGUF of a supported "
             "architecture? (`pip install gguf` is required.)"
         ) from exc
+    check_loading_info(model, loading_info, str(gguf))  # never save random weights for missing tensors
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
