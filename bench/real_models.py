@@ -12,7 +12,9 @@ pull record, written when ``safetyscope models pull`` ran):
   activations' scale); ``decomposition_max_rel_err``: ``resid_pre + attn_out + mlp_out`` vs
   ``resid_post`` (the post-norm arch map on real weights); ``tied_unembed``: lm_head shares the
   embedding; ``logit_lens_final_max_abs_diff``: the lens at the last block vs the model's own last
-  logits; ``kind`` and ``template`` as ``models list`` / ``chat`` show them.
+  logits; ``tuned_lens_heldout_kl``: KL to the final distribution on held-out prompts of a tuned
+  lens (30 steps, layers 4/8/12) beside the logit lens it should beat (its baseline); ``kind``
+  and ``template`` as ``models list`` / ``chat`` show them.
 * ``qwen``: load seconds in bf16 (auto) and fp32; difference-in-means directions (harmful minus
   harmless bundled prompts, last token) at ``--layers`` in both dtypes: ``cos_bf16_fp32`` per
   layer (target >= 0.999), with two controls — ``split_half_cos_fp32`` (the direction from the
@@ -52,6 +54,7 @@ def pull_figures() -> dict[str, Any]:
 
 def gemma_checks(n: int) -> dict[str, Any]:
     from safetyscope.analysis.lens import apply_lens
+    from safetyscope.analysis.tuned_lens import compare_lenses, train_tuned_lens
 
     t0 = time.perf_counter()
     lm = load_model("gemma-3-270m", dtype="float32")
@@ -90,6 +93,12 @@ def gemma_checks(n: int) -> dict[str, Any]:
         ids = torch.tensor([lm.chat.encode(prompts[0]).input_ids])
         own = lm.model(ids).logits[0, -1].float()
         lens = apply_lens(lm, one.rows[Site(layers[-1], "resid_post").key][0])
+    t0 = time.perf_counter()
+    train, held = list(load_bundled("harmless").prompts[n:n + 16]), prompts[:8]
+    tuned = train_tuned_lens(lm, train, layers=[4, 8, 12], steps=30, batch_size=64)
+    kl = {x.layer: {"logit_lens_kl": round(x.logit_lens_kl, 3), "tuned_lens_kl": round(x.tuned_lens_kl, 3)}
+          for x in compare_lenses(lm, tuned, held).layers}
+    tuned_s = time.perf_counter() - t0
     return {
         "load_s": round(load_s, 1), "n_prompts": n, "family": lm.family, "n_layers": lm.n_layers,
         "d_model": lm.d_model, "vocab": lm.vocab_size, "kind": lm.kind, "template": lm.chat.template_kind,
@@ -100,6 +109,7 @@ def gemma_checks(n: int) -> dict[str, Any]:
         "tied_unembed": lm.arch.unembed.weight.data_ptr() == lm.arch.embed.weight.data_ptr(),
         "post_norms": [k for k in lm.arch.module_paths() if k.endswith("_norm")],
         "logit_lens_final_max_abs_diff": (lens - own).abs().amax().item(),
+        "tuned_lens_heldout_kl": kl, "tuned_lens_s": round(tuned_s, 1),
     }
 
 
