@@ -55,8 +55,6 @@ def test_pickled_weights_say_convert_never_weights_only_false(llama_dir, tmp_pat
     assert "weights_only=False" not in str(e.value)
 
 
-@pytest.mark.xfail(reason="model.precision.count_params_local (in progress) reads the header before "
-                   "load_model's guarded load and raises SafetensorError; load_failure covers the load itself")
 def test_truncated_safetensors_is_a_clear_error(llama_dir, tmp_path):
     cut = _copy_configs(llama_dir, tmp_path / "cut")
     data = (llama_dir / "model.safetensors").read_bytes()
@@ -72,3 +70,13 @@ def test_tied_and_ignorable_keys_are_not_reported():
     class Fake:
         config = None
     check_loading_info(Fake(), {"missing_keys": [], "unexpected_keys": []}, "src")  # clean report passes
+
+
+def test_corrupt_cache_entry_says_how_to_recover(llama_dir, isolated_cache):
+    from safetyscope.model.integrity import load_failure
+
+    entry = isolated_cache / "organisms" / "tiny-seed9"
+    err = load_failure(RuntimeError("Error while deserializing header: incomplete metadata"), str(entry))
+    assert "safetyscope cache entry: delete it and rerun" in str(err)
+    outside = load_failure(RuntimeError("Error while deserializing header"), str(llama_dir))
+    assert "cache entry" not in str(outside) and "download or copy it again" in str(outside)

@@ -94,8 +94,26 @@ def load_failure(exc: BaseException, source: str) -> IntegrityError:
             f"{source} holds pickled weights that safetyscope will not unpickle (arbitrary code could run). "
             "Convert them to safetensors in a trusted environment (e.g. load and save_pretrained with "
             "safe_serialization=True) and point safetyscope at the converted folder.")
+    fix = _recovery(source)
     if "safetensors" in type(exc).__module__ or "Safetensor" in type(exc).__name__ or "header" in text.lower():
         return IntegrityError(
             f"The weights in {source} are not a readable safetensors file ({first}). The file is truncated "
-            "or corrupt: download or copy it again.")
-    return IntegrityError(f"Could not load weights/tokenizer from {source}: {type(exc).__name__}: {first}")
+            f"or corrupt: {fix or 'download or copy it again.'}")
+    return IntegrityError(f"Could not load weights/tokenizer from {source}: {type(exc).__name__}: {first}"
+                          + (f". {fix}" if fix else ""))
+
+
+def _recovery(source: str) -> str:
+    """How to recover when ``source`` is a folder safetyscope keeps in its cache (it is rebuilt when missing)."""
+    from pathlib import Path
+
+    from safetyscope.paths import cache_dir
+
+    try:
+        path, root = Path(source).resolve(), cache_dir().resolve()
+    except (OSError, ValueError):
+        return ""
+    if root not in path.parents:
+        return ""
+    return (f"{path} is a safetyscope cache entry: delete it and rerun (organisms are rebuilt, pulled models "
+            "need `safetyscope models pull NAME --force`).")
