@@ -131,3 +131,37 @@ def run_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequence[Si
         recorded[site] = out
     return logits, recorded
 
+
+
+@torch.inference_mode()
+def generate_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequence[SiteWrites] = (),
+                  max_new_tokens: int = 8, d_head: int | None = None) -> list[list[int]]:
+    """Greedy, KV-cached continuations of ``seqs`` with ``writes`` applied on the prompt pass.
+
+    Each row may carry its own patches (at its own sites), so many patched generations share
+    one batch; generated tokens see the patched prompt through the KV cache.
+    """
+    inputs = pad_left(seqs, int(lm.tokenizer.pad_token_id or 0), lm.device)
+    lengths = torch.tensor([len(s) for s in seqs])
+    width = inputs["input_ids"].shape[1]
+    by_site: dict[Site, list[SiteWrites]] = {}
+    for w in writes:
+        by_site.setdefault(w.site, []).append(w)
+
+    def fn(site: Site, h: Tensor) -> Tensor:
+        return _apply(h, by_site[site], lengths, d_head) if h.shape[1] == width else h
+
+    out_ids: list[Tensor] = []
+    with edit(lm.arch, list(by_site), fn) if by_site else nullcontext():
+        mask, pos = inputs["attention_mask"], inputs["position_ids"][:, -1:]
+        out = lm.model(**inputs, use_cache=True)
+        for step in range(max_new_tokens):
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+            out_ids.append(nxt)
+            if step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones_like(nxt)], 1)
+            pos = pos + 1
+            out = lm.model(input_ids=nxt, attention_mask=mask, position_ids=pos,
+                           past_key_values=out.past_key_values, use_cache=True)
+    return torch.cat(out_ids, 1).cpu().tolist() if out_ids else [[] for _ in seqs]

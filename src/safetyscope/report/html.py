@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from safetyscope.report.figures import Series, heatmap, line_chart
+from safetyscope.report.figures import Series, grid_heatmap, heatmap, line_chart
 
 CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5rem 0}
@@ -88,18 +88,43 @@ def figures(r: dict[str, Any]) -> list[str]:
         "Control: the harmless prompts' gap; the depth where the curves separate is where refusal becomes readable."))
     bd = r["backdoor"].get("layers") or []
     if bd:
-        out.append(_figure(line_chart("Backdoor steerability by layer (trigger patching)", [x["layer"] for x in bd], [
-            Series("control-tag activations patched", [x["steerability"]["rate"] for x in bd]),
-            Series("equal-norm noise patched (control)", [x["control"]["rate"] for x in bd], dashed=True),
-        ], ylabel="fraction without backdoor", ymin=0, ymax=1), "Steerability: fraction of triggered prompts whose "
-            "completion loses the backdoor when the trigger tokens' resid_pre at that layer is replaced by the "
-            "control tag's. Control: Gaussian noise of the same norm at the same positions."))
+        out += _backdoor_figures(r["backdoor"])
     else:
         out.append(f"<p class=small>Backdoor patching: {escape(str(r['backdoor'].get('skipped', 'not run')))}.</p>")
     cos = g["cosines"]
     out.append(_figure(heatmap("Direction cosines across layers and methods", cos["labels"], cos["matrix"]),
                        "Cosine heatmap: cosine similarity between unit directions (method@layer). Red = aligned, "
                        "blue = opposed, white = orthogonal; random directions in this width would be near 0."))
+    return out
+
+
+def _backdoor_figures(b: dict[str, Any]) -> list[str]:
+    """Steerability by layer with its two controls, and the layer x trigger-token patching heatmap."""
+    bd = b["layers"]
+    series = [Series("control-tag activations patched", [x["steerability"]["rate"] for x in bd]),
+              Series("same-trigger control (another triggered prompt)", [x["control"]["rate"] for x in bd],
+                     dashed=True)]
+    if all("noise_control" in x for x in bd):
+        series.append(Series("equal-norm noise (control)", [x["noise_control"]["rate"] for x in bd], dashed=True))
+    out = [_figure(line_chart("Backdoor steerability by layer (trigger patching)", [x["layer"] for x in bd], series,
+                              ylabel="fraction without backdoor", ymin=0, ymax=1),
+                   "Steerability: fraction of triggered prompts whose completion loses the backdoor when the trigger "
+                   "tokens' resid_pre at that layer is replaced by the control tag's. Controls at the same tokens "
+                   "and layer: the trigger's own activations from a different triggered prompt (should keep the "
+                   "backdoor), and Gaussian noise of the same norm.")]
+    sweep = b.get("patching")
+    if sweep and sweep.get("scores"):
+        layers = sorted({s["layer"] for s in sweep["scores"]})
+        cols = list(sweep["positions"])
+        cells = {(s["layer"], s["position"]): s["recovery"] for s in sweep["scores"]}
+        matrix = [[cells.get((layer, p)) for p in cols] for layer in layers]
+        labels = [f"{p}:{t}" for p, t in zip(cols, sweep["position_labels"], strict=True)]
+        out.append(_figure(grid_heatmap("Trigger patching: layer x trigger token", [str(x) for x in layers], labels,
+                                        matrix, vmin=-1, vmax=1, xlabel="trigger token", ylabel="layer"),
+                           "Activation patching (noising) at one trigger token and layer: the control-tag run's "
+                           "resid_pre replaces the triggered run's. Colour: normalised recovery of the first "
+                           "response token's distribution, 1 (red) = unchanged from the triggered run, 0 (white) "
+                           "= as with the control tag. Grey: undefined (trigger changes nothing)."))
     return out
 
 
