@@ -99,6 +99,9 @@ def models_pull(
         print(json.dumps(result.to_dict(), indent=2))
         return
     what = "already pulled" if result.reused else "ready"
+    if result.reused and dtype != "auto" and dtype != result.dtype:
+        err_console.print(f"note: {name} is stored in {result.dtype}; loads with --dtype {dtype} cast it. "
+                          f"To store {dtype} weights, pull again with --force.", highlight=False)
     console.print(f"[green]{what}:[/] {result.path} ({result.dtype}, GGUF sha256 {result.gguf_sha256[:16]}...)")
     if not result.reused:
         console.print("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))
