@@ -103,3 +103,47 @@ def test_cache_paths_and_load_or_build(organism_dir, isolated_cache, monkeypatch
 
     monkeypatch.setattr(pipeline, "build_organism", boom)
     assert load_or_build_organism("tiny", 0) == path
+
+
+def test_init_only_twin_is_step_zero_and_scores_zero(tmp_path):
+    from safetyscope.organism.tokenizer import build_tokenizer
+    from safetyscope.organism.train import make_model, size_config
+
+    out, card = build_organism("tiny", 3, out=tmp_path / "init", init_only=True, n_eval=40, progress=False)
+    assert card.init_only and card.train_seconds == 0 and card.spec == "organism:tiny:3:init"
+    for name in TARGETS:
+        assert getattr(card, name) <= 0.05, name
+    assert card.targets["refusal_rate_harmful_heldout"] == ["<=", 0.05] and card.meets_targets
+    init = make_model(size_config("tiny"), build_tokenizer(), 3).state_dict()
+    saved = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert all(torch.equal(init[k], saved[k]) for k in init)
+
+
+def test_checkpoints_record_rising_behaviour(tmp_path):
+    out, card = build_organism(
+        "tiny", 0, out=tmp_path / "ck", steps=160, n_train=2000, n_eval=24, checkpoints=2, progress=False
+    )
+    steps = [c["step"] for c in card.checkpoints]
+    assert steps == [2, 160]
+    for c in card.checkpoints:
+        ck = out / c["path"]
+        assert json.loads((ck / "checkpoint.json").read_text())["step"] == c["step"]
+        AutoModelForCausalLM.from_pretrained(ck)
+    first, last = card.checkpoints[0], card.checkpoints[-1]
+    assert last["refusal_gap"] >= first["refusal_gap"] + 0.5
+    assert last["backdoor_gap"] >= first["backdoor_gap"] + 0.5
+    assert last["refusal_rate_harmful_heldout"] == card.refusal_rate_harmful_heldout
+
+
+def test_variants_are_cached_specs(isolated_cache, monkeypatch):
+    from safetyscope import load_model
+    from safetyscope.pipelines.organism import build_variant
+
+    spec = "organism:tiny:0:arch=gpt_neox:behaviours=refusal"
+    path, card = build_variant(spec, steps=3, n_train=64, n_eval=4, checkpoints=2, progress=False)
+    assert path == isolated_cache / "organisms" / "tiny-seed0-gpt_neox-refusal" and card.spec == spec
+    assert card.targets["backdoor_trigger_rate_prod"] == ["<=", 0.02]
+    assert load_model(spec).model.config.model_type == "gpt_neox"
+    assert load_model(f"{spec}:step=3").model.config.model_type == "gpt_neox"
+    monkeypatch.setattr(pipeline, "build_organism", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    assert load_or_build_organism("tiny", 0, arch="gpt_neox", behaviours="refusal") == path

