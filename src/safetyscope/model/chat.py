@@ -97,6 +97,7 @@ class ChatFormatter:
         self.system_prompt = system_prompt
         self.allow_special_tokens = allow_special_tokens
         self._specials: list[str] | None = None
+        self._frame_cache: tuple[Any, tuple[str, str]] | None = None
 
     def special_tokens(self) -> list[str]:
         """The tokenizer's special and control tokens (BOS/EOS/PAD..., chat turn markers), longest first."""
@@ -170,6 +171,17 @@ class ChatFormatter:
             instruction_span=span,
         )
 
+    def _frame(self) -> tuple[str, str]:
+        """The rendered text before and after the user's content (cached per system prompt)."""
+        key = (self.system_prompt, getattr(self.tokenizer, "chat_template", None), self.template_kind)
+        if self._frame_cache is None or self._frame_cache[0] != key:
+            frame = self._render(_SENTINEL)
+            if frame.count(_SENTINEL) != 1:
+                raise PromptError("The chat template repeats or drops the user's content; cannot locate the instruction.")
+            prefix, suffix = frame.split(_SENTINEL)
+            self._frame_cache = (key, (prefix, suffix))
+        return self._frame_cache[1]
+
     def instruction_span(self, text: str, instruction: str) -> tuple[int, int]:
         """Character span of the user's content in ``text`` (= ``format(instruction)``).
 
@@ -179,10 +191,7 @@ class ChatFormatter:
         Raises:
             PromptError: the template's output around the instruction depends on its content.
         """
-        frame = self._render(_SENTINEL)
-        if frame.count(_SENTINEL) != 1:
-            raise PromptError("The chat template repeats or drops the user's content; cannot locate the instruction.")
-        prefix, suffix = frame.split(_SENTINEL)
+        prefix, suffix = self._frame()
         if text.startswith(prefix) and text.endswith(suffix) and len(prefix) + len(suffix) <= len(text):
             return len(prefix), len(text) - len(suffix)
         raise PromptError(f"The chat template renders differently around {instruction[:80]!r} than around other "
