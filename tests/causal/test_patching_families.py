@@ -66,7 +66,7 @@ def test_all_heads_of_a_layer_equal_attn_out(tiny_lms, family):
     assert len(one_by_one) == n_heads
     # all heads at once: a sweep over one "cell" that writes the whole attn_z vector
     from safetyscope.causal import Corruption, make_metric
-    from safetyscope.causal.patching import prepare, run_patches
+    from safetyscope.causal.patching_prepare import prepare
 
     met = make_metric("kl", lm.tokenizer)
     p = prepare(lm, CLEAN, CORRUPT, components="heads", layers=[1], positions="last", heads=None, metric=met,
@@ -87,4 +87,3 @@ def test_all_heads_of_a_layer_equal_attn_out(tiny_lms, family):
     logits, _ = run_rows(lm, p.target_ids, [w], p.d_head)
     all_heads = float(met.score(logits, p.clean_logits).mean())
     assert all_heads == pytest.approx(attn.scores[0].value, abs=1e-5)
-    _ = run_patches  # the sweep runner is exercised above through patching_sweep

@@ -5,196 +5,62 @@ cell ``(component, layer, position[, head])`` of the sweep, the activation there
 the other run's (``denoise``: clean into corrupted, a sufficiency test; ``noise``: corrupted
 into clean, a necessity test) and a metric is read from the next-token logits at the last
 position. Every cell becomes one row of an expanded batch (cells × prompt pairs), chunked by a
-token budget, so a sweep costs ``cells × pairs × tokens / budget`` forward passes instead of one
-pass per cell. ``batched=False`` runs the naive loop (one forward per cell, all pairs in it)
-through the same code, for checks and benchmarks.
+token budget, so a sweep needs a few forward passes instead of one per cell. Two exact savings
+on top: rows patched at layer L skip the blocks below L (the target run's recorded ``resid_pre``
+of L is written back at every token), and, when the targets have equal length, rows are binned
+by their first patched token ``p`` and run only the suffix from ``p`` with the prefix's keys
+and values from a KV cache (a patch cannot change earlier tokens). ``batched=False`` runs the
+naive loop (one full forward per cell, all pairs in it) through the same code, for checks and
+benchmarks.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from safetyscope.activations.hooks import edit
 from safetyscope.activations.sites import Positions, Site
 from safetyscope.batching import is_oom
-from safetyscope.causal.corrupt import Corruption, EmbeddingWrites, embedding_writes
+from safetyscope.causal.corrupt import Corruption
 from safetyscope.causal.patch_spec import (
-    MODES,
-    PatchingError,
-    PatchTarget,
-    head_layout,
-    in_features,
     parse_components,
-    parse_heads,
-    sweep_targets,
 )
 from safetyscope.causal.patching_metrics import PatchMetric, make_metric, normalised_recovery
+from safetyscope.causal.patching_prepare import EMBED_SITE, Prepared, embedding_site_writes, prepare
 from safetyscope.causal.patching_result import PatchingResult, PatchScore
-from safetyscope.causal.patching_runner import SiteWrites, run_rows
-from safetyscope.errors import PromptError
-from safetyscope.model.chat import EncodedPrompt
+from safetyscope.causal.patching_runner import SiteWrites, apply_writes, output_cache, run_rows
 from safetyscope.model.loading import LoadedModel
 
-EMBED_SITE = Site(0, "resid_pre")
 
-
-@dataclass
-class _Prepared:
-    clean: list[EncodedPrompt]
-    target_ids: list[list[int]]
-    slots: list[list[int]]
-    targets: list[PatchTarget]
-    d_head: int | None
-    source: dict[Site, Tensor]
-    corrupt_writes: EmbeddingWrites | None
-    clean_logits: Tensor
-    corrupted_logits: Tensor
-    sigma: float | None
-    base: dict[Site, Tensor]
-
-
-def encode_texts(lm: LoadedModel, texts: Sequence[str], chat: bool = True) -> list[EncodedPrompt]:
-    """Chat-format and tokenize (``chat=True``) or tokenize the raw text with the tokenizer's specials."""
-    if isinstance(texts, str) or not texts:
-        raise PromptError("Give a non-empty list of prompts.")
-    if chat:
-        return [lm.chat.encode(t) for t in texts]
-    out = []
-    for t in texts:
-        enc = lm.tokenizer(t, return_offsets_mapping=True)
-        out.append(EncodedPrompt(t, list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]], (0, len(t))))
-    return out
-
-
-def _select(sel: Positions, enc: EncodedPrompt, other: EncodedPrompt | None) -> list[int]:
-    try:
-        return sel.select(enc)
-    except PromptError:
-        if other is None or sel.kind != "substring":
-            raise
-        return sel.select(other)  # e.g. the trigger appears only in the corrupted prompt
-
-
-def _check_pairs(clean: list[EncodedPrompt], corrupt: list[EncodedPrompt]) -> None:
-    if len(clean) != len(corrupt):
-        raise PatchingError(f"{len(clean)} clean prompts but {len(corrupt)} corrupted ones; give one corrupted "
-                            "prompt per clean prompt, in the same order.")
-    for i, (a, b) in enumerate(zip(clean, corrupt, strict=True)):
-        if len(a) != len(b):
-            raise PatchingError(f"Pair {i}: the clean prompt has {len(a)} tokens but the corrupted one has "
-                                f"{len(b)}; patching needs equal-length pairs (change words that tokenize alike, "
-                                f"e.g. one token for one token). Clean: {a.text!r}; corrupted: {b.text!r}.")
-
-
-def _slots(sel: Positions, clean: list[EncodedPrompt], corrupt: list[EncodedPrompt] | None) -> list[list[int]]:
-    slots = [_select(sel, c, corrupt[i] if corrupt else None) for i, c in enumerate(clean)]
-    counts = {len(s) for s in slots}
-    if len(counts) != 1:
-        raise PatchingError(f"Positions {sel.key!r} select {sorted(counts)} tokens in different prompts; a sweep "
-                            "needs the same number in each (use equal-length prompts, or positions eoi or last).")
-    return slots
-
-
-def _record_base(lm: LoadedModel, seqs: list[list[int]], writes: EmbeddingWrites | None, sites: Sequence[Site],
-                 budget: int) -> tuple[Tensor, dict[Site, Tensor]]:
-    """Last-token logits and recorded sites of ``seqs`` (rows = prompts), chunked by ``budget``."""
-    t_max = max(len(s) for s in seqs)
-    per = max(1, budget // t_max)
-    logits, rec = [], {}
-    for a in range(0, len(seqs), per):
-        rows = list(range(a, min(a + per, len(seqs))))
-        w = [_embedding_site_writes(writes, rows)] if writes is not None else []
-        lg, got = run_rows(lm, [seqs[i] for i in rows], w, record_sites=sites)
-        logits.append(lg.cpu())
-        for site, h in got.items():
-            rec.setdefault(site, []).append(torch.nn.functional.pad(h, (0, 0, 0, t_max - h.shape[1])))
-    return torch.cat(logits), {s: torch.cat(v) for s, v in rec.items()}
-
-
-def _embedding_site_writes(ew: EmbeddingWrites, prompts: Sequence[int]) -> SiteWrites:
-    rows = torch.cat([torch.full((len(ew.toks[p]),), r, dtype=torch.long) for r, p in enumerate(prompts)])
-    toks = torch.cat([torch.tensor(ew.toks[p], dtype=torch.long) for p in prompts])
-    vals = torch.cat([ew.values[p] for p in prompts])
-    return SiteWrites(EMBED_SITE, rows, toks, vals, add=ew.add)
-
-
-def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None, *, components: str | Sequence[str],
-            layers: Sequence[int] | None, positions: str | Positions, heads: str | Sequence[int] | None,
-            metric: PatchMetric, mode: str, corruption: Corruption, joint: bool, token_budget: int,
-            chat: bool) -> _Prepared:
-    """Validate the inputs and run the clean and corrupted baselines, recording the patch sources."""
-    if mode not in MODES:
-        raise PatchingError(f"Unknown mode {mode!r}; use one of {list(MODES)}.")
-    if token_budget < 1:
-        raise PatchingError(f"token_budget must be >= 1, got {token_budget}.")
-    comps = parse_components(components)
-    clean_enc = encode_texts(lm, clean, chat)
-    corrupt_enc = None
-    if corruption.kind == "pairs":
-        if corrupt is None:
-            raise PatchingError("Corruption 'pairs' needs corrupted prompts (--corrupt FILE), one per clean prompt.")
-        corrupt_enc = encode_texts(lm, corrupt, chat)
-        _check_pairs(clean_enc, corrupt_enc)
-    elif corrupt is not None:
-        raise PatchingError(f"Corruption {corruption.kind!r} corrupts the clean prompts themselves; drop the "
-                            "corrupted prompts, or use corruption 'pairs'.")
-    sel = positions if isinstance(positions, Positions) else Positions.parse(positions)
-    slots = _slots(sel, clean_enc, corrupt_enc)
-    d_head, head_list = None, []
-    if "heads" in comps:
-        n_heads, d_head = head_layout(lm.model, in_features(lm.arch.attn_out(0), lm.arch.map.writer_weight_layout))
-        head_list = parse_heads(heads, n_heads)
-    targets = sweep_targets(comps, list(range(lm.n_layers)) if layers is None else list(layers), lm.n_layers,
-                            len(slots[0]), head_list, joint)
-    sites = sorted({t.site for t in targets})
-    clean_ids = [e.input_ids for e in clean_enc]
-    ew = None
-    need0 = corruption.kind != "pairs"
-    starts = {Site(t.layer, "resid_pre") for t in targets if t.layer > 0}  # the target run's block inputs
-    rec_clean = set(sites) if mode == "denoise" else set(starts)
-    rec_clean |= {EMBED_SITE} if need0 else set()
-    clean_logits, clean_rec = _record_base(lm, clean_ids, None, sorted(rec_clean), token_budget)
-    if corrupt_enc is not None:
-        corrupt_ids = [e.input_ids for e in corrupt_enc]
-    else:
-        csel = Positions.parse(corruption.positions)
-        toks = [csel.select(e) for e in clean_enc]
-        resid0 = [clean_rec[EMBED_SITE][i, : len(e)] for i, e in enumerate(clean_enc)]
-        ew = embedding_writes(corruption, resid0, toks)
-        corrupt_ids = clean_ids
-    rec_corr = set(sites) if mode == "noise" else set(starts)
-    corr_logits, corr_rec = _record_base(lm, corrupt_ids, ew, sorted(rec_corr), token_budget)
-    source, target = (clean_rec, corr_rec) if mode == "denoise" else (corr_rec, clean_rec)
-    target_ids = corrupt_ids if mode == "denoise" else clean_ids
-    return _Prepared(clean_enc, target_ids, slots, targets, d_head, {s: source[s] for s in sites},
-                     ew if mode == "denoise" else None, clean_logits, corr_logits, ew.sigma if ew else None,
-                     {s: target[s] for s in starts})
-
-
-def _chunk_writes(p: _Prepared, rows: Sequence[int], n: int, start: int = 0) -> list[SiteWrites]:
+def _chunk_writes(p: Prepared, rows: Sequence[int], n: int, start: int = 0, offset: int | None = None
+                  ) -> list[SiteWrites]:
     """Writes for global rows ``rows`` (row = target * n + prompt).
 
-    With ``start`` > 0 (blocks below ``start`` skipped) every token's input of block ``start`` is
-    first set to the target run's recorded value, then the patches are written; the corruption
-    writes at the embedding are then already inside those recorded values.
+    With ``start`` > 0 (blocks below ``start`` skipped) or an ``offset`` (a suffix run from token
+    ``offset``, the prefix in the KV cache) every token's input of block ``start`` is first set to
+    the target run's recorded value (which already holds any embedding corruption), then the
+    patches are written; token indices count from ``offset``.
     """
     prompts = [r % n for r in rows]
     writes = []
-    if start > 0:
+    off = offset or 0
+    if start > 0 or offset is not None:
         site = Site(start, "resid_pre")
         lens = [len(p.target_ids[i]) for i in prompts]
         writes.append(SiteWrites(
-            site, torch.cat([torch.full((k,), r, dtype=torch.long) for r, k in enumerate(lens)]),
-            torch.cat([torch.arange(k) for k in lens]),
-            torch.cat([p.base[site][i, :k] for i, k in zip(prompts, lens, strict=True)])))
+            site, torch.cat([torch.full((k - off,), r, dtype=torch.long) for r, k in enumerate(lens)]),
+            torch.cat([torch.arange(k - off) for k in lens]),
+            torch.cat([p.base[site][i, off:k] for i, k in zip(prompts, lens, strict=True)])))
     elif p.corrupt_writes is not None:
-        writes.append(_embedding_site_writes(p.corrupt_writes, prompts))
+        writes.append(embedding_site_writes(p.corrupt_writes, prompts))
     parts: dict[Site, tuple[list[int], list[int], list[int], list[Tensor]]] = {}
     for local, r in enumerate(rows):
         t, i = p.targets[r // n], r % n
@@ -205,7 +71,7 @@ def _chunk_writes(p: _Prepared, rows: Sequence[int], n: int, start: int = 0) -> 
             vals = vals[:, t.head * p.d_head:(t.head + 1) * p.d_head]
         rs, ts, hs, vs = parts.setdefault(t.site, ([], [], [], []))
         rs.extend([local] * len(toks))
-        ts.extend(toks)
+        ts.extend(x - off for x in toks)
         hs.extend([t.head if t.head is not None else -1] * len(toks))
         vs.append(vals)
     for site, (rs, ts, hs, vs) in parts.items():
@@ -215,48 +81,101 @@ def _chunk_writes(p: _Prepared, rows: Sequence[int], n: int, start: int = 0) -> 
     return writes
 
 
-def _groups(p: _Prepared, n: int, batched: bool) -> list[tuple[int, list[int]]]:
-    """``(start_block, rows)`` groups: one per target when naive, one per layer when batched."""
+def _first_tok(p: Prepared, r: int, n: int) -> int:
+    t = p.targets[r // n]
+    return min(p.slots[r % n]) if t.slot is None else p.slots[r % n][t.slot]
+
+
+def _prefix_ok(lm: LoadedModel, p: Prepared) -> bool:
+    """Prefix reuse needs equal-length targets (no padding) and no sliding window shorter than them."""
+    lengths = {len(s) for s in p.target_ids}
+    window = getattr(lm.model.config, "sliding_window", None)
+    return len(lengths) == 1 and not (window and window < lengths.pop())
+
+
+def _prefix_cache(lm: LoadedModel, p: Prepared, upto: int) -> Any:
+    """KV cache of every target prompt's first ``upto`` tokens (embedding corruption included)."""
+    ids = torch.tensor([s[:upto] for s in p.target_ids], device=lm.device)
+    n = ids.shape[0]
+    base = p.base[EMBED_SITE][:, :upto]
+    w = SiteWrites(EMBED_SITE, torch.arange(n).repeat_interleave(upto), torch.arange(upto).repeat(n),
+                   base.reshape(-1, base.shape[-1]))
+    lengths = torch.full((n,), upto)
+    with edit(lm.arch, [EMBED_SITE], lambda _s, h: apply_writes(h, [w], lengths, None)):
+        return output_cache(lm.model(input_ids=ids, use_cache=True))
+
+
+def _plan(p: Prepared, n: int, batched: bool, prefix: bool, budget: int) -> list[tuple[int, int | None, list[int]]]:
+    """``(start_block, prefix_len, rows)`` chunks.
+
+    Naive: one chunk per cell. Batched: the rows of one layer share chunks of ``budget`` tokens
+    that skip the blocks below it; with ``prefix`` the rows are sorted by their first patched
+    token and binned, and each chunk runs only the suffix from the bin's first token (the prefix
+    comes from a KV cache: a patch cannot change earlier tokens).
+    """
     if not batched:
-        return [(0, list(range(t * n, (t + 1) * n))) for t in range(len(p.targets))]
+        return [(0, None, list(range(t * n, (t + 1) * n))) for t in range(len(p.targets))]
+    t_max = max(len(s) for s in p.target_ids)
     by_layer: dict[int, list[int]] = {}
     for t, target in enumerate(p.targets):
         by_layer.setdefault(target.layer, []).extend(range(t * n, (t + 1) * n))
-    return sorted(by_layer.items())
-
-
-def run_patches(lm: LoadedModel, p: _Prepared, metric: PatchMetric, token_budget: int, batched: bool = True,
-                progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, int]:
-    """Per-row metric of every (target, prompt) row and the number of forward passes used.
-
-    Batched, the rows of all cells at one layer share forward passes (chunked by the token
-    budget) that skip the blocks below that layer; naive, each cell gets one full forward.
-    """
-    n = len(p.target_ids)
-    total = len(p.targets) * n
-    t_max = max(len(s) for s in p.target_ids)
-    out = torch.empty(total, dtype=torch.float64)
-    passes, done = 0, 0
-    for start, rows in _groups(p, n, batched):
-        per = max(1, token_budget // t_max) if batched else len(rows)
+    plan: list[tuple[int, int | None, list[int]]] = []
+    for layer, rows in sorted(by_layer.items()):
+        if not prefix:
+            per = max(1, budget // t_max)
+            plan += [(layer, None, rows[a:a + per]) for a in range(0, len(rows), per)]
+            continue
+        rows = sorted(rows, key=lambda r: _first_tok(p, r, n))
+        width = max(1, t_max // 8)
         a = 0
         while a < len(rows):
-            chunk = rows[a:a + per]
-            try:
-                logits, _ = run_rows(lm, [p.target_ids[r % n] for r in chunk], _chunk_writes(p, chunk, n, start),
-                                     p.d_head, skip_below=start)
-            except Exception as exc:  # OOM arrives as several exception types
-                if not is_oom(exc) or per == 1:
-                    raise
-                per = max(1, per // 2)
-                continue
-            idx = torch.tensor(chunk)
-            out[idx] = metric.score(logits, p.clean_logits[idx % n]).cpu()
-            passes += 1
-            a += len(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
+            p0 = _first_tok(p, rows[a], n)
+            per = max(1, budget // (t_max - p0))
+            b = a
+            while b < len(rows) and b - a < per and _first_tok(p, rows[b], n) < p0 + width:
+                b += 1
+            plan.append((layer, p0 if p0 > 0 else None, rows[a:b]))
+            a = b
+    return plan
+
+
+@torch.inference_mode()
+def run_patches(lm: LoadedModel, p: Prepared, metric: PatchMetric, token_budget: int, batched: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, int]:
+    """Per-row metric of every (target, prompt) row and the number of forward passes used."""
+    n = len(p.target_ids)
+    total = len(p.targets) * n
+    out = torch.empty(total, dtype=torch.float64)
+    prefix = batched and _prefix_ok(lm, p)
+    caches: dict[int, Any] = {}
+    passes, done = 0, 0
+    queue = _plan(p, n, batched, prefix, token_budget)
+    while queue:
+        start, p0, chunk = queue.pop(0)
+        try:
+            if p0 is None:
+                seqs: list[list[int]] = [p.target_ids[r % n] for r in chunk]
+                pre = None
+            else:
+                if p0 not in caches:
+                    caches[p0] = _prefix_cache(lm, p, p0)
+                cache = copy.deepcopy(caches[p0])
+                cache.batch_select_indices(torch.tensor([r % n for r in chunk], device=lm.device))
+                seqs, pre = [p.target_ids[r % n][p0:] for r in chunk], (cache, p0)
+            writes = _chunk_writes(p, chunk, n, start, p0 if p0 is not None else (0 if prefix else None))
+            logits, _ = run_rows(lm, seqs, writes, p.d_head, skip_below=start, prefix=pre)
+        except Exception as exc:  # OOM arrives as several exception types
+            if not is_oom(exc) or len(chunk) == 1:
+                raise
+            half = len(chunk) // 2
+            queue[:0] = [(start, p0, chunk[:half]), (start, p0, chunk[half:])]
+            continue
+        idx = torch.tensor(chunk)
+        out[idx] = metric.score(logits, p.clean_logits[idx % n]).cpu()
+        passes += 1
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
     return out, passes
 
 

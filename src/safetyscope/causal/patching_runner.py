@@ -67,6 +67,20 @@ def skip_blocks(lm: LoadedModel, below: int) -> Iterator[None]:
             layers[i] = block
 
 
+def cache_kwarg(model: Any) -> str:
+    """The forward keyword of the KV cache: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    try:
+        return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    except (TypeError, ValueError):
+        return "past_key_values"
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache of a model output, whatever the transformers version calls it."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _keeps_last(model: Any) -> bool:
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -74,7 +88,8 @@ def _keeps_last(model: Any) -> bool:
         return False
 
 
-def _apply(h: Tensor, writes: Sequence[SiteWrites], lengths: Tensor, d_head: int | None) -> Tensor:
+def apply_writes(h: Tensor, writes: Sequence[SiteWrites], lengths: Tensor, d_head: int | None) -> Tensor:
+    """``h`` (``[batch, pos, width]``, left-padded rows of ``lengths``) with ``writes`` applied (a copy)."""
     h = h.clone(memory_format=torch.contiguous_format)
     width = h.shape[1]
     for w in writes:
@@ -93,22 +108,32 @@ def _apply(h: Tensor, writes: Sequence[SiteWrites], lengths: Tensor, d_head: int
 
 @torch.inference_mode()
 def run_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequence[SiteWrites] = (),
-             d_head: int | None = None, record_sites: Sequence[Site] = (), skip_below: int = 0
-             ) -> tuple[Float[Tensor, "rows vocab"], dict[Site, Tensor]]:
+             d_head: int | None = None, record_sites: Sequence[Site] = (), skip_below: int = 0,
+             prefix: tuple[Any, int] | None = None) -> tuple[Float[Tensor, "rows vocab"], dict[Site, Tensor]]:
     """Last-token logits of ``seqs`` (left-padded) under ``writes``, and the recorded sites.
 
     ``skip_below`` > 0 replaces the first blocks by pass-throughs (:func:`skip_blocks`); the
     caller must then overwrite every position's ``resid_pre`` of block ``skip_below``.
+    ``prefix = (kv_cache, p)``: ``seqs`` are equal-length suffixes starting at token ``p`` whose
+    first ``p`` tokens are already in the (per-row) cache; write ``toks`` count from ``p``.
 
     Recorded activations (after the writes) come back unpadded-aligned: ``[rows, T_max, width]``
     with token ``j`` of row ``r`` at ``[r, j]`` (zeros past each row's length).
     """
-    inputs = pad_left(seqs, int(lm.tokenizer.pad_token_id or 0), lm.device)
+    if prefix is None:
+        inputs = pad_left(seqs, int(lm.tokenizer.pad_token_id or 0), lm.device)
+    else:
+        cache, start = prefix
+        ids = torch.tensor([list(x) for x in seqs], device=lm.device)
+        pos = torch.arange(start, start + ids.shape[1], device=lm.device).expand(ids.shape[0], -1)
+        inputs = {"input_ids": ids, "position_ids": pos,
+                  "attention_mask": torch.ones(ids.shape[0], start + ids.shape[1], dtype=torch.long, device=lm.device),
+                  cache_kwarg(lm.model): cache}
     lengths = torch.tensor([len(s) for s in seqs])
     by_site: dict[Site, list[SiteWrites]] = {}
     for w in writes:
         by_site.setdefault(w.site, []).append(w)
-    kwargs: dict[str, Any] = dict(inputs, use_cache=False)
+    kwargs: dict[str, Any] = dict(inputs, use_cache=prefix is not None)
     if _keeps_last(lm.model):
         kwargs["logits_to_keep"] = 1
     seen: dict[Site, Tensor] = {}
@@ -116,7 +141,7 @@ def run_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequence[Si
     def capture(site: Site, h: Tensor) -> None:
         seen[site] = h.detach().float().cpu()
 
-    editing = edit(lm.arch, list(by_site), lambda s, h: _apply(h, by_site[s], lengths, d_head)) if by_site \
+    editing = edit(lm.arch, list(by_site), lambda s, h: apply_writes(h, by_site[s], lengths, d_head)) if by_site \
         else nullcontext()
     reading = record(lm.arch, list(record_sites), capture, stop_early=False) if record_sites else nullcontext()
     skipping = skip_blocks(lm, skip_below) if skip_below else nullcontext()
@@ -149,7 +174,7 @@ def generate_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequen
         by_site.setdefault(w.site, []).append(w)
 
     def fn(site: Site, h: Tensor) -> Tensor:
-        return _apply(h, by_site[site], lengths, d_head) if h.shape[1] == width else h
+        return apply_writes(h, by_site[site], lengths, d_head) if h.shape[1] == width else h
 
     out_ids: list[Tensor] = []
     with edit(lm.arch, list(by_site), fn) if by_site else nullcontext():
@@ -162,6 +187,6 @@ def generate_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], writes: Sequen
                 break
             mask = torch.cat([mask, torch.ones_like(nxt)], 1)
             pos = pos + 1
-            out = lm.model(input_ids=nxt, attention_mask=mask, position_ids=pos,
-                           past_key_values=out.past_key_values, use_cache=True)
+            out = lm.model(input_ids=nxt, attention_mask=mask, position_ids=pos, use_cache=True,
+                           **{cache_kwarg(lm.model): output_cache(out)})
     return torch.cat(out_ids, 1).cpu().tolist() if out_ids else [[] for _ in seqs]
