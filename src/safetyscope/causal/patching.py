@@ -105,7 +105,23 @@ def _prefix_cache(lm: LoadedModel, p: Prepared, upto: int) -> Any:
         return output_cache(lm.model(input_ids=ids, use_cache=True))
 
 
-def _plan(p: Prepared, n: int, batched: bool, prefix: bool, budget: int) -> list[tuple[int, int | None, list[int]]]:
+#: Fixed cost of one block's forward call, in FLOP-equivalents (a few ms of Python and kernel launches).
+FORWARD_OVERHEAD_FLOPS = 3e7
+
+
+def bin_width(d_model: int, n_pairs: int) -> int:
+    """Width (in tokens) of the first-patched-token bins that share one prefix.
+
+    Per layer, bins of width ``w`` cost about ``T / w`` forward calls (fixed cost ``O`` each) plus
+    ``n · T · w / 2`` recomputed tokens (``c ≈ 24 · d_model²`` FLOPs per token and block); the
+    sum is smallest at ``w = sqrt(2 O / (c n))``. Tiny models get wide bins (few calls), large
+    ones narrow bins (little recomputation).
+    """
+    return max(1, round((2 * FORWARD_OVERHEAD_FLOPS / (24 * d_model**2 * max(1, n_pairs))) ** 0.5))
+
+
+def _plan(p: Prepared, n: int, batched: bool, prefix: bool, budget: int, d_model: int
+          ) -> list[tuple[int, int | None, list[int]]]:
     """``(start_block, prefix_len, rows)`` chunks.
 
     Naive: one chunk per cell. Batched: the rows of one layer share chunks of ``budget`` tokens
@@ -126,7 +142,7 @@ def _plan(p: Prepared, n: int, batched: bool, prefix: bool, budget: int) -> list
             plan += [(layer, None, rows[a:a + per]) for a in range(0, len(rows), per)]
             continue
         rows = sorted(rows, key=lambda r: _first_tok(p, r, n))
-        width = max(1, t_max // 8)
+        width = bin_width(d_model, n)
         a = 0
         while a < len(rows):
             p0 = _first_tok(p, rows[a], n)
@@ -149,7 +165,7 @@ def run_patches(lm: LoadedModel, p: Prepared, metric: PatchMetric, token_budget:
     prefix = batched and _prefix_ok(lm, p)
     caches: dict[int, Any] = {}
     passes, done = 0, 0
-    queue = _plan(p, n, batched, prefix, token_budget)
+    queue = _plan(p, n, batched, prefix, token_budget, lm.d_model)
     while queue:
         start, p0, chunk = queue.pop(0)
         try:
