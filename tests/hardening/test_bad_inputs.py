@@ -222,6 +222,21 @@ def _held(lock: Callable[..., object], out: str) -> object:
     return ctx
 
 
+def _patch_cases(ws: Workspace) -> list[Case]:
+    m = str(ws.model)
+    base = ["patch", m, "--clean", ws["harmful"], "--corruption", "noise"]
+    return [
+        Case("patch: --out is the model (--force)", [*base, "--out", m, "--force"]),
+        Case("patch: --out inside the model", [*base, "--out", str(ws.model / "p")]),
+        Case("patch: --out is a foreign folder (--force)", [*base, "--out", ws["precious"], "--force"]),
+        Case("patch: --out is a file", [*base, "--out", ws["existing_file"]]),
+        Case("patch: --noise-scale nan", [*base, "--noise-scale", "nan"]),
+        Case("patch: --token-budget 0", [*base, "--token-budget", "0"]),
+        Case("patch: clean prompts latin1", ["patch", m, "--clean", ws["latin1"], "--corruption", "noise"]),
+        Case("patch: --layers abc", [*base, "--layers", "abc"]),
+    ]
+
+
 def _judge_cases(ws: Workspace) -> list[Case]:
     return [
         Case("judge: completions missing", ["judge", "--completions", str(ws.root / "c.jsonl")]),
@@ -236,7 +251,7 @@ def _judge_cases(ws: Workspace) -> list[Case]:
 def catalogue(ws: Workspace) -> list[Case]:
     """Every bad-input case, in a fixed order."""
     return [*_model_cases(ws), *_collect_cases(ws), *_geometry_cases(ws), *_direction_cases(ws),
-            *_audit_cases(ws), *_judge_cases(ws)]
+            *_audit_cases(ws), *_patch_cases(ws), *_judge_cases(ws)]
 
 
 KINDS = ("clear", "traceback", "internal", "wrong_result", "hang", "data_loss", "not_one_line")

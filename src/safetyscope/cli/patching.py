@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from safetyscope.cli._app import ArchMapOpt, JsonOpt, TrustOpt, app, console, user_errors
+from safetyscope.cli._app import ArchMapOpt, JsonOpt, TrustOpt, app, console, finite, literal, user_errors
 
 
 def sweep_figures(result: Any) -> dict[str, str]:
@@ -73,11 +73,11 @@ def patch_cmd(
         help="pairs (counterfactual prompts), noise (Gaussian on embeddings), mean or zero (embedding ablation).")] = "pairs",
     corrupt_positions: Annotated[str, typer.Option(
         "--corrupt-positions", help="Tokens hit by noise/mean/zero: all, last, eoi, substring:TEXT.")] = "all",
-    noise_scale: Annotated[float, typer.Option(help="Noise std in units of the embedding std (ROME: 3).")] = 3.0,
+    noise_scale: Annotated[float, typer.Option(callback=finite, help="Noise std in units of the embedding std (ROME: 3).")] = 3.0,
     seed: Annotated[int, typer.Option(help="Seed of the noise corruption.")] = 0,
     joint: Annotated[bool, typer.Option("--joint", help="Patch all selected positions at once (one cell per layer).")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Tokenize the prompts as given (no chat template).")] = False,
-    token_budget: Annotated[int, typer.Option(help="Tokens per forward pass of the expanded batch.")] = 8192,
+    token_budget: Annotated[int, typer.Option(min=1, help="Tokens per forward pass of the expanded batch.")] = 8192,
     column: Annotated[str | None, typer.Option(help="Text field of jsonl/csv/parquet rows.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for results.json and the heatmaps.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
@@ -97,16 +97,19 @@ def patch_cmd(
     from safetyscope.causal.patch_spec import parse_components
     from safetyscope.data.prompts import load_prompts
     from safetyscope.model import ArchitectureMap, load_model
-    from safetyscope.paths import atomic_output_dir, check_output_dir
+    from safetyscope.outputs import check_output
+    from safetyscope.paths import atomic_output_dir
 
     parse_components(components)
     corr = Corruption(corruption, corrupt_positions, noise_scale, seed)
-    if out is not None:
-        check_output_dir(out, force)
+    if out is not None:  # before any work; never over or inside an input, whatever --force says
+        check_output(out, force=force, kind="dir", inputs=[model, clean, corrupt, arch_map])
     clean_set = load_prompts(clean, column=column)
     corrupt_set = load_prompts(corrupt, column=column) if corrupt is not None else None
     amap = ArchitectureMap.from_file(arch_map) if arch_map else None
     lm = load_model(model, dtype=dtype, arch_map=amap, trust_remote_code=trust_remote_code)
+    if out is not None:
+        check_output(out, force=force, kind="dir", inputs=[lm.path])
     result = patching_sweep(
         lm, list(clean_set.prompts), list(corrupt_set.prompts) if corrupt_set else None, components=components,
         layers=parse_layers(layers, lm.n_layers), positions=positions, heads=heads, metric=metric, answer=answer,
@@ -133,4 +136,4 @@ def patch_cmd(
         head = "" if s.head is None else f" head {s.head}"
         console.print(f"  {s.component} L{s.layer}{head} pos {s.position}: {s.value:.4g}{rec}")
     if out is not None:
-        console.print(f"[green]wrote[/] {out}/results.json and heatmaps")
+        console.print(f"[green]wrote[/] {literal(out)}/results.json and heatmaps")
