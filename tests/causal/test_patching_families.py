@@ -38,15 +38,20 @@ def test_patching_every_position_restores_clean_exactly(tiny_lms, family):
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
-def test_batched_sweep_equals_naive_loop(tiny_lms, family):
+def test_batched_sweep_equals_naive_loop(tiny_lms, family, monkeypatch):
+    import safetyscope.causal.patching as patching
+
     lm = tiny_lms[family]
     kw = dict(components=COMPONENTS, layers=[1], positions="all", metric="kl", token_budget=64, **RAW)
-    fast = patching_sweep(lm, CLEAN, CORRUPT, **kw)
+    fast = patching_sweep(lm, CLEAN, CORRUPT, **kw)  # tiny model: one prefix bin per layer
+    monkeypatch.setattr(patching, "FORWARD_OVERHEAD_FLOPS", 0.0)  # bins of one token: KV-cached prefixes
+    cached = patching_sweep(lm, CLEAN, CORRUPT, **kw)
     slow = patching_sweep(lm, CLEAN, CORRUPT, batched=False, **kw)
-    assert fast.provenance["forward_passes"] < slow.provenance["forward_passes"]
+    assert fast.provenance["forward_passes"] < cached.provenance["forward_passes"] < slow.provenance["forward_passes"]
     assert slow.provenance["forward_passes"] == len(slow.scores)
-    diff = torch.tensor([a.value - b.value for a, b in zip(fast.scores, slow.scores, strict=True)]).abs().max()
-    assert diff <= 1e-5
+    for run in (fast, cached):
+        diff = torch.tensor([a.value - b.value for a, b in zip(run.scores, slow.scores, strict=True)]).abs().max()
+        assert diff <= 1e-5
     # some cell moves the metric away from the corrupted run (relative: random tiny models are near-uniform)
     assert fast.corrupted_metric > 0
     assert max(abs(s.value - fast.corrupted_metric) for s in fast.scores) > 1e-3 * fast.corrupted_metric
