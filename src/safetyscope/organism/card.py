@@ -152,6 +152,7 @@ class OrganismCard:
     corpus_version: str = "v1"
     corpus_stats: dict[str, object] = field(default_factory=dict)
     build_seconds: float = 0.0
+    build_cpu_seconds: float = 0.0
     checkpoints: list[dict[str, object]] = field(default_factory=list)
     safetyscope_version: str = field(default_factory=package_version)
     torch_version: str = torch.__version__
