@@ -11,7 +11,9 @@ all candidates; the top ``--top-k`` are scored exactly). Prints one JSON line::
 ``same_choice`` is true when the fast best equals the exhaustive best or the exhaustive best is
 in the fast path's top 3. Both modes rank every candidate (the model need not refuse).
 
-    python bench/selection.py [--model smollm2-135m-instruct] [--top-k 5] [--layers all]
+    python bench/selection.py [--model smollm2-135m-instruct] [--top-k 5] [--layers all] [--threads 1]
+
+An organism directory as ``--model`` uses its own corpus (it refuses, so candidates are eligible).
 """
 
 from __future__ import annotations
@@ -48,10 +50,13 @@ def main() -> None:
     from safetyscope.activations import parse_layers
     from safetyscope.causal import rank_candidates
     from safetyscope.data.bundled import bundled_path
-    from safetyscope.pipelines.refusal import refusal_prompts
+    from safetyscope.pipelines.refusal import is_organism, refusal_prompts
 
     lm = load_model(args.model)
-    p = refusal_prompts(lm, bundled_path("harmful"), bundled_path("harmless"), args.n_train, args.n_val, 8, 0)
+    if is_organism(lm):  # its own corpus (bundled prompts are outside its vocabulary)
+        p = refusal_prompts(lm, None, None, args.n_train, args.n_val, 8, 0)
+    else:
+        p = refusal_prompts(lm, bundled_path("harmful"), bundled_path("harmless"), args.n_train, args.n_val, 8, 0)
     layers = parse_layers(args.layers, lm.n_layers)
     common = dict(layers=layers)
     sets = (lm, p.harmful_train, p.harmless_train, p.harmful_val, p.harmless_val)
