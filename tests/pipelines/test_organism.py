@@ -111,7 +111,7 @@ def test_init_only_twin_is_step_zero_and_scores_zero(tmp_path):
 
     out, card = build_organism("tiny", 3, out=tmp_path / "init", init_only=True, n_eval=40, progress=False)
     assert card.init_only and card.train_seconds == 0 and card.spec == "organism:tiny:3:init"
-    assert 0 < card.build_cpu_seconds and 0 < card.build_seconds
+    assert card.build_cpu_seconds > 0 and card.build_seconds > 0
     for name in TARGETS:
         assert getattr(card, name) <= 0.05, name
     assert card.targets["refusal_rate_harmful_heldout"] == ["<=", 0.05] and card.meets_targets
