@@ -92,12 +92,14 @@ def main() -> None:
     ap.add_argument("--models", default="organism:tiny:0,smollm2-135m-instruct")
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--token-budget", type=int, default=8192)
+    ap.add_argument("--layers", default=None, help="comma-separated layers (default: every layer)")
     ap.add_argument("--qwen", action="store_true", help="also the converted Qwen GGUF (/work/wheels/qwen.gguf)")
     ap.add_argument("--qwen-path", default="/work/wheels/qwen.gguf")
     ap.add_argument("--qwen-layers", type=int, default=4)
     args = ap.parse_args()
     for spec in [m for m in args.models.split(",") if m]:
-        print(json.dumps(bench(spec, args.pairs, args.token_budget, None)), flush=True)
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+        print(json.dumps(bench(spec, args.pairs, args.token_budget, layers)), flush=True)
     if args.qwen:
         from safetyscope.paths import cache_dir
 
