@@ -14,7 +14,9 @@ def _read(lm, ids, site):
 
 
 def test_random_like_keeps_norms_and_is_seeded():
-    v = torch.randn(3, 16) * torch.tensor([[1.0], [5.0], [0.1]])
+    # v from its own generator: under a global torch.manual_seed(0) set by an earlier test,
+    # torch.randn would draw exactly random_like's seed-0 vectors.
+    v = torch.randn(3, 16, generator=torch.Generator().manual_seed(123)) * torch.tensor([[1.0], [5.0], [0.1]])
     r = random_like(v, 0)
     assert torch.allclose(r.norm(dim=-1), v.norm(dim=-1), atol=1e-5)
     assert torch.equal(r, random_like(v, 0)) and not torch.equal(r, random_like(v, 1))
