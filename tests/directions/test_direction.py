@@ -101,3 +101,16 @@ def test_files_written_before_sites_were_recorded_still_load(tmp_path):
             m.pop(key)
     save_file({"d0.vector": v}, str(path), metadata={"safetyscope.directions": json.dumps(meta)})
     assert Direction.load(path).site == Site(3, "resid_pre")  # `directions select` read resid_pre
+
+
+def test_set_with_shared_tensors_saves_and_loads(tmp_path):
+    import torch
+
+    from safetyscope.directions.direction import Direction, DirectionSet
+
+    basis = torch.eye(4, dtype=torch.float64)[:2]
+    shared = basis[0]  # a view into the basis, and the same tensor for two directions
+    dirs = [Direction("diff_means", layer, shared, 1.0, 0.5, basis=basis, point="resid_pre") for layer in (0, 1)]
+    path = DirectionSet("diff_means", dirs).save(tmp_path / "d.safetensors")
+    loaded = DirectionSet.load(path)
+    assert torch.equal(loaded.directions[1].vector, shared) and torch.equal(loaded.directions[0].basis, basis)

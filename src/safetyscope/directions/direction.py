@@ -182,11 +182,13 @@ class DirectionSet:
 
     def save(self, path: str | Path) -> Path:
         """Write all vectors (and bases) plus the JSON description to one ``.safetensors`` file."""
+        # Cloned: safetensors refuses tensors that share memory (a vector that is a row of its own
+        # basis, or one tensor used by two directions).
         tensors: dict[str, Tensor] = {}
         for i, d in enumerate(self.directions):
-            tensors[f"d{i}.vector"] = d.vector.contiguous()
+            tensors[f"d{i}.vector"] = d.vector.detach().clone()
             if d.basis is not None:
-                tensors[f"d{i}.basis"] = d.basis.contiguous()
+                tensors[f"d{i}.basis"] = d.basis.detach().clone()
         meta = {"method": self.method, "provenance": self.provenance,
                 "directions": [d.meta() for d in self.directions]}
         path = Path(path)
