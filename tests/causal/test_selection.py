@@ -40,7 +40,7 @@ def test_fast_and_exhaustive_rank_the_same_candidates_and_round_trip(llama):
 
     args = (llama, HARMFUL[:4], HARMLESS[:4], HARMFUL[4:], HARMLESS[4:])
     full = rank_candidates(*args, max_kl=1e9, mode="exhaustive")
-    fast = rank_candidates(*args, max_kl=1e9, mode="fast", top_k=2)
+    fast = rank_candidates(*args, max_kl=1e9, mode="fast", top_k=2, widen=0)
     live = [c for c in full.candidates if c.exact]
     assert full.n_exact == len(live) == 2 * len(llama.chat.encode("x").eoi_positions)  # layers 1 and 2
     assert fast.n_exact == 2 and sum(c.exact for c in fast.candidates) == 2
@@ -85,3 +85,35 @@ def test_first_order_estimates_track_exact_effects_for_small_vectors(llama):
     derivative = (partial_ablation(0.1) - partial_ablation(-0.1)) / 0.2  # central difference
     assert est_abl == pytest.approx(derivative, rel=0.1)
     assert est_abl * float(ablation_effects(llama, prompts, -r[None], tokens)[0]) > 0  # sign-free in r
+
+
+def test_fast_selection_widens_when_the_estimate_misranks(organism_dir, monkeypatch):
+    from safetyscope import load_model
+    from safetyscope.causal import rank_candidates
+    from safetyscope.causal import selection as selection_module
+    from safetyscope.organism.dataset import build_corpus
+
+    lm = load_model(str(organism_dir))
+    corpus = build_corpus()
+    harmful = corpus.prompts("harmful")[:12]
+    harmless = corpus.prompts("harmless")[:12]
+    args = (lm, harmful[:6], harmless[:6], harmful[6:], harmless[6:])
+    full = rank_candidates(*args, mode="exhaustive")
+    assert full.best.eligible
+    bad = next(c.key for c in full.candidates if c.exact and not c.eligible)
+    live = [c.key for c in full.candidates if c.exact]
+    order = list(candidate_directions(lm, harmful[:6], harmless[:6], sorted({k[0] for k in live})))
+    live = [k for k in order if k in live]
+
+    # adversarial first-order estimates: an ineligible candidate ranks first, every candidate "induces"
+    def fake_ablation(_lm, _prompts, stack, _tokens):
+        return torch.tensor([-100.0 if k == bad else 0.0 for k in live], dtype=torch.float64)
+
+    def fake_addition(_lm, _prompts, per_layer, _tokens):
+        return {layer: torch.full((len(v),), 100.0) for layer, v in per_layer.items()}
+
+    monkeypatch.setattr(selection_module, "ablation_effects", fake_ablation)
+    monkeypatch.setattr(selection_module, "addition_effects", fake_addition)
+    fast = rank_candidates(*args, mode="fast", top_k=1)
+    assert fast.best.eligible and fast.n_exact >= 2
+    assert next(c for c in fast.candidates if c.key == bad).exact

@@ -15,7 +15,9 @@ the filters; the full ranked table is kept.
 
 ``mode="fast"`` (default) ranks every candidate by a first-order estimate of its bypass and
 induce scores (:mod:`safetyscope.causal.estimate`: one forward + backward per prompt set for
-all candidates) and scores only the ``top_k`` best exactly; ``mode="exhaustive"`` scores
+all candidates) and scores only the ``top_k`` best exactly, widening by ``top_k`` more in estimate
+order (at most ``widen`` times) while none of those scored passes the filters (the first-order estimate can mis-rank, as it
+did on the deep organism); ``mode="exhaustive"`` scores
 every candidate exactly (three forward passes each). ``bench/selection.py`` compares the two.
 """
 
@@ -190,8 +192,13 @@ def rank_candidates(
     refusal_tokens: Sequence[int] | None = None,
     mode: str = "fast",
     top_k: int = 5,
+    widen: int = 3,
 ) -> Selection:
-    """Score and rank every candidate (see module docstring); the best may fail the filters."""
+    """Score and rank every candidate (see module docstring); the best may fail the filters.
+
+    In fast mode, while no exactly scored candidate passes the filters, up to ``widen`` further
+    rounds of ``top_k`` candidates (in estimate order) are scored exactly.
+    """
     start = time.perf_counter()
     for name, prompts in (("harmful_train", harmful_train), ("harmless_train", harmless_train),
                           ("harmful_val", harmful_val), ("harmless_val", harmless_val)):
@@ -199,8 +206,8 @@ def rank_candidates(
             raise SelectionError(f"{name} needs at least 2 prompts, got {len(prompts)}.")
     if mode not in SELECTION_MODES:
         raise SelectionError(f"Unknown selection mode {mode!r}; use one of {SELECTION_MODES}.")
-    if top_k < 1:
-        raise SelectionError(f"top_k must be >= 1, got {top_k}.")
+    if top_k < 1 or widen < 0:
+        raise SelectionError(f"top_k must be >= 1 and widen >= 0, got {top_k} and {widen}.")
     chosen = list(range(lm.n_layers)) if layers is None else list(layers)
     bad = [x for x in chosen if not 0 <= x < lm.n_layers]
     if bad:
@@ -229,23 +236,35 @@ def rank_candidates(
             for j, i in enumerate(idx):
                 est_i[i] = base_harmless + float(effects[layer][j])
         order = sorted(range(len(live)), key=lambda i: (live[i][0] >= cutoff or not est_i[i] > 0, _finite(est_b[i])))
-        exact_keys = {live[i] for i in order[:top_k]}
+        queue = [live[i] for i in order]
         estimates = {live[i]: (est_b[i], est_i[i], rank) for rank, i in enumerate(order)}
+        step = top_k
     else:
-        exact_keys, estimates = set(live), {}
+        queue, estimates, step = list(live), {}, len(live)
 
-    induce = PrefixInduce(lm, harmless_val, sorted({k[0] for k in exact_keys}), tokens)
+    # Score exactly in rounds of `step` candidates, in first-order order: when no candidate of a round
+    # passes the filters (the estimate can mis-rank on some models), widen to the next round.
+    results: dict[tuple[int, int], Candidate] = {}
+    rounds = 0
+    while len(results) < len(queue) and rounds <= widen:
+        rounds += 1
+        batch = queue[len(results):len(results) + step]
+        induce = PrefixInduce(lm, harmless_val, sorted({k[0] for k in batch}), tokens)
+        for key in batch:
+            eb, ei, _rank = estimates.get(key, (_NAN, _NAN, -1))
+            vec = vectors[key]
+            bypass, ind, kl = exact_scores(lm, vec, key[0], harmful_val, harmless_val, base_harmless_logits,
+                                           tokens, induce)
+            results[key] = _judge(Candidate(key[0], key[1], float(vec.norm()), bypass, ind, kl, False, "", eb, ei),
+                                  cutoff, prune_last, max_kl)
+        if any(c.eligible for c in results.values()):
+            break
+
     scored = []
     for key in live:
         eb, ei, rank = estimates.get(key, (_NAN, _NAN, -1))
-        vec = vectors[key]
-        if key in exact_keys:
-            bypass, ind, kl = exact_scores(lm, vec, key[0], harmful_val, harmless_val, base_harmless_logits, tokens, induce)
-            c = _judge(Candidate(key[0], key[1], float(vec.norm()), bypass, ind, kl, False, "", eb, ei),
-                       cutoff, prune_last, max_kl)
-        else:
-            c = Candidate(key[0], key[1], float(vec.norm()), _NAN, _NAN, _NAN, False,
-                          f"not scored exactly (first-order rank {rank + 1})", eb, ei, exact=False)
+        c = results.get(key) or Candidate(key[0], key[1], float(vectors[key].norm()), _NAN, _NAN, _NAN, False,
+                                          f"not scored exactly (first-order rank {rank + 1})", eb, ei, exact=False)
         scored.append((rank, c))
     exact = sorted((c for _, c in scored if c.exact), key=lambda c: (not c.eligible, _finite(c.bypass)))
     rest = [c for _, c in sorted(((r, c) for r, c in scored if not c.exact), key=lambda rc: rc[0])]
@@ -257,7 +276,8 @@ def rank_candidates(
                     "site_point": "resid_pre", "positions": "eoi",
                     "n_train": [len(harmful_train), len(harmless_train)], "n_val": [len(harmful_val), len(harmless_val)],
                     "max_kl": max_kl, "prune_last": prune_last, "refusal_tokens": tokens, "mode": mode,
-                    "top_k": top_k if mode == "fast" else None, "safetyscope_version": __version__},
+                    "top_k": top_k if mode == "fast" else None,
+                    "widen": widen if mode == "fast" else None, "safetyscope_version": __version__},
         mode=mode, n_exact=len(exact), seconds=time.perf_counter() - start,
     )
 
@@ -275,6 +295,7 @@ def select_direction(
     refusal_tokens: Sequence[int] | None = None,
     mode: str = "fast",
     top_k: int = 5,
+    widen: int = 3,
 ) -> Selection:
     """:func:`rank_candidates`, requiring the best to pass the filters.
 
@@ -282,7 +303,8 @@ def select_direction(
         SelectionError: no candidate passes the KL, induction and layer filters.
     """
     sel = rank_candidates(lm, harmful_train, harmless_train, harmful_val, harmless_val, layers=layers,
-                          max_kl=max_kl, prune_last=prune_last, refusal_tokens=refusal_tokens, mode=mode, top_k=top_k)
+                          max_kl=max_kl, prune_last=prune_last, refusal_tokens=refusal_tokens, mode=mode, top_k=top_k,
+                          widen=widen)
     if not sel.best.eligible:
         raise SelectionError(
             "No candidate direction passes the filters (KL, induction, layer pruning); "
