@@ -146,14 +146,18 @@ def heatmap(title: str, labels: Sequence[str], matrix: Sequence[Sequence[float |
             parts.append(f'<rect x="{left + cell * j:.1f}" y="{top + cell * i:.1f}" width="{cell:.1f}" '
                          f'height="{cell:.1f}" fill="{fill}"><title>{escape(lab)} vs {escape(labels[j])}: '
                          f'{tip}</title></rect>')
-    sx = left + cell * n + 12
-    for k in range(11):
-        v = vmax - (vmax - vmin) * k / 10
-        parts.append(f'<rect x="{sx}" y="{top + k * 12}" width="12" height="12" fill="{_color(v, vmin, vmax)}"/>')
-    parts.append(f'<text x="{sx + 16}" y="{top + 10}" font-size="9">{_fmt(vmax)}</text>'
-                 f'<text x="{sx + 16}" y="{top + 130}" font-size="9">{_fmt(vmin)}</text>')
+    parts.append(_color_legend(left + cell * n + 12, top, vmin, vmax))
     return "".join([*parts, "</svg>"])
 
+
+
+def _color_legend(x: float, top: float, vmin: float, vmax: float) -> str:
+    """An 11-step vertical colour bar at ``x`` from ``vmax`` (top) to ``vmin``, with its end labels."""
+    cells = "".join(
+        f'<rect x="{x:.1f}" y="{top + k * 12}" width="12" height="12" '
+        f'fill="{_color(vmax - (vmax - vmin) * k / 10, vmin, vmax)}"/>' for k in range(11))
+    return (cells + f'<text x="{x + 16:.1f}" y="{top + 10}" font-size="9">{_fmt(vmax)}</text>'
+            f'<text x="{x + 16:.1f}" y="{top + 130}" font-size="9">{_fmt(vmin)}</text>')
 
 def grid_heatmap(title: str, row_labels: Sequence[str], col_labels: Sequence[str],
                  matrix: Sequence[Sequence[float | None]], *, vmin: float = -1.0, vmax: float = 1.0,
@@ -192,10 +196,5 @@ def grid_heatmap(title: str, row_labels: Sequence[str], col_labels: Sequence[str
                  f'text-anchor="middle">{escape(xlabel)}</text>'
                  f'<text x="12" y="{top + cell * nr / 2:.1f}" font-size="11" text-anchor="middle" '
                  f'transform="rotate(-90 12 {top + cell * nr / 2:.1f})">{escape(ylabel)}</text>')
-    sx = left + cell * nc + 12
-    for k in range(11):
-        v = vmax - (vmax - vmin) * k / 10
-        parts.append(f'<rect x="{sx:.1f}" y="{top + k * 12}" width="12" height="12" fill="{_color(v, vmin, vmax)}"/>')
-    parts.append(f'<text x="{sx + 16:.1f}" y="{top + 10}" font-size="9">{_fmt(vmax)}</text>'
-                 f'<text x="{sx + 16:.1f}" y="{top + 130}" font-size="9">{_fmt(vmin)}</text>')
+    parts.append(_color_legend(left + cell * nc + 12, top, vmin, vmax))
     return "".join([*parts, "</svg>"])
