@@ -29,7 +29,7 @@ from torch import Tensor
 from safetyscope import __version__
 from safetyscope.analysis.lens import apply_lens, residuals
 from safetyscope.data.prompts import PromptSet
-from safetyscope.directions.threads import threads_for
+from safetyscope.threads import threads_for
 from safetyscope.errors import SafetyscopeError
 from safetyscope.model.loading import LoadedModel
 

@@ -27,6 +27,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from safetyscope.errors import SafetyscopeError
+from safetyscope.threads import THREADS_ENV, configure_threads
 
 #: Environment variable that turns on tracebacks (like ``--debug``).
 DEBUG_ENV = "SAFETYSCOPE_DEBUG"
@@ -180,12 +181,18 @@ def user_errors(func: F) -> F:
 @app.callback()
 def _setup(
     debug: Annotated[bool, typer.Option("--debug", help=f"Show tracebacks of errors (or set {DEBUG_ENV}=1).")] = False,
+    threads: Annotated[str | None, typer.Option(
+        "--threads", metavar="auto|N",
+        help=f"CPU threads for torch (or set {THREADS_ENV}). auto: the cores the load average leaves free; "
+             "OMP_NUM_THREADS, when set, is respected.")] = None,
 ) -> None:
     """Silence transformers' progress bars and chatter; safetyscope reports its own progress and
-    checks weight loading itself (missing or unexpected weights are an error, see ``model.integrity``)."""
+    checks weight loading itself (missing or unexpected weights are an error, see ``model.integrity``).
+    Choose the CPU thread count (:func:`safetyscope.threads.configure_threads`)."""
     from transformers.utils import logging as hf_logging
 
     _debug["on"] = debug
+    configure_threads(threads)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 

@@ -37,7 +37,7 @@ from safetyscope.directions.contrast import stacked
 from safetyscope.directions.covariance import pooled_within, shrunk_covariance
 from safetyscope.directions.direction import Direction, DirectionSet
 from safetyscope.directions.logistic import fit_logistic
-from safetyscope.directions.threads import threads_for
+from safetyscope.threads import threads_for
 
 
 @dataclass

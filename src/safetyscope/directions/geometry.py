@@ -27,7 +27,7 @@ from safetyscope.directions.checks import DirectionError, check_pair
 from safetyscope.directions.covariance import Shrinkage, pooled_within, shrunk_covariance
 from safetyscope.directions.direction import Direction, DirectionSet
 from safetyscope.directions.extract import METHODS, extract
-from safetyscope.directions.threads import threads_for
+from safetyscope.threads import threads_for
 
 
 @dataclass

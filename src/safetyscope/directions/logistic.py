@@ -18,7 +18,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from safetyscope.directions.checks import DirectionError
-from safetyscope.directions.threads import threads_for
+from safetyscope.threads import threads_for
 
 
 @dataclass(frozen=True)
