@@ -29,9 +29,9 @@ from torch import Tensor
 from safetyscope import __version__
 from safetyscope.analysis.lens import apply_lens, residuals
 from safetyscope.data.prompts import PromptSet
-from safetyscope.threads import threads_for
 from safetyscope.errors import SafetyscopeError
 from safetyscope.model.loading import LoadedModel
+from safetyscope.threads import threads_for
 
 _META_KEY = "safetyscope.tuned_lens"
 
