@@ -1,7 +1,7 @@
 """Residual-stream activations: sites, hooks, batched collection, streaming statistics, cache."""
 
 from safetyscope.activations.collect import NonFiniteActivationError, collect
-from safetyscope.activations.hooks import SiteEdit, edit, record
+from safetyscope.activations.hooks import RowBlock, SiteEdit, edit, only_rows, record
 from safetyscope.activations.result import ActivationResult
 from safetyscope.activations.sites import (
     HEAD_POINTS,
@@ -20,11 +20,13 @@ __all__ = [
     "ActivationResult",
     "NonFiniteActivationError",
     "Positions",
+    "RowBlock",
     "RunningMoments",
     "Site",
     "SiteEdit",
     "collect",
     "edit",
+    "only_rows",
     "parse_layers",
     "record",
 ]

@@ -31,6 +31,7 @@ from safetyscope.data.prompts import PromptSet
 from safetyscope.errors import PromptError, SafetyscopeError
 from safetyscope.model.chat import EncodedPrompt
 from safetyscope.model.loading import LoadedModel
+from safetyscope.model.memory import token_budget
 
 
 class NonFiniteActivationError(SafetyscopeError):
@@ -147,8 +148,9 @@ def collect(
             covariance), or ``paired_diff`` (rows of ``h(prompts[i]) - h(pair_with[i])``).
         pair_with: the second prompt set for ``paired_diff``, paired by index.
         batch_size: upper bound on prompts per batch (default: set by ``max_batch_tokens``).
-        max_batch_tokens: padded-token budget per batch (default 16k on CPU, 64k on GPU);
-            halved automatically on out-of-memory.
+        max_batch_tokens: padded-token budget per batch (default: what a quarter of the free
+            memory holds for this model, :func:`safetyscope.model.memory.token_budget`, at most
+            16k on CPU and 64k on GPU); halved automatically on out-of-memory.
         store_dtype: dtype of kept rows.
         cache: ``True`` for the default cache folder, a path for another, ``False`` for none.
             Cached runs return at once; interrupted runs resume from their last checkpoint.
@@ -196,7 +198,8 @@ def collect(
         start, state = checkpoint.load_partial()
         if state:
             sink.restore(state)
-    budget = max_batch_tokens or (65536 if lm.device.type == "cuda" else 16384)
+    budget = max_batch_tokens or token_budget(lm.model.config, lm.dtype, lm.device, logits="none",
+                                              max_tokens=65536 if lm.device.type == "cuda" else 16384)
     last_save = time.monotonic()
 
     def run(idx: list[int]) -> list[None]:

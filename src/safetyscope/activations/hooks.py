@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +29,43 @@ from safetyscope.model.architectures import ResolvedArchitecture
 Capture = Callable[[Site, torch.Tensor], None]
 #: ``fn(site, tensor) -> tensor``: the new value of a site's ``[batch, pos, d_model]`` activation.
 SiteEdit = Callable[[Site, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RowBlock:
+    """Block ``index`` of ``count`` equal blocks of batch rows (arm-major batches of several arms)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise SafetyscopeError(f"RowBlock: index {self.index} outside 0..{self.count - 1}.")
+
+    def rows(self, batch: int) -> slice:
+        """The rows of this block in a batch of ``batch`` rows (``batch`` must divide evenly)."""
+        if batch % self.count:
+            raise SafetyscopeError(f"RowBlock: a batch of {batch} rows does not split into {self.count} blocks.")
+        size = batch // self.count
+        return slice(self.index * size, (self.index + 1) * size)
+
+
+_ROWS: ContextVar[RowBlock | None] = ContextVar("safetyscope_edit_rows", default=None)
+
+
+@contextmanager
+def only_rows(block: RowBlock) -> Iterator[None]:
+    """Edits *created* inside this block rewrite only ``block``'s rows of every batch.
+
+    This lets several interventions share one batched forward pass or generation: repeat the
+    batch once per intervention (arm-major) and enter intervention ``i`` under
+    ``only_rows(RowBlock(i, n))``. Edits entered outside keep acting on every row.
+    """
+    token = _ROWS.set(block)
+    try:
+        yield
+    finally:
+        _ROWS.reset(token)
 
 
 class StopForward(Exception):
@@ -134,11 +173,14 @@ def edit(arch: ResolvedArchitecture, sites: Site | Sequence[Site], fn: SiteEdit)
     both addresses give the same forward pass), ``attn_out`` / ``mlp_out`` L what the block's
     attention / MLP adds to the stream (after any post-norm). Hooks stay active for every
     forward pass in the block (KV-cached generation included) and are removed on exit, also
-    when the block raises.
+    when the block raises. Inside :func:`only_rows` the edit rewrites only that block of rows.
     """
     chosen = [sites] if isinstance(sites, Site) else list(sites)
     if not chosen:
         raise SafetyscopeError("edit: no sites given.")
+    block = _ROWS.get()
+    if block is not None:
+        fn = _routed(fn, block)
     handles: list[RemovableHandle] = []
     try:
         for site in chosen:
@@ -163,3 +205,13 @@ def edit(arch: ResolvedArchitecture, sites: Site | Sequence[Site], fn: SiteEdit)
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _routed(fn: SiteEdit, block: RowBlock) -> SiteEdit:
+    def on_rows(site: Site, x: torch.Tensor) -> torch.Tensor:
+        rows = block.rows(x.shape[0])
+        out = x.clone()
+        out[rows] = fn(site, x[rows])
+        return out
+
+    return on_rows

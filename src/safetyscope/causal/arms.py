@@ -24,8 +24,8 @@ from torch import Tensor
 
 from safetyscope import __version__
 from safetyscope.causal.controls import random_like
-from safetyscope.evaluation.generate import generate_ids
-from safetyscope.evaluation.metrics import Rate, continuation_kl, first_token_kl, label_rate
+from safetyscope.evaluation.generate import generate_ids, generate_ids_under
+from safetyscope.evaluation.metrics import Rate, arms_kl, label_rate
 from safetyscope.evaluation.verdict import Judge
 from safetyscope.model.loading import LoadedModel
 
@@ -137,34 +137,53 @@ def run_arms(reference: LoadedModel, arms: Sequence[Arm], prompt_sets: dict[str,
              *, intervention: str, params: dict[str, Any] | None = None, kl_set: str | None = "harmless",
              max_new_tokens: int = 32, batch_size: int = 32, n_samples: int = 3,
              baseline: BaselineCache | None = None) -> InterventionReport:
-    """Generate, judge and measure every arm on every prompt set (see module docstring)."""
+    """Generate, judge and measure every arm on every prompt set (see module docstring).
+
+    Hook arms on ``reference`` generate together, one batch repeated per arm
+    (:func:`~safetyscope.evaluation.generate.generate_ids_under`), and all arms' KLs share one
+    reference pass (:func:`~safetyscope.evaluation.metrics.arms_kl`); arms on other models run
+    on their own.
+    """
+    names = [arm.name for arm in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"arm names repeat: {names}")
     cache = baseline if baseline is not None else BaselineCache()
+    hooked = [arm for arm in arms if arm.lm is reference and not arm.is_baseline]
+    completions: dict[tuple[str, str], list[str]] = {}
+    for set_name, prompts in prompt_sets.items():
+        if hooked:
+            ids = generate_ids_under(reference, list(prompts), [arm.context for arm in hooked],
+                                     max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False)
+            for arm, rows in zip(hooked, ids, strict=True):
+                completions[arm.name, set_name] = decode(reference, rows)
+        for arm in arms:
+            if arm.is_baseline:
+                completions[arm.name, set_name] = cache.texts(arm.lm, prompts, max_new_tokens, batch_size)
+            elif arm.lm is not reference:
+                with arm.context():
+                    rows = generate_ids(arm.lm, list(prompts), max_new_tokens=max_new_tokens,
+                                        batch_size=batch_size, progress=False)
+                completions[arm.name, set_name] = decode(arm.lm, rows)
     results: dict[str, ArmResult] = {}
     for arm in arms:
         refusal, incoherent, samples = {}, {}, {}
         for set_name, prompts in prompt_sets.items():
-            if arm.is_baseline:
-                completions = cache.texts(arm.lm, prompts, max_new_tokens, batch_size)
-            else:
-                with arm.context():
-                    ids = generate_ids(arm.lm, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                       progress=False)
-                completions = decode(arm.lm, ids)
-            verdicts = judge.label_many(zip(prompts, completions, strict=True))
+            texts = completions[arm.name, set_name]
+            verdicts = judge.label_many(zip(prompts, texts, strict=True))
             refusal[set_name] = label_rate(verdicts, "refusal")
             incoherent[set_name] = label_rate(verdicts, "incoherent")
-            samples[set_name] = [(p, c, v.label) for p, c, v in zip(prompts, completions, verdicts, strict=True)][:n_samples]
-        result = ArmResult(refusal, incoherent, samples)
-        if kl_set is not None and kl_set in prompt_sets and (arm.lm is not reference or not arm.is_baseline):
-            kl_prompts = list(prompt_sets[kl_set])
-            other = arm.lm if arm.lm is not reference else None
-            context = None if arm.is_baseline else arm.context
-            result.kl_first_token = first_token_kl(reference, kl_prompts, other=other, intervention=context,
-                                                   batch_size=batch_size).mean
-            conts = cache.ids(reference, kl_prompts, max_new_tokens, batch_size)
-            result.kl_continuation = continuation_kl(reference, kl_prompts, conts, other=other, intervention=context,
-                                                     batch_size=batch_size).mean
-        results[arm.name] = result
+            samples[set_name] = [(p, c, v.label) for p, c, v in zip(prompts, texts, verdicts, strict=True)][:n_samples]
+        results[arm.name] = ArmResult(refusal, incoherent, samples)
+    measured = [arm for arm in arms if arm.lm is not reference or not arm.is_baseline]
+    if kl_set is not None and kl_set in prompt_sets and measured:
+        kl_prompts = list(prompt_sets[kl_set])
+        conts = cache.ids(reference, kl_prompts, max_new_tokens, batch_size)
+        kls = arms_kl(reference, kl_prompts, conts,
+                      [(None if arm.lm is reference else arm.lm, None if arm.is_baseline else arm.context)
+                       for arm in measured], batch_size=batch_size)
+        for arm, kl in zip(measured, kls, strict=True):
+            results[arm.name].kl_first_token = kl.first_token.mean
+            results[arm.name].kl_continuation = kl.continuation.mean
     provenance = {"model": reference.spec, "model_fingerprint": reference.fingerprint(), "judge": judge.name,
                   "n_prompts": {k: len(v) for k, v in prompt_sets.items()}, "max_new_tokens": max_new_tokens,
                   "safetyscope_version": __version__}

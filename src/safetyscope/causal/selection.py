@@ -35,7 +35,7 @@ from torch import Tensor
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.causal.estimate import ablation_effects, addition_effects
-from safetyscope.causal.selection_exact import PrefixInduce, exact_scores
+from safetyscope.causal.selection_exact import PrefixInduce, ablated_logits, exact_scores
 from safetyscope.errors import SafetyscopeError
 from safetyscope.evaluation.refusal_score import (
     last_token_logits,
@@ -46,6 +46,8 @@ from safetyscope.model.loading import LoadedModel
 
 SELECTION_MODES = ("fast", "exhaustive")
 _NAN = float("nan")
+#: Candidates whose ablated validation passes share one forward pass (row blocks of one batch).
+ABLATE_TOGETHER = 5
 
 
 class SelectionError(SafetyscopeError):
@@ -250,11 +252,15 @@ def rank_candidates(
         rounds += 1
         batch = queue[len(results):len(results) + step]
         induce = PrefixInduce(lm, harmless_val, sorted({k[0] for k in batch}), tokens)
-        for key in batch:
+        ablated: list[Tensor] = []
+        for at in range(0, len(batch), ABLATE_TOGETHER):  # both validation sets, candidates side by side
+            chunk = [vectors[key] for key in batch[at:at + ABLATE_TOGETHER]]
+            ablated.extend(ablated_logits(lm, chunk, [*harmful_val, *harmless_val]))
+        for key, logits in zip(batch, ablated, strict=True):
             eb, ei, _rank = estimates.get(key, (_NAN, _NAN, -1))
             vec = vectors[key]
-            bypass, ind, kl = exact_scores(lm, vec, key[0], harmful_val, harmless_val, base_harmless_logits,
-                                           tokens, induce)
+            bypass, ind, kl = exact_scores(logits, vec, key[0], len(harmful_val), base_harmless_logits, tokens,
+                                           induce)
             results[key] = _judge(Candidate(key[0], key[1], float(vec.norm()), bypass, ind, kl, False, "", eb, ei),
                                   cutoff, prune_last, max_kl)
         if any(c.eligible for c in results.values()):

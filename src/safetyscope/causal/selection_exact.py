@@ -1,4 +1,5 @@
-"""Exact scores of one selection candidate: bypass and KL from one ablated pass, induce from a partial one.
+"""Exact scores of selection candidates: bypass and KL from ablated passes shared by a round of
+candidates, induce from a partial pass each.
 
 :class:`PrefixInduce` reuses the shared prefix in depth: the un-edited ``resid_pre`` of every
 candidate layer is recorded once, and adding a candidate at layer L then runs only blocks L..
@@ -17,7 +18,11 @@ from safetyscope.activations.hooks import run_until_stopped
 from safetyscope.batching import pad_left
 from safetyscope.causal.patching_runner import skip_blocks
 from safetyscope.evaluation.logits import kl_rows, supports_logits_to_keep
-from safetyscope.evaluation.refusal_score import last_token_logits, refusal_scores_from_logits
+from safetyscope.evaluation.refusal_score import (
+    last_token_logits,
+    last_token_logits_under,
+    refusal_scores_from_logits,
+)
 from safetyscope.interventions.hooks import ablate, add
 from safetyscope.model.loading import LoadedModel
 
@@ -59,11 +64,21 @@ class PrefixInduce:
         return float(refusal_scores_from_logits(logits, self.tokens).mean())
 
 
-def exact_scores(lm: LoadedModel, vec: Tensor, layer: int, harmful_val: Sequence[str], harmless_val: Sequence[str],
-           base_harmless_logits: Tensor, tokens: list[int], induce: PrefixInduce) -> tuple[float, float, float]:
-    """Exact bypass, induce and KL of one candidate (one ablated pass over both validation sets, one partial)."""
-    with ablate(lm, vec):  # both sets in one batched call
-        logits = last_token_logits(lm, [*harmful_val, *harmless_val])
-    bypass = float(refusal_scores_from_logits(logits[:len(harmful_val)], tokens).mean())
-    kl = float(kl_rows(base_harmless_logits, logits[len(harmful_val):]).mean())
+def ablated_logits(lm: LoadedModel, vectors: Sequence[Tensor], prompts: Sequence[str],
+                   batch_size: int = 32) -> Tensor:
+    """Last-token logits of ``prompts`` with each of ``vectors`` ablated (``[len(vectors), n, vocab]``).
+
+    All candidates share each forward pass (one row block per candidate), so scoring a round of
+    candidates costs the passes of one, with more rows.
+    """
+    contexts = [lambda v=v: ablate(lm, v) for v in vectors]
+    return last_token_logits_under(lm, prompts, contexts, batch_size=batch_size * len(contexts))
+
+
+def exact_scores(ablated: Tensor, vec: Tensor, layer: int, n_harmful: int, base_harmless_logits: Tensor,
+                 tokens: list[int], induce: PrefixInduce) -> tuple[float, float, float]:
+    """Exact bypass, induce and KL of one candidate from its ablated logits (harmful then harmless
+    validation prompts, :func:`ablated_logits`) and one partial addition pass."""
+    bypass = float(refusal_scores_from_logits(ablated[:n_harmful], tokens).mean())
+    kl = float(kl_rows(base_harmless_logits, ablated[n_harmful:]).mean())
     return bypass, induce(vec, layer), kl

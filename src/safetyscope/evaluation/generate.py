@@ -12,12 +12,13 @@ managers that register forward hooks (steering, ablation): every step sees the h
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from transformers import GenerationConfig
 
+from safetyscope.activations.hooks import RowBlock, only_rows
 from safetyscope.batching import (
     ModelLike,
     check_texts,
@@ -29,7 +30,7 @@ from safetyscope.batching import (
     unpack,
 )
 
-__all__ = ["eos_ids", "generate", "generate_ids"]
+__all__ = ["eos_ids", "generate", "generate_ids", "generate_ids_under"]
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -70,6 +71,13 @@ def _cut_at_eos(row: Sequence[int], stops: set[int]) -> list[int]:
     return out
 
 
+def _check(max_new_tokens: int, do_sample: bool, temperature: float, top_p: float) -> None:
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
+        raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+
+
 @torch.no_grad()
 def generate_ids(
     lm: ModelLike,
@@ -89,32 +97,67 @@ def generate_ids(
     Same arguments as :func:`generate`; use this when exact token sequences matter (e.g. for
     teacher-forced metrics), since decoding and re-tokenizing text is not always lossless.
     """
+    return generate_ids_under(lm, instructions, [contextlib.nullcontext], max_new_tokens=max_new_tokens,
+                              batch_size=batch_size, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                              top_k=top_k, seed=seed, progress=progress)[0]
+
+
+@torch.no_grad()
+def generate_ids_under(
+    lm: ModelLike,
+    instructions: Sequence[str],
+    contexts: Sequence[Callable[[], contextlib.AbstractContextManager[Any]]],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+) -> list[list[list[int]]]:
+    """Generate every instruction under each of several interventions, all in shared batches.
+
+    ``contexts`` are factories of intervention context managers built on
+    :func:`safetyscope.activations.edit` (``lambda: ablate(lm, v)``, ``contextlib.nullcontext``
+    for the unedited model). Each batch of ``batch_size`` prompts is repeated once per context
+    (arm-major) and context ``i`` edits only block ``i`` of the rows
+    (:func:`safetyscope.activations.only_rows`), so ``n`` arms take one ``generate`` call per
+    batch instead of ``n``. Returns ``[arm][prompt]`` new token ids; greedy results equal
+    generating each arm on its own.
+    """
     items = check_texts(instructions, "instructions")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if do_sample and (temperature <= 0 or not 0 < top_p <= 1):
-        raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    _check(max_new_tokens, do_sample, temperature, top_p)
+    if not contexts:
+        raise ValueError("generate_ids_under needs at least one context")
     model, tokenizer, chat = unpack(lm)
     prompts = encode_prompts(tokenizer, chat, items)
     config = _generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, top_k)
     stops = set(eos_ids(model, tokenizer))
     device = model_device(model)
+    n = len(contexts)
 
-    def run(idx: list[int]) -> list[list[int]]:
+    def run(idx: list[int]) -> list[list[list[int]]]:
         batch = pad_left([prompts[i] for i in idx], pad_id(tokenizer), device)
-        ids = batch["input_ids"]  # generate derives position ids from the mask itself
-        out = model.generate(input_ids=ids, attention_mask=batch["attention_mask"], generation_config=config)
-        return [_cut_at_eos(row, stops) for row in out[:, ids.shape[1]:].tolist()]
+        ids, mask = batch["input_ids"].repeat(n, 1), batch["attention_mask"].repeat(n, 1)
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        rows = [_cut_at_eos(row, stops) for row in out[:, ids.shape[1]:].tolist()]
+        return [[rows[a * len(idx) + j] for a in range(n)] for j in range(len(idx))]
 
     rng: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if do_sample and seed is not None:
         devices = [device] if device.type == "cuda" else []
         rng = torch.random.fork_rng(devices=devices)
-    with rng:
+    with rng, contextlib.ExitStack() as stack:
         if do_sample and seed is not None:
             torch.manual_seed(seed)
-        return run_batched([len(p) for p in prompts], batch_size, run, progress=progress,
-                           description="generating")
+        for i, make in enumerate(contexts):
+            with only_rows(RowBlock(i, n)):  # edits created here act on block i only
+                stack.enter_context(make())
+        per_prompt = run_batched([len(p) for p in prompts], batch_size, run, progress=progress,
+                                 description="generating")
+    return [[row[a] for row in per_prompt] for a in range(n)]
 
 
 def generate(

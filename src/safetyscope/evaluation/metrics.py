@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from safetyscope.activations.hooks import RowBlock, only_rows
 from safetyscope.batching import (
     ModelLike,
     check_texts,
@@ -32,9 +33,11 @@ from safetyscope.evaluation.logits import forward_logits, kl_rows, nll_rows
 from safetyscope.stats import wilson_interval
 
 __all__ = [
+    "ArmKL",
     "KLResult",
     "PerplexityResult",
     "Rate",
+    "arms_kl",
     "backdoor_trigger_rate",
     "continuation_kl",
     "first_token_kl",
@@ -178,6 +181,84 @@ def _kl(reference: ModelLike, instructions: Sequence[str], continuations: list[l
     return KLResult(kind="first_token" if continuations is None else "continuation",
                     mean=sum(per_prompt) / len(per_prompt), token_mean=sum(t for t, _ in results) / n_pos,
                     per_prompt=per_prompt, n_prompts=len(per_prompt), n_positions=n_pos)
+
+
+@dataclass(frozen=True)
+class ArmKL:
+    """First-token and continuation KL of one arm against the reference (one forward pass each)."""
+
+    first_token: KLResult
+    continuation: KLResult
+
+
+def arms_kl(reference: ModelLike, instructions: Sequence[str], continuations: Sequence[Sequence[int]],
+            arms: Sequence[tuple[ModelLike | None, Intervention | None]], *, batch_size: int = 8,
+            progress: bool = False) -> list[ArmKL]:
+    """:func:`first_token_kl` and :func:`continuation_kl` of several arms, sharing the passes.
+
+    Each arm is ``(other model or None, intervention or None)`` as in :func:`first_token_kl`.
+    The reference and every hook arm on the reference model share one forward pass (the batch
+    repeated per arm, each intervention editing only its rows,
+    :func:`safetyscope.activations.only_rows`); the first-token KL is read from the
+    same teacher-forced pass as the continuation KL (causal attention: the last prompt position
+    does not see the continuation), so each arm costs one pass instead of four.
+    """
+    items = check_texts(instructions, "instructions")
+    if not arms:
+        raise EvaluationError("arms_kl needs at least one arm.")
+    if any(o is None and i is None for o, i in arms):
+        raise EvaluationError("Every arm needs `other` (a second model) and/or `intervention` (a hook context factory).")
+    ref_model, tokenizer, chat = unpack(reference)
+    prompts = encode_prompts(tokenizer, chat, items)
+    conts = _tokens(tokenizer, continuations)
+    if len(conts) != len(items):
+        raise EvaluationError(f"{len(items)} instructions but {len(conts)} continuations.")
+    seqs = [p + c for p, c in zip(prompts, conts, strict=True)]
+    pad = pad_id(tokenizer)
+    shared = [k for k, (o, _) in enumerate(arms) if o is None]  # hook arms on the reference model
+    alone = [k for k, (o, _) in enumerate(arms) if o is not None]
+
+    def scores(ref: torch.Tensor, oth: torch.Tensor, idx: list[int]) -> list[tuple[float, float, int]]:
+        if ref.shape[-1] != oth.shape[-1]:
+            raise EvaluationError(f"Vocabulary sizes differ ({ref.shape[-1]} vs {oth.shape[-1]}); KL needs one tokenizer.")
+        kept, out = ref.shape[1], []
+        for row, i in enumerate(idx):
+            m = len(conts[i])
+            end = kept - 1 if m == 0 else kept - 2  # see _kl: the columns predicting the continuation
+            kl = kl_rows(ref[row, end - max(m, 1) + 1:end + 1], oth[row, end - max(m, 1) + 1:end + 1])
+            out.append((float(kl[0]), float(kl.sum()), max(m, 1)))
+        return out
+
+    def run(idx: list[int]) -> list[list[tuple[float, float, int]]]:
+        batch = [seqs[i] for i in idx]
+        keep = max(max(1, len(conts[i])) for i in idx) + 1
+        # block 0 is the unedited reference, block j + 1 the j-th hook arm on the reference model
+        logits = forward_logits(ref_model, batch * (1 + len(shared)), pad, keep)
+        ref, n = logits[:len(idx)], len(idx)
+        per_arm = {k: scores(ref, logits[(j + 1) * n:(j + 2) * n], idx) for j, k in enumerate(shared)}
+        for k in alone:
+            other, intervention = arms[k]
+            with intervention() if intervention is not None else contextlib.nullcontext():
+                per_arm[k] = scores(ref, forward_logits(unpack(other)[0], batch, pad, keep), idx)  # type: ignore[arg-type]
+        return [[per_arm[k][row] for k in range(len(arms))] for row in range(n)]
+
+    with contextlib.ExitStack() as stack:
+        for j, k in enumerate(shared):
+            with only_rows(RowBlock(j + 1, 1 + len(shared))):
+                stack.enter_context(arms[k][1]())  # type: ignore[misc]
+        rows = run_batched([len(s) for s in seqs], max(1, batch_size), run, progress=progress, description="KL")
+    out = []
+    for k in range(len(arms)):
+        first = [r[k][0] for r in rows]
+        totals = [(r[k][1], r[k][2]) for r in rows]
+        n_pos = sum(m for _, m in totals)
+        out.append(ArmKL(
+            KLResult(kind="first_token", mean=sum(first) / len(first), token_mean=sum(first) / len(first),
+                     per_prompt=first, n_prompts=len(first), n_positions=len(first)),
+            KLResult(kind="continuation", mean=sum(t / m for t, m in totals) / len(totals),
+                     token_mean=sum(t for t, _ in totals) / n_pos, per_prompt=[t / m for t, m in totals],
+                     n_prompts=len(totals), n_positions=n_pos)))
+    return out
 
 
 def first_token_kl(reference: ModelLike, instructions: Sequence[str], *, other: ModelLike | None = None,

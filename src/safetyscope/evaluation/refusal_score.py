@@ -8,12 +8,15 @@ so it is cheap enough to score every (layer, position) candidate direction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from safetyscope.activations.hooks import RowBlock, only_rows
 from safetyscope.batching import run_batched
 from safetyscope.errors import SafetyscopeError
 from safetyscope.evaluation.logits import forward_logits
@@ -51,6 +54,33 @@ def last_token_logits(lm: LoadedModel, instructions: Sequence[str], batch_size: 
         return list(logits.float().cpu())
 
     return torch.stack(run_batched([len(e) for e in encoded], batch_size, run, progress=False))
+
+
+@torch.inference_mode()
+def last_token_logits_under(lm: LoadedModel, instructions: Sequence[str],
+                            contexts: Sequence[Callable[[], AbstractContextManager[Any]]],
+                            batch_size: int = 32) -> Float[Tensor, "arms n vocab"]:
+    """:func:`last_token_logits` under each of several interventions, in shared forward passes.
+
+    Each batch is repeated once per context (arm-major) and context ``i`` edits only block ``i``
+    of the rows (:func:`safetyscope.activations.only_rows`), so ``k`` interventions cost one
+    pass per batch, with ``k`` times the rows, instead of ``k`` passes.
+    """
+    if not contexts:
+        raise SafetyscopeError("last_token_logits_under needs at least one context.")
+    encoded = [lm.chat.encode(text).input_ids for text in instructions]
+    pad, k = lm.tokenizer.pad_token_id, len(contexts)
+
+    def run(idx: list[int]) -> list[Tensor]:
+        logits = forward_logits(lm.model, [encoded[i] for i in idx] * k, pad, keep=1)[:, -1].float().cpu()
+        return list(logits.view(k, len(idx), -1).transpose(0, 1))
+
+    with ExitStack() as stack:
+        for i, make in enumerate(contexts):
+            with only_rows(RowBlock(i, k)):
+                stack.enter_context(make())
+        rows = run_batched([len(e) for e in encoded], max(1, batch_size // k), run, progress=False)
+    return torch.stack(rows, 1)
 
 
 def refusal_scores_from_logits(logits: Tensor, token_ids: Sequence[int]) -> Float[Tensor, " n"]:
