@@ -9,7 +9,8 @@ With ``x`` an activation ``[..., d_in]`` (SAELens conventions, so weights load u
     x_hat = f @ W_dec + b_dec                                          W_dec [d_sae, d_in]
 
 ``normalize_activations="constant_norm_rescale"`` scales each input to norm ``sqrt(d_in)`` and
-the reconstruction back. A BatchTopK SAE is trained as a batch-level top-k and saved as a JumpReLU
+the reconstruction back; ``"layer_norm"`` centres and divides each input by its standard
+deviation and undoes it on the reconstruction (both as SAELens does at inference). A BatchTopK SAE is trained as a batch-level top-k and saved as a JumpReLU
 with its learned threshold (:mod:`safetyscope.sae.train`), so inference knows three encoders.
 """
 
@@ -26,7 +27,7 @@ from safetyscope.errors import ConfigError
 #: Architectures an SAE can have at inference (BatchTopK is saved as ``jumprelu``).
 ARCHITECTURES: tuple[str, ...] = ("standard", "topk", "jumprelu")
 #: Input normalisations applied at inference (training-time scaling is folded into the weights).
-NORMALIZATIONS: tuple[str, ...] = ("none", "constant_norm_rescale")
+NORMALIZATIONS: tuple[str, ...] = ("none", "constant_norm_rescale", "layer_norm")
 
 
 @dataclass
@@ -99,17 +100,22 @@ class SparseAutoencoder(nn.Module):
             out["threshold"] = self.threshold
         return {k: v.detach().contiguous() for k, v in out.items()}
 
-    def _scale(self, x: Tensor) -> Tensor | None:
-        if self.cfg.normalize_activations != "constant_norm_rescale":
-            return None
-        return (self.cfg.d_in ** 0.5) / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    def _norm(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token ``(shift, scale)`` with normalised ``x = (x - shift) * scale``."""
+        mode = self.cfg.normalize_activations
+        zero = x.new_zeros(())
+        if mode == "constant_norm_rescale":
+            return zero, (self.cfg.d_in ** 0.5) / x.norm(dim=-1, keepdim=True)
+        if mode == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            return mu, 1.0 / ((x - mu).std(dim=-1, keepdim=True) + 1e-5)
+        return zero, x.new_ones(())
 
     def pre_acts(self, x: Tensor) -> Tensor:
         """Encoder pre-activations ``[..., d_sae]`` (after input normalisation)."""
         x = x.to(self.W_enc.dtype)
-        scale = self._scale(x)
-        if scale is not None:
-            x = x * scale
+        shift, scale = self._norm(x)
+        x = (x - shift) * scale
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
@@ -123,21 +129,21 @@ class SparseAutoencoder(nn.Module):
             top = pre.topk(self.cfg.k, dim=-1)
             return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
         assert self.threshold is not None
-        return pre * (pre > self.threshold)
+        return pre.relu() * (pre > self.threshold)
 
     def encode(self, x: Tensor) -> Tensor:
         """Sparse latents ``[..., d_sae]`` of activations ``x`` ``[..., d_in]``."""
         return self.activate(self.pre_acts(x))
 
     def decode(self, f: Tensor, x: Tensor | None = None) -> Tensor:
-        """Reconstruction ``f @ W_dec + b_dec``; with ``constant_norm_rescale``, ``x`` gives the scale back."""
+        """Reconstruction ``f @ W_dec + b_dec``; with a per-token normalisation, ``x`` gives its undo."""
         out = f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
-        if self.cfg.normalize_activations == "constant_norm_rescale":
+        if self.cfg.normalize_activations != "none":
             if x is None:
-                raise ConfigError("This SAE rescales inputs per token; pass the input x to decode() to undo it.")
-            scale = self._scale(x.to(self.W_dec.dtype))
-            assert scale is not None
-            out = out / scale
+                raise ConfigError(f"This SAE normalises inputs per token ({self.cfg.normalize_activations}); "
+                                  "pass the input x to decode() to undo it.")
+            shift, scale = self._norm(x.to(self.W_dec.dtype))
+            out = out / scale + shift
         return out
 
     def forward(self, x: Tensor) -> Tensor:

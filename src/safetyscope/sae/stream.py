@@ -48,6 +48,7 @@ class ActivationStore:
     rows_per_shard: list[int]
     provenance: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # time spent streaming (0 when served from disk)
+    index: list[Tensor] | None = None  # in-memory stores: [rows, 2] (sequence, position) per shard
 
     @property
     def n_rows(self) -> int:
@@ -58,6 +59,14 @@ class ActivationStore:
         """Shard ``i`` as float32 ``[rows, d_in]``."""
         s = self.shards[i]
         return (load_file(str(s))["activations"] if isinstance(s, Path) else s).float()
+
+    def shard_index(self, i: int) -> Tensor:
+        """``[rows, 2]`` (sequence index in the corpus, token position) of each row of shard ``i``."""
+        s = self.shards[i]
+        if isinstance(s, Path):
+            return load_file(str(s))["index"].long()
+        assert self.index is not None
+        return self.index[i]
 
     def mean(self) -> Tensor:
         """Mean row ``[d_in]`` (float64, streamed over shards)."""
@@ -151,19 +160,23 @@ def stream_activations(lm: LoadedModel, corpus: TokenCorpus, site: Site, out: Pa
                 return ActivationStore.open(out)
     shards: list[Tensor | Path] = [out / s["file"] for s in man["shards"]] if out is not None else []
     pending: list[Tensor] = []
+    pending_index: list[Tensor] = []
+    index: list[Tensor] = []
     seqs = corpus.seqs
     t0 = time.perf_counter()
 
     def flush(done: int) -> None:
-        rows = torch.cat(pending)
+        rows, where = torch.cat(pending), torch.cat(pending_index)
         pending.clear()
+        pending_index.clear()
         if out is None:
             shards.append(rows)
+            index.append(where)
             man["shards"].append({"rows": len(rows)})
             return
         name = f"shard-{len(man['shards']):05d}.safetensors"
         with atomic_file(out / name) as tmp:
-            save_file({"activations": rows.contiguous()}, str(tmp))
+            save_file({"activations": rows.contiguous(), "index": where.to(torch.int32).contiguous()}, str(tmp))
         shards.append(out / name)
         man["shards"].append({"file": name, "rows": len(rows)})
         man["items_done"] = done
@@ -179,6 +192,8 @@ def stream_activations(lm: LoadedModel, corpus: TokenCorpus, site: Site, out: Pa
         r = torch.tensor([j for j, s in enumerate(batch) for _ in s.positions], device=lm.device)
         c = torch.tensor([width - len(s.ids) + p for s in batch for p in s.positions], device=lm.device)
         pending.append(got["x"][r, c].to("cpu", dtype))
+        pending_index.append(torch.tensor([[i, p] for i, s in zip(idx, batch, strict=True) for p in s.positions],
+                                          dtype=torch.long).view(-1, 2))
         return [None] * len(idx)
 
     lengths = [len(s.ids) for s in seqs]
@@ -196,5 +211,5 @@ def stream_activations(lm: LoadedModel, corpus: TokenCorpus, site: Site, out: Pa
     if out is not None:
         _write_manifest(out, man)
     return ActivationStore(site, lm.d_model, shards, [s["rows"] for s in man["shards"]], provenance,
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, index if out is None else None)
 

@@ -45,7 +45,8 @@ class TrainConfig:
     l1_coeff: float = 3e-3  # standard
     l0_coeff: float = 3e-3  # jumprelu
     bandwidth: float = 0.05  # jumprelu straight-through kernel width (normalised units)
-    init_threshold: float = 0.1  # jumprelu initial threshold
+    init_threshold: float = 0.5  # jumprelu initial threshold (normalised units)
+    threshold_lr_mult: float = 10.0  # jumprelu: lr of log(threshold) relative to lr (Adam is scale-free)
     aux_coeff: float = 1 / 32
     aux_k: int | None = None  # default d_in // 2
     dead_tokens: int = 20000
@@ -126,10 +127,11 @@ class _Trainer:
         self.scale, mean = self._stats()
         with torch.no_grad():
             self.sae.b_dec.copy_(mean * self.scale)
-        params = [self.sae.W_enc, self.sae.b_enc, self.sae.W_dec, self.sae.b_dec]
+        groups: list[dict[str, Any]] = [{"params": [self.sae.W_enc, self.sae.b_enc, self.sae.W_dec, self.sae.b_dec],
+                                         "mult": 1.0}]
         if cfg.architecture == "jumprelu":
-            params.append(self.log_theta)
-        self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
+            groups.append({"params": [self.log_theta], "mult": cfg.threshold_lr_mult})
+        self.opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
 
     def _stats(self) -> tuple[float, Tensor]:
         n = min(self.store.n_rows, 8 * self.cfg.batch_size)
@@ -172,16 +174,17 @@ class _Trainer:
         x = x_full[self.rank::self.world] * self.scale
         factor = lr_factor(i, cfg)
         for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * factor
+            group["lr"] = cfg.lr * factor * group["mult"]
         sparsity = min(1.0, (i + 1) / max(1, int(cfg.sparsity_warmup_frac * cfg.steps)))
         self.opt.zero_grad(set_to_none=False)
         total, logs, fired = self.loss(x, len(x_full), sparsity)
         total.backward()
         fired = fired.to(torch.int32)
         if self.world > 1:
-            for p in self.opt.param_groups[0]["params"]:
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
+            for group in self.opt.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
             dist.all_reduce(fired, op=dist.ReduceOp.MAX)
             if cfg.architecture == "batchtopk":
                 dist.all_reduce(self._last_min, op=dist.ReduceOp.MIN)
