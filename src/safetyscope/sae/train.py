@@ -42,8 +42,8 @@ class TrainConfig:
     architecture: str = "topk"
     d_sae: int = 1024
     k: int = 32
-    l1_coeff: float = 3e-3  # standard
-    l0_coeff: float = 3e-3  # jumprelu
+    l1_coeff: float = 1e-2  # standard
+    l0_coeff: float = 1e-2  # jumprelu
     bandwidth: float = 0.05  # jumprelu straight-through kernel width (normalised units)
     init_threshold: float = 0.5  # jumprelu initial threshold (normalised units)
     threshold_lr_mult: float = 10.0  # jumprelu: lr of log(threshold) relative to lr (Adam is scale-free)
