@@ -105,6 +105,13 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def sae_config_for(store: ActivationStore, cfg: TrainConfig) -> SAEConfig:
+    """The inference config of the SAE that ``cfg`` trains on ``store`` (BatchTopK becomes JumpReLU)."""
+    arch = {"batchtopk": "jumprelu"}.get(cfg.architecture, cfg.architecture)
+    return SAEConfig(arch, store.d_in, cfg.d_sae, k=cfg.k if arch == "topk" else None, site=store.site.key,
+                     metadata={"trained_architecture": cfg.architecture})
+
+
 def _gather(t: Tensor) -> list[Tensor]:
     out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(out, t.contiguous())
@@ -116,9 +123,7 @@ class _Trainer:
         self.cfg, self.store = cfg, store
         self.rank, self.world = world()
         d_in = store.d_in
-        arch = {"batchtopk": "jumprelu"}.get(cfg.architecture, cfg.architecture)
-        sae_cfg = SAEConfig(arch, d_in, cfg.d_sae, k=cfg.k if arch == "topk" else None, site=store.site.key)
-        self.sae = SparseAutoencoder.random(sae_cfg, cfg.seed)
+        self.sae = SparseAutoencoder.random(sae_config_for(store, cfg), cfg.seed)
         self.log_theta = torch.nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.init_threshold)))
         self.theta_ema = torch.zeros(())
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)
@@ -235,7 +240,7 @@ class _Trainer:
             assert sae.threshold is not None
             sae.threshold.data.fill_(float(self.theta_ema))
         sae.fold_scale(self.scale)
-        sae.cfg.metadata.update({"trained_architecture": self.cfg.architecture, "normalisation_scale": self.scale})
+        sae.cfg.metadata["normalisation_scale"] = self.scale
         return sae
 
 
