@@ -9,10 +9,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import planted_store  # noqa: E402
+from test_train import planted_store
 
-from safetyscope.sae import TrainConfig, train_sae  # noqa: E402
-from safetyscope.sae.distributed import train_data_parallel  # noqa: E402
+from safetyscope.sae import TrainConfig, train_sae
+from safetyscope.sae.distributed import train_data_parallel
 
 
 def test_two_gloo_ranks_equal_one_process():

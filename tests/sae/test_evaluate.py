@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from safetyscope.activations import Site
-from safetyscope.sae import SAEConfig, SparseAutoencoder, evaluate_sae, load_corpus, reconstruction_metrics, stream_activations
+from safetyscope.sae import (
+    SAEConfig,
+    SparseAutoencoder,
+    evaluate_sae,
+    load_corpus,
+    reconstruction_metrics,
+    stream_activations,
+)
 
 SITE = Site(1, "resid_post")
 

@@ -7,7 +7,13 @@ import torch
 
 from safetyscope.activations import Site
 from safetyscope.sae import SAEConfig, SparseAutoencoder, load_corpus, stream_activations
-from safetyscope.sae.features import FeatureRanking, composite_scores, decoder_cosines, rank_latents, top_contexts
+from safetyscope.sae.features import (
+    FeatureRanking,
+    composite_scores,
+    decoder_cosines,
+    rank_latents,
+    top_contexts,
+)
 
 
 def test_composite_score_matches_naive_loop():

@@ -19,8 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from safetyscope.sae.stream import ActivationStore
 from safetyscope.sae.model import SparseAutoencoder
+from safetyscope.sae.stream import ActivationStore
 from safetyscope.sae.train import TrainConfig, TrainResult, sae_config_for, train_sae
 
 

@@ -61,6 +61,21 @@ def site_from_hook_name(hook_name: str) -> Site:
         "hook_attn_out|hook_mlp_out, blocks.L.attn.hook_z, model.layers.L[.mlp|.self_attn], transformer.h.L.")
 
 
+def parse_site(text: str, n_layers: int) -> Site:
+    """A site from ``12:resid_post``, ``mid:resid_post``, ``-1:mlp_out``, ``L12.resid_post`` or a SAELens hook name."""
+    from safetyscope.activations.sites import parse_layers
+
+    text = text.strip()
+    m = re.fullmatch(r"L?(-?\d+|mid)[:.](\w+)", text)
+    if m:
+        layers = parse_layers(m[1], n_layers)
+        return Site(layers[0], m[2])  # type: ignore[arg-type]
+    site = site_from_hook_name(text)
+    if site.layer >= n_layers:
+        raise SafetyscopeError(f"Site {text!r}: layer {site.layer} is out of range for a model with {n_layers} layers.")
+    return site
+
+
 def hook_name_for(site: Site) -> str:
     """The TransformerLens hook name of ``site`` (inverse of :func:`site_from_hook_name` on those names)."""
     if site.point == "attn_z":
