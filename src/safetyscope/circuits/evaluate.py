@@ -70,6 +70,8 @@ def circuit_metrics(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, graph:
                         w = win[:, inside].to(x.dtype).repeat_interleave(b, 0)
                         fix = fix - torch.einsum("jk,kjpd->jpd", w, torch.stack([buffer[s] for s in inside]))
                     return fix
+                if not outside:
+                    return torch.zeros_like(fix)
                 w = (~win[:, outside]).to(x.dtype).repeat_interleave(b, 0)  # equivalently Σ_out Δ
                 return torch.einsum("jk,kjpd->jpd", w, torch.stack([buffer[s] for s in outside]))
 
