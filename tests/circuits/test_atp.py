@@ -20,8 +20,19 @@ def test_atp_equals_exact_patching_on_a_linear_path(family, tiny_root):
     pairs = encode_pairs(lm, CLEAN, CORRUPT, chat=False)
     met = circuit_metric("logit_diff", lm.tokenizer, answer="a", wrong="b")
     atp = node_attribution(lm, pairs, met)
-    sweep = patching_sweep(lm, CLEAN, CORRUPT, components="resid_post,attn_out,mlp_out,heads", layers=[last],
-                           positions="all", metric="logit_diff", answer="a", wrong="b", mode="noise", chat=False)
+    sweep = patching_sweep(
+        lm,
+        CLEAN,
+        CORRUPT,
+        components="resid_post,attn_out,mlp_out,heads",
+        layers=[last],
+        positions="all",
+        metric="logit_diff",
+        answer="a",
+        wrong="b",
+        mode="noise",
+        chat=False,
+    )
     assert atp.clean_metric == pytest.approx(sweep.clean_metric, abs=1e-6)
     assert atp.corrupt_metric == pytest.approx(sweep.corrupted_metric, abs=1e-6)
     checked = moved = 0
@@ -40,9 +51,22 @@ def test_atp_is_first_order_only_on_nonlinear_paths(tiny_lms):
     pairs = encode_pairs(lm, CLEAN, CORRUPT, chat=False)
     met = circuit_metric("logit_diff", lm.tokenizer, answer="a", wrong="b")
     atp = node_attribution(lm, pairs, met)
-    sweep = patching_sweep(lm, CLEAN, CORRUPT, components="resid_pre", layers=[1], positions="all",
-                           metric="logit_diff", answer="a", wrong="b", mode="noise", chat=False)
-    gaps = [abs(atp.scores["L1.resid_pre"][s.position] - (s.value - sweep.clean_metric)) for s in sweep.scores]
+    sweep = patching_sweep(
+        lm,
+        CLEAN,
+        CORRUPT,
+        components="resid_pre",
+        layers=[1],
+        positions="all",
+        metric="logit_diff",
+        answer="a",
+        wrong="b",
+        mode="noise",
+        chat=False,
+    )
+    gaps = [
+        abs(atp.scores["L1.resid_pre"][s.position] - (s.value - sweep.clean_metric)) for s in sweep.scores
+    ]
     assert max(gaps) > 1e-5
     again = AtPResult.from_dict(json.loads(json.dumps(atp.to_dict())))
     assert again.scores == atp.scores and again.labels == list("abc defg")

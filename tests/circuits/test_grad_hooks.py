@@ -36,9 +36,11 @@ def test_hooks_are_removed_on_exceptions(llama, which):
     before = _hook_count(llama.model)
     graph = build_graph(llama)
     io = graph_io(llama, graph)
-    ctx = {"read_with_grad": lambda: read_with_grad(llama.arch, [Site(0, "attn_out"), Site(1, "attn_z")]),
-           "gradient_taps": lambda: gradient_taps(llama, graph, io),
-           "receiver_patches": lambda: receiver_patches(llama, graph, io, lambda _r, _x: None)}[which]
+    ctx = {
+        "read_with_grad": lambda: read_with_grad(llama.arch, [Site(0, "attn_out"), Site(1, "attn_z")]),
+        "gradient_taps": lambda: gradient_taps(llama, graph, io),
+        "receiver_patches": lambda: receiver_patches(llama, graph, io, lambda _r, _x: None),
+    }[which]
     with pytest.raises(RuntimeError, match="boom"), ctx():
         assert _hook_count(llama.model) > before
         llama.model(input_ids=torch.tensor([[5, 6, 7]]))

@@ -51,14 +51,24 @@ class AtPResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"scores": self.scores, "labels": self.labels, "clean_metric": self.clean_metric,
-                "corrupt_metric": self.corrupt_metric, "provenance": self.provenance}
+        return {
+            "scores": self.scores,
+            "labels": self.labels,
+            "clean_metric": self.clean_metric,
+            "corrupt_metric": self.corrupt_metric,
+            "provenance": self.provenance,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AtPResult:
         """Inverse of :meth:`to_dict`."""
-        return cls(dict(data["scores"]), data["labels"], data["clean_metric"], data["corrupt_metric"],
-                   dict(data.get("provenance", {})))
+        return cls(
+            dict(data["scores"]),
+            data["labels"],
+            data["clean_metric"],
+            data["corrupt_metric"],
+            dict(data.get("provenance", {})),
+        )
 
 
 def atp_sites(n_layers: int) -> list[Site]:
@@ -66,7 +76,9 @@ def atp_sites(n_layers: int) -> list[Site]:
     return [Site(layer, p) for layer in range(n_layers) for p in ATP_POINTS]  # type: ignore[arg-type]
 
 
-def node_attribution(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, *, batch_size: int = 8) -> AtPResult:
+def node_attribution(
+    lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, *, batch_size: int = 8
+) -> AtPResult:
     """AtP of every site in :func:`atp_sites` at every position, mean over pairs."""
     t0 = time.perf_counter()
     sites = atp_sites(lm.n_layers)
@@ -98,11 +110,17 @@ def node_attribution(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, *, ba
                 cols = {site.key: prod.sum(-1).sum(0)}
             for key, vec in cols.items():
                 buf = acc.setdefault(key, torch.zeros(width, dtype=torch.float64))
-                buf[width - vec.shape[0]:] += vec.double().cpu()
+                buf[width - vec.shape[0] :] += vec.double().cpu()
     labels = None
     if len(set(pairs.lengths)) == 1:
         labels = [lm.tokenizer.decode([t]) for t in pairs.clean[0]]
-    prov = {"model": lm.spec, "method": "atp", "metric": metric.to_dict(), "n_pairs": len(pairs),
-            "seconds": time.perf_counter() - t0}
-    return AtPResult({k: v.tolist() for k, v in acc.items()}, labels, m_clean / len(pairs),
-                     m_corrupt / len(pairs), prov)
+    prov = {
+        "model": lm.spec,
+        "method": "atp",
+        "metric": metric.to_dict(),
+        "n_pairs": len(pairs),
+        "seconds": time.perf_counter() - t0,
+    }
+    return AtPResult(
+        {k: v.tolist() for k, v in acc.items()}, labels, m_clean / len(pairs), m_corrupt / len(pairs), prov
+    )

@@ -44,9 +44,19 @@ from safetyscope.model.loading import LoadedModel
 IG_VARIANTS: tuple[str, ...] = ("inputs", "activations")
 
 
-def _grad_pass(lm: LoadedModel, graph: Graph, io: Any, seqs: list[list[int]], rows: Sequence[int],
-               metric: CircuitMetric, n_total: int, site: Site, value: Callable[[Tensor], Tensor]) -> Tensor:
+def _grad_pass(
+    lm: LoadedModel,
+    graph: Graph,
+    io: Any,
+    seqs: list[list[int]],
+    rows: Sequence[int],
+    metric: CircuitMetric,
+    n_total: int,
+    site: Site,
+    value: Callable[[Tensor], Tensor],
+) -> Tensor:
     """One forward + backward with ``site`` set to ``value(h)``: receiver gradients ``[R, b, p, d]``."""
+
     def leaf(_s: Site, h: Tensor) -> Tensor:
         return value(h).detach().requires_grad_(True)
 
@@ -61,9 +71,18 @@ def _interp(a: Tensor, b: Tensor, alpha: float) -> Callable[[Tensor], Tensor]:
     return lambda h: (a + alpha * (b - a)).to(h.dtype)
 
 
-def edge_attribution(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, *, method: str = "eap-ig",
-                     steps: int = 5, variant: str = "inputs", batch_size: int = 8, graph: Graph | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> Graph:
+def edge_attribution(
+    lm: LoadedModel,
+    pairs: Pairs,
+    metric: CircuitMetric,
+    *,
+    method: str = "eap-ig",
+    steps: int = 5,
+    variant: str = "inputs",
+    batch_size: int = 8,
+    graph: Graph | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Graph:
     """Score every edge of ``graph`` (default: :func:`build_graph`) with ``eap`` or ``eap-ig``.
 
     Returns the graph with ``scores`` (mean over pairs of the estimated metric change when the
@@ -90,22 +109,45 @@ def edge_attribution(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, *, me
         _, rec_a = last_logits(lm, clean, want)
         _, rec_b = last_logits(lm, corrupt, want)
         deltas = sender_deltas(lm, graph, rec_a, rec_b).float()
-        grads = torch.zeros(len(graph.receivers), *deltas.shape[1:], dtype=torch.float32, device=deltas.device)
+        grads = torch.zeros(
+            len(graph.receivers), *deltas.shape[1:], dtype=torch.float32, device=deltas.device
+        )
         if method == "eap":
             grads += _grad_pass(lm, graph, io, clean, idx, metric, len(pairs), block_in[0], lambda h: h)
             passes += 1
         elif variant == "inputs":
             e_a, e_b = rec_a[block_in[0]], rec_b[block_in[0]]
             for k in range(1, steps + 1):
-                grads += _grad_pass(lm, graph, io, clean, idx, metric, len(pairs), block_in[0],
-                                    _interp(e_b, e_a, k / steps)) / steps
+                grads += (
+                    _grad_pass(
+                        lm,
+                        graph,
+                        io,
+                        clean,
+                        idx,
+                        metric,
+                        len(pairs),
+                        block_in[0],
+                        _interp(e_b, e_a, k / steps),
+                    )
+                    / steps
+                )
                 passes += 1
         else:
             for stage, site in enumerate(block_in):
                 chosen = torch.tensor([lay == stage for lay in graph.receiver_layer])
                 for k in range(1, steps + 1):
-                    g = _grad_pass(lm, graph, io, clean, idx, metric, len(pairs), site,
-                                   _interp(rec_b[site], rec_a[site], k / steps))
+                    g = _grad_pass(
+                        lm,
+                        graph,
+                        io,
+                        clean,
+                        idx,
+                        metric,
+                        len(pairs),
+                        site,
+                        _interp(rec_b[site], rec_a[site], k / steps),
+                    )
                     grads[chosen] += g[chosen] / steps
                     passes += 1
         s = deltas.flatten(1).double() @ grads.flatten(1).double().T
@@ -114,7 +156,13 @@ def edge_attribution(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, *, me
         if progress is not None:
             progress(done, len(pairs))
     graph.scores = scores * graph.mask
-    graph.meta = {"method": method, "steps": steps if method == "eap-ig" else 1,
-                  "variant": variant if method == "eap-ig" else None, "metric": metric.to_dict(),
-                  "n_pairs": len(pairs), "passes": passes, "seconds": time.perf_counter() - t0}
+    graph.meta = {
+        "method": method,
+        "steps": steps if method == "eap-ig" else 1,
+        "variant": variant if method == "eap-ig" else None,
+        "metric": metric.to_dict(),
+        "n_pairs": len(pairs),
+        "passes": passes,
+        "seconds": time.perf_counter() - t0,
+    }
     return graph

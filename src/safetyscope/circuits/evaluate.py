@@ -26,7 +26,7 @@ from torch import Tensor
 from safetyscope.activations.hooks import record
 from safetyscope.activations.sites import Site
 from safetyscope.circuits.graph import Graph
-from safetyscope.circuits.graph_io import graph_io
+from safetyscope.circuits.graph_io import LayerIO, graph_io
 from safetyscope.circuits.metric import CircuitMetric
 from safetyscope.circuits.pairs import Pairs, batches, last_logits, model_inputs
 from safetyscope.circuits.senders import sender_sites, site_deltas
@@ -34,51 +34,79 @@ from safetyscope.circuits.taps import receiver_patches
 from safetyscope.model.loading import LoadedModel
 
 
+def _run_chunk(
+    lm: LoadedModel,
+    graph: Graph,
+    io: list[LayerIO],
+    rec_b: dict[Site, Tensor],
+    corr_in: dict[int, Tensor],
+    chunk: Tensor,
+    clean: list[list[int]],
+) -> Tensor:
+    """Last-token logits of ``clean`` under each circuit of ``chunk`` (rows circuit-major)."""
+    by_site = sender_sites(graph)
+    c, b = chunk.shape[0], len(clean)
+    buffer: dict[int, Tensor] = {}
+
+    def capture(site: Site, h: Tensor) -> None:  # this run's writes, as corrupted minus run
+        d = site_deltas(lm, graph, site, h, rec_b[site].repeat(c, 1, 1))
+        for k, s in enumerate(by_site[site]):
+            buffer[s] = d[k]
+
+    def weighted(senders: list[int], w: Tensor) -> Tensor:
+        return torch.einsum(
+            "jk,kjpd->jpd", w.repeat_interleave(b, 0), torch.stack([buffer[s] for s in senders])
+        )
+
+    def correction(r: int, x: Tensor) -> Tensor:
+        fix = corr_in[r].repeat(c, 1, 1).to(x.dtype) - x
+        win = chunk[:, :, r]
+        inside = win.any(0).nonzero()[:, 0].tolist()
+        outside = (graph.mask[:, r] & ~win.all(0)).nonzero()[:, 0].tolist()
+        if len(inside) <= len(outside):  # x_corr − x − Σ_in Δ
+            return fix - weighted(inside, win[:, inside].to(x.dtype)) if inside else fix
+        if not outside:
+            return torch.zeros_like(fix)
+        return weighted(outside, (~win[:, outside]).to(x.dtype))  # the same: Σ_out Δ
+
+    with (
+        record(lm.arch, sorted(by_site), capture, stop_early=False),
+        receiver_patches(lm, graph, io, correction),
+    ):
+        return lm.model(**model_inputs(lm, clean * c)).logits[:, -1].float()
+
+
 @torch.no_grad()
-def circuit_metrics(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, graph: Graph, circuits: Sequence[Tensor],
-                    *, batch_size: int = 8, circuits_per_pass: int = 8) -> Tensor:
+def circuit_metrics(
+    lm: LoadedModel,
+    pairs: Pairs,
+    metric: CircuitMetric,
+    graph: Graph,
+    circuits: Sequence[Tensor],
+    *,
+    batch_size: int = 8,
+    circuits_per_pass: int = 8,
+) -> Tensor:
     """Mean metric over pairs of the model restricted to each circuit (boolean ``[senders, receivers]`` masks)."""
     io = graph_io(lm, graph)
-    by_site = sender_sites(graph)
-    sites = sorted(by_site)
-    circ = torch.stack([c.bool() & graph.mask for c in circuits]) if circuits else torch.zeros(0, *graph.mask.shape)
+    sites = sorted(sender_sites(graph))
+    circ = (
+        torch.stack([c.bool() & graph.mask for c in circuits])
+        if circuits
+        else torch.zeros(0, *graph.mask.shape)
+    )
     out = torch.zeros(len(circ), dtype=torch.float64)
     for idx in batches(pairs, batch_size):
-        b = len(idx)
         clean = [pairs.clean[i] for i in idx]
         with receiver_patches(lm, graph, io, lambda _r, _x: None) as state:
             _, rec_b = last_logits(lm, [pairs.corrupt[i] for i in idx], sites)
         corr_in = dict(state.inputs)
         for start in range(0, len(circ), circuits_per_pass):
-            chunk = circ[start:start + circuits_per_pass]
-            c = len(chunk)
-            buffer: dict[int, Tensor] = {}
-
-            def capture(site: Site, h: Tensor, _c: int = c) -> None:
-                d = site_deltas(lm, graph, site, h, rec_b[site].repeat(_c, 1, 1))
-                for k, s in enumerate(by_site[site]):
-                    buffer[s] = d[k]
-
-            def correction(r: int, x: Tensor, _chunk: Tensor = chunk) -> Tensor:
-                fix = corr_in[r].repeat(_chunk.shape[0], 1, 1).to(x.dtype) - x
-                upstream = graph.mask[:, r]
-                win = _chunk[:, :, r]
-                inside = win.any(0).nonzero()[:, 0].tolist()
-                outside = (upstream & ~win.all(0)).nonzero()[:, 0].tolist()
-                if len(inside) <= len(outside):  # x_corr - x - Σ_in Δ
-                    if inside:
-                        w = win[:, inside].to(x.dtype).repeat_interleave(b, 0)
-                        fix = fix - torch.einsum("jk,kjpd->jpd", w, torch.stack([buffer[s] for s in inside]))
-                    return fix
-                if not outside:
-                    return torch.zeros_like(fix)
-                w = (~win[:, outside]).to(x.dtype).repeat_interleave(b, 0)  # equivalently Σ_out Δ
-                return torch.einsum("jk,kjpd->jpd", w, torch.stack([buffer[s] for s in outside]))
-
-            with record(lm.arch, sites, capture, stop_early=False), receiver_patches(lm, graph, io, correction):
-                logits = lm.model(**model_inputs(lm, clean * c)).logits[:, -1].float()
-            vals = metric.score(logits, idx * c).view(c, b)
-            out[start:start + c] += vals.sum(1).cpu()
+            chunk = circ[start : start + circuits_per_pass]
+            logits = _run_chunk(lm, graph, io, rec_b, corr_in, chunk, clean)
+            out[start : start + len(chunk)] += (
+                metric.score(logits, idx * len(chunk)).view(len(chunk), -1).sum(1).cpu()
+            )
     return out / len(pairs)
 
 

@@ -9,7 +9,6 @@ small graphs or on a random sample of edges (:func:`sample_edges`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
@@ -34,9 +33,17 @@ def sample_edges(graph: Graph, n: int | None, seed: int = 0) -> Tensor:
 
 
 @torch.no_grad()
-def exact_edge_scores(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, graph: Graph, edges: Tensor, *,
-                      batch_size: int = 8, edges_per_pass: int = 32,
-                      progress: Callable[[int, int], None] | None = None) -> Tensor:
+def exact_edge_scores(
+    lm: LoadedModel,
+    pairs: Pairs,
+    metric: CircuitMetric,
+    graph: Graph,
+    edges: Tensor,
+    *,
+    batch_size: int = 8,
+    edges_per_pass: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tensor:
     """Mean over pairs of ``m(clean, edge patched) − m(clean)`` for each row of ``edges`` (``[k, 2]``)."""
     io = graph_io(lm, graph)
     sites = sorted(sender_sites(graph))
@@ -50,16 +57,16 @@ def exact_edge_scores(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, grap
         deltas = sender_deltas(lm, graph, rec_a, rec_b)
         b = len(idx)
         for start in range(0, len(edges), edges_per_pass):
-            chunk = edges[start:start + edges_per_pass]
+            chunk = edges[start : start + edges_per_pass]
             k = len(chunk)
             fixes: dict[int, Tensor] = {}
             for e, (s, r) in enumerate(chunk.tolist()):
                 fix = fixes.setdefault(r, deltas.new_zeros(k * b, *deltas.shape[2:]))
-                fix[e * b:(e + 1) * b] = deltas[s]
-            with receiver_patches(lm, graph, io, lambda r, _x: fixes.get(r)):
+                fix[e * b : (e + 1) * b] = deltas[s]
+            with receiver_patches(lm, graph, io, lambda r, _x, _f=fixes: _f.get(r)):
                 logits = lm.model(**model_inputs(lm, clean * k)).logits[:, -1].float()
             vals = metric.score(logits, idx * k).view(k, b) - base.view(1, b)
-            out[start:start + k] += vals.sum(1).cpu()
+            out[start : start + k] += vals.sum(1).cpu()
             done += k * b
             if progress is not None:
                 progress(done, total)

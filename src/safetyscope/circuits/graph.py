@@ -85,15 +85,24 @@ class Graph:
         edges = []
         scores = self.edge_scores().tolist() if self.scores is not None else None
         for k, (s, r) in enumerate(self.edge_index().tolist()):
-            edges.append({"src": self.senders[s], "dst": self.receivers[r],
-                          "score": None if scores is None else scores[k]})
-        nodes = list(dict.fromkeys([*self.senders, *(self.receiver_node(r) for r in range(len(self.receivers)))]))
+            edges.append(
+                {
+                    "src": self.senders[s],
+                    "dst": self.receivers[r],
+                    "score": None if scores is None else scores[k],
+                }
+            )
+        nodes = list(
+            dict.fromkeys([*self.senders, *(self.receiver_node(r) for r in range(len(self.receivers)))])
+        )
         return {"info": self.info, "nodes": nodes, "edges": edges, "meta": self.meta}
 
 
 def _attn_heads(lm: LoadedModel) -> tuple[int, int, int]:
     """``(n_heads, n_kv_heads, d_head)`` of the model."""
-    n_heads, d_head = head_layout(lm.model, in_features(lm.arch.attn_out(0), lm.arch.map.writer_weight_layout))
+    n_heads, d_head = head_layout(
+        lm.model, in_features(lm.arch.attn_out(0), lm.arch.map.writer_weight_layout)
+    )
     n_kv = getattr(lm.model.config, "num_key_value_heads", None) or n_heads
     if lm.family in ("gpt2", "gpt_neox"):
         n_kv = n_heads
@@ -111,23 +120,49 @@ def build_graph(lm: LoadedModel) -> Graph:
     kv_tag = "h" if n_kv == n_heads else "kv"
     for layer in range(n_layers):
         if post_norm:
-            s_name.append(f"a{layer}"); s_layer.append(layer); s_kind.append("attn"); s_head.append(-1)  # noqa: E702
+            s_name.append(f"a{layer}")
+            s_layer.append(layer)
+            s_kind.append("attn")
+            s_head.append(-1)
         else:
             for h in range(n_heads):
-                s_name.append(f"a{layer}.h{h}"); s_layer.append(layer); s_kind.append("head"); s_head.append(h)  # noqa: E702
-        s_name.append(f"m{layer}"); s_layer.append(layer); s_kind.append("mlp"); s_head.append(-1)  # noqa: E702
+                s_name.append(f"a{layer}.h{h}")
+                s_layer.append(layer)
+                s_kind.append("head")
+                s_head.append(h)
+        s_name.append(f"m{layer}")
+        s_layer.append(layer)
+        s_kind.append("mlp")
+        s_head.append(-1)
         for kind, count, tag in (("q", n_heads, "h"), ("k", n_kv, kv_tag), ("v", n_kv, kv_tag)):
             for h in range(count):
-                r_name.append(f"a{layer}.{tag}{h}<{kind}>"); r_layer.append(layer); r_kind.append(kind)  # noqa: E702
+                r_name.append(f"a{layer}.{tag}{h}<{kind}>")
+                r_layer.append(layer)
+                r_kind.append(kind)
                 r_head.append(h)
-        r_name.append(f"m{layer}"); r_layer.append(layer); r_kind.append("mlp"); r_head.append(-1)  # noqa: E702
-    r_name.append("logits"); r_layer.append(n_layers); r_kind.append("logits"); r_head.append(-1)  # noqa: E702
+        r_name.append(f"m{layer}")
+        r_layer.append(layer)
+        r_kind.append("mlp")
+        r_head.append(-1)
+    r_name.append("logits")
+    r_layer.append(n_layers)
+    r_kind.append("logits")
+    r_head.append(-1)
     sl = torch.tensor(s_layer)[:, None]
     rl = torch.tensor(r_layer)[None, :]
     is_attn_sender = torch.tensor([k in ("head", "attn") for k in s_kind])[:, None]
     is_mlp_receiver = torch.tensor([k == "mlp" for k in r_kind])[None, :]
     mask = (sl < rl) | ((sl == rl) & is_attn_sender & is_mlp_receiver & (not parallel))
-    info = {"family": lm.family, "n_layers": n_layers, "n_heads": n_heads, "n_kv_heads": n_kv, "d_head": d_head,
-            "post_norm": post_norm, "parallel": parallel, "n_senders": len(s_name), "n_receivers": len(r_name),
-            "n_edges": int(mask.sum())}
+    info = {
+        "family": lm.family,
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "n_kv_heads": n_kv,
+        "d_head": d_head,
+        "post_norm": post_norm,
+        "parallel": parallel,
+        "n_senders": len(s_name),
+        "n_receivers": len(r_name),
+        "n_edges": int(mask.sum()),
+    }
     return Graph(s_name, s_layer, s_kind, s_head, r_name, r_layer, r_kind, r_head, mask, info)

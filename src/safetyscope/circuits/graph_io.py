@@ -57,13 +57,23 @@ def _cols(start: int, width: int) -> Tensor:
 def _projections(attn: nn.Module, graph: Graph, layer: int) -> tuple[list[Projection], str]:
     info = graph.info
     nh, nkv, dh = info["n_heads"], info["n_kv_heads"], info["d_head"]
-    rec = {(k, h): r for r, (lay, k, h) in enumerate(zip(graph.receiver_layer, graph.receiver_kind,
-                                                           graph.receiver_head, strict=True)) if lay == layer}
+    rec = {
+        (k, h): r
+        for r, (lay, k, h) in enumerate(
+            zip(graph.receiver_layer, graph.receiver_kind, graph.receiver_head, strict=True)
+        )
+        if lay == layer
+    }
     if all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj")):
         out = []
         for kind, count in (("q", nh), ("k", nkv), ("v", nkv)):
-            out.append(Projection(getattr(attn, f"{kind}_proj"), [rec[(kind, h)] for h in range(count)],
-                                  [_cols(h * dh, dh) for h in range(count)]))
+            out.append(
+                Projection(
+                    getattr(attn, f"{kind}_proj"),
+                    [rec[(kind, h)] for h in range(count)],
+                    [_cols(h * dh, dh) for h in range(count)],
+                )
+            )
         return out, "out_in"
     if hasattr(attn, "qkv_proj") or hasattr(attn, "c_attn"):  # [q | k | v] blocks (Phi-3, GPT-2)
         module = attn.qkv_proj if hasattr(attn, "qkv_proj") else attn.c_attn
@@ -83,7 +93,8 @@ def _projections(attn: nn.Module, graph: Graph, layer: int) -> tuple[list[Projec
         return [Projection(attn.query_key_value, recs, cols)], "out_in"
     raise UnknownArchitectureError(
         f"circuits: no q/k/v projection layout for {type(attn).__name__} (family {info['family']}); "
-        "supported: q_proj/k_proj/v_proj, qkv_proj, c_attn, query_key_value.")
+        "supported: q_proj/k_proj/v_proj, qkv_proj, c_attn, query_key_value."
+    )
 
 
 def graph_io(lm: LoadedModel, graph: Graph) -> list[LayerIO]:
@@ -100,8 +111,13 @@ def graph_io(lm: LoadedModel, graph: Graph) -> list[LayerIO]:
             names = ("pre_feedforward_layernorm",)
         else:
             names = ("post_attention_layernorm", "ln_2")
-        mlp_in = next((getattr(block, n) for n in names if hasattr(block, n)), None) or block.get_submodule(mlp_parent)
-        mlp_r = next(r for r, (lay, k) in enumerate(zip(graph.receiver_layer, graph.receiver_kind, strict=True))
-                     if lay == layer and k == "mlp")
+        mlp_in = next((getattr(block, n) for n in names if hasattr(block, n)), None) or block.get_submodule(
+            mlp_parent
+        )
+        mlp_r = next(
+            r
+            for r, (lay, k) in enumerate(zip(graph.receiver_layer, graph.receiver_kind, strict=True))
+            if lay == layer and k == "mlp"
+        )
         out.append(LayerIO(layer, norm, projs, mlp_in, mlp_r, layout))
     return out

@@ -51,20 +51,31 @@ class CircuitMetric:
         return out
 
 
-def circuit_metric(name: str | None, tokenizer: object, *, clean_logits: Tensor | None = None,
-                   corrupt_logits: Tensor | None = None, answer: str | None = None, wrong: str | None = None,
-                   refusal_starts: Sequence[str] | None = None) -> CircuitMetric:
+def circuit_metric(
+    name: str | None,
+    tokenizer: object,
+    *,
+    clean_logits: Tensor | None = None,
+    corrupt_logits: Tensor | None = None,
+    answer: str | None = None,
+    wrong: str | None = None,
+    refusal_starts: Sequence[str] | None = None,
+) -> CircuitMetric:
     """Build a metric. ``top`` needs the clean and corrupted runs' last-token logits (one row per pair)."""
     name = name or ("logit_diff" if answer is not None else "top")
     if name not in CIRCUIT_METRICS:
-        raise PatchingError(f"Unknown attribution metric {name!r}; use one of {list(CIRCUIT_METRICS)} "
-                            "(kl has zero gradient at the clean run).")
+        raise PatchingError(
+            f"Unknown attribution metric {name!r}; use one of {list(CIRCUIT_METRICS)} "
+            "(kl has zero gradient at the clean run)."
+        )
     if name == "top":
         if clean_logits is None or corrupt_logits is None:
             raise PatchingError("The top metric needs the clean and corrupted runs' logits.")
         a, w = clean_logits.argmax(-1).tolist(), corrupt_logits.argmax(-1).tolist()
         if all(x == y for x, y in zip(a, w, strict=True)):
-            raise PatchingError("Every pair's clean and corrupted runs predict the same top token, so the default "
-                                "metric is 0 everywhere; give --metric logit_diff --answer/--wrong or --metric refusal.")
+            raise PatchingError(
+                "Every pair's clean and corrupted runs predict the same top token, so the default "
+                "metric is 0 everywhere; give --metric logit_diff --answer/--wrong or --metric refusal."
+            )
         return CircuitMetric("top", pair_answers=tuple(zip(a, w, strict=True)))
     return CircuitMetric(name, base=make_metric(name, tokenizer, answer, wrong, refusal_starts))

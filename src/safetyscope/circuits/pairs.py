@@ -40,12 +40,16 @@ def encode_pairs(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str], 
     """Tokenize the pairs (chat template unless ``chat=False``) and check they align token for token."""
     a, b = encode_texts(lm, clean, chat), encode_texts(lm, corrupt, chat)
     if len(a) != len(b):
-        raise PatchingError(f"{len(a)} clean prompts but {len(b)} corrupted ones; give one corrupted prompt per "
-                            "clean prompt, in the same order.")
+        raise PatchingError(
+            f"{len(a)} clean prompts but {len(b)} corrupted ones; give one corrupted prompt per "
+            "clean prompt, in the same order."
+        )
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         if len(x) != len(y):
-            raise PatchingError(f"Pair {i}: the clean prompt has {len(x)} tokens but the corrupted one has {len(y)}; "
-                                f"attribution needs equal-length pairs. Clean: {x.text!r}; corrupted: {y.text!r}.")
+            raise PatchingError(
+                f"Pair {i}: the clean prompt has {len(x)} tokens but the corrupted one has {len(y)}; "
+                f"attribution needs equal-length pairs. Clean: {x.text!r}; corrupted: {y.text!r}."
+            )
     return Pairs([e.input_ids for e in a], [e.input_ids for e in b], list(clean))
 
 
@@ -64,12 +68,16 @@ def model_inputs(lm: LoadedModel, seqs: Sequence[Sequence[int]]) -> dict[str, An
     return inputs
 
 
-def last_logits(lm: LoadedModel, seqs: Sequence[Sequence[int]], sites: Sequence[Site] = ()
-                ) -> tuple[Tensor, dict[Site, Tensor]]:
+def last_logits(
+    lm: LoadedModel, seqs: Sequence[Sequence[int]], sites: Sequence[Site] = ()
+) -> tuple[Tensor, dict[Site, Tensor]]:
     """Last-token logits (no gradient) and the activations at ``sites`` (left-padded, detached)."""
     seen: dict[Site, Tensor] = {}
-    ctx = record(lm.arch, list(sites), lambda s, h: seen.__setitem__(s, h.detach()), stop_early=False) \
-        if sites else nullcontext()
+    ctx = (
+        record(lm.arch, list(sites), lambda s, h: seen.__setitem__(s, h.detach()), stop_early=False)
+        if sites
+        else nullcontext()
+    )
     with torch.no_grad(), ctx:
         logits = lm.model(**model_inputs(lm, seqs)).logits[:, -1].float()
     return logits, seen
@@ -80,6 +88,6 @@ def pair_logits(lm: LoadedModel, pairs: Pairs, batch_size: int = 8) -> tuple[Ten
     out_a = torch.empty(len(pairs), lm.vocab_size)
     out_b = torch.empty(len(pairs), lm.vocab_size)
     for idx in batches(pairs, batch_size):
-        out_a[idx] = last_logits(lm, [pairs.clean[i] for i in idx])[0].cpu()[:, :lm.vocab_size]
-        out_b[idx] = last_logits(lm, [pairs.corrupt[i] for i in idx])[0].cpu()[:, :lm.vocab_size]
+        out_a[idx] = last_logits(lm, [pairs.clean[i] for i in idx])[0].cpu()[:, : lm.vocab_size]
+        out_b[idx] = last_logits(lm, [pairs.corrupt[i] for i in idx])[0].cpu()[:, : lm.vocab_size]
     return out_a, out_b

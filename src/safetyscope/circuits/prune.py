@@ -37,25 +37,32 @@ def threshold(graph: Graph, tau: float) -> Tensor:
     return (_scores(graph) >= tau) & graph.mask
 
 
+def _owns(kind: str, head: int, sender_kind: str, sender_head: int, group: int) -> bool:
+    """Whether a sender of the same block is the node a receiver belongs to."""
+    if kind == "mlp":
+        return sender_kind == "mlp"
+    if kind not in ("q", "k", "v") or sender_kind not in ("head", "attn"):
+        return False
+    if sender_kind == "attn":
+        return True
+    return sender_head == head if kind == "q" else sender_head // group == head
+
+
 def receiver_owners(graph: Graph) -> list[list[int]]:
     """For each receiver, the senders that are the same node (a head's q/k/v, an MLP's input)."""
     nh, nkv = graph.info["n_heads"], graph.info["n_kv_heads"]
     group = max(1, nh // max(1, nkv))
     owners: list[list[int]] = []
     for layer, kind, head in zip(graph.receiver_layer, graph.receiver_kind, graph.receiver_head, strict=True):
-        found = []
-        for s, (sl, sk, sh) in enumerate(zip(graph.sender_layer, graph.sender_kind, graph.sender_head, strict=True)):
-            if sl != layer:
-                continue
-            if kind == "mlp" and sk == "mlp":
-                found.append(s)
-            elif kind in "qkv" and sk == "attn":
-                found.append(s)
-            elif kind == "q" and sk == "head" and sh == head:
-                found.append(s)
-            elif kind in "kv" and sk == "head" and sh // group == head:
-                found.append(s)
-        owners.append(found)
+        owners.append(
+            [
+                s
+                for s, (sl, sk, sh) in enumerate(
+                    zip(graph.sender_layer, graph.sender_kind, graph.sender_head, strict=True)
+                )
+                if sl == layer and _owns(kind, head, sk, sh, group)
+            ]
+        )
     return owners
 
 

@@ -40,7 +40,9 @@ def site_deltas(lm: LoadedModel, graph: Graph, site: Site, base: Tensor, other: 
     return linear_apply(lm.arch.attn_out(site.layer), masked, lm.arch.map.writer_weight_layout, bias=False)
 
 
-def sender_deltas(lm: LoadedModel, graph: Graph, base: dict[Site, Tensor], other: dict[Site, Tensor]) -> Tensor:
+def sender_deltas(
+    lm: LoadedModel, graph: Graph, base: dict[Site, Tensor], other: dict[Site, Tensor]
+) -> Tensor:
     """``[n_senders, batch, pos, d_model]``: every sender's write in ``other`` minus in ``base``."""
     parts = [None] * len(graph.senders)
     for site, idx in sender_sites(graph).items():

@@ -57,7 +57,9 @@ class GradTaps:
     def receiver_grads(self, f: Tensor) -> Tensor:
         """``[n_receivers, batch, pos, d_model]``: ``∂f/∂(input of each receiver)`` (one backward pass)."""
         found: dict[Any, Tensor] = {**self.proj_out, **self.split}
-        keys = [k for k, t in found.items() if t.requires_grad]  # blocks before an interpolated one are constant
+        keys = [
+            k for k, t in found.items() if t.requires_grad
+        ]  # blocks before an interpolated one are constant
         grads = torch.autograd.grad(f, [found[k] for k in keys], allow_unused=True)
         gmap: dict[Any, Tensor | None] = dict.fromkeys(found)
         gmap.update(zip(keys, grads, strict=True))
@@ -88,8 +90,9 @@ def _proj_vjp(lio: LayerIO, proj: Projection, x: Tensor, g: Tensor) -> Tensor:
         return torch.autograd.grad(y, xr, go)[0]
 
 
-def _hooks_common(lm: LoadedModel, io: list[LayerIO], store_x: Callable[[int, Tensor], None],
-                  stack: ExitStack) -> None:
+def _hooks_common(
+    lm: LoadedModel, io: list[LayerIO], store_x: Callable[[int, Tensor], None], stack: ExitStack
+) -> None:
     sites = [Site(lio.layer, "resid_pre") for lio in io]
     stack.enter_context(record(lm.arch, sites, lambda s, h: store_x(s.layer, h), stop_early=False))
 
@@ -107,6 +110,7 @@ def gradient_taps(lm: LoadedModel, graph: Graph, io: list[LayerIO]) -> Iterator[
             copy = h.clone()
             taps.split[r] = copy
             return rebuild(copy)
+
         return hook
 
     with ExitStack() as stack:
@@ -114,11 +118,19 @@ def gradient_taps(lm: LoadedModel, graph: Graph, io: list[LayerIO]) -> Iterator[
             _hooks_common(lm, io, taps.x.__setitem__, stack)
             for lio in io:
                 for j, proj in enumerate(lio.projections):
-                    def fwd(_m: nn.Module, _a: Any, out: Tensor, _k: tuple[int, int] = (lio.layer, j)) -> None:
+
+                    def fwd(
+                        _m: nn.Module, _a: Any, out: Tensor, _k: tuple[int, int] = (lio.layer, j)
+                    ) -> None:
                         taps.proj_out[_k] = out
+
                     handles.append(proj.module.register_forward_hook(fwd))
-                handles.append(lio.mlp_in.register_forward_pre_hook(split_hook(lio.mlp_receiver), with_kwargs=True))
-            handles.append(lm.arch.final_norm.register_forward_pre_hook(split_hook(logits_r), with_kwargs=True))
+                handles.append(
+                    lio.mlp_in.register_forward_pre_hook(split_hook(lio.mlp_receiver), with_kwargs=True)
+                )
+            handles.append(
+                lm.arch.final_norm.register_forward_pre_hook(split_hook(logits_r), with_kwargs=True)
+            )
             yield taps
         finally:
             for handle in handles:
@@ -134,7 +146,9 @@ class PatchState:
 
 
 @contextmanager
-def receiver_patches(lm: LoadedModel, graph: Graph, io: list[LayerIO], correction: Correction) -> Iterator[PatchState]:
+def receiver_patches(
+    lm: LoadedModel, graph: Graph, io: list[LayerIO], correction: Correction
+) -> Iterator[PatchState]:
     """Add ``correction(r, input)`` to the input of each receiver ``r`` for which it is not ``None``.
 
     ``state.inputs[r]`` keeps each receiver's uncorrected input (a head receiver's is its block input).
@@ -149,6 +163,7 @@ def receiver_patches(lm: LoadedModel, graph: Graph, io: list[LayerIO], correctio
             state.inputs[r] = h.detach()
             c = correction(r, h)
             return None if c is None else rebuild(h + c.to(h.dtype))
+
         return hook
 
     def proj_hook(lio: LayerIO, proj: Projection) -> Callable[..., Any]:
@@ -166,6 +181,7 @@ def receiver_patches(lm: LoadedModel, graph: Graph, io: list[LayerIO], correctio
                 cols = proj.cols[i].to(out.device)
                 out[..., cols] = y[k][..., cols].to(out.dtype)
             return out
+
         return hook
 
     with ExitStack() as stack:
@@ -174,7 +190,9 @@ def receiver_patches(lm: LoadedModel, graph: Graph, io: list[LayerIO], correctio
             for lio in io:
                 for proj in lio.projections:
                     handles.append(proj.module.register_forward_hook(proj_hook(lio, proj)))
-                handles.append(lio.mlp_in.register_forward_pre_hook(add_hook(lio.mlp_receiver), with_kwargs=True))
+                handles.append(
+                    lio.mlp_in.register_forward_pre_hook(add_hook(lio.mlp_receiver), with_kwargs=True)
+                )
             handles.append(lm.arch.final_norm.register_forward_pre_hook(add_hook(logits_r), with_kwargs=True))
             yield state
         finally:
