@@ -12,6 +12,7 @@ from safetyscope.circuits.graph import Graph, build_graph
 from safetyscope.circuits.graph_io import LayerIO, Projection, graph_io
 from safetyscope.circuits.metric import CIRCUIT_METRICS, CircuitMetric, circuit_metric
 from safetyscope.circuits.pairs import Pairs, encode_pairs, pair_logits
+from safetyscope.circuits.path_patching import PathEffect, path_patch, resolve_receivers
 from safetyscope.circuits.prune import PRUNINGS, auroc, greedy, prune, receiver_owners, threshold, top_n
 from safetyscope.circuits.result import AttributionResult
 from safetyscope.circuits.taps import GradTaps, gradient_taps, receiver_patches
@@ -29,6 +30,7 @@ __all__ = [
     "Graph",
     "LayerIO",
     "Pairs",
+    "PathEffect",
     "Projection",
     "area_curves",
     "atp_sites",
@@ -51,11 +53,13 @@ __all__ = [
     "node_circuit",
     "node_scores",
     "pair_logits",
+    "path_patch",
     "prune",
     "random_circuits",
     "read_with_grad",
     "receiver_owners",
     "receiver_patches",
+    "resolve_receivers",
     "sample_edges",
     "threshold",
     "top_n",
