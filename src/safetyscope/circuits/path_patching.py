@@ -92,7 +92,7 @@ def path_patch(
         for r in r_idx:
             chosen = [s for s in s_idx if graph.mask[s, r]]
             fixes[r] = deltas[chosen].sum(0)
-        with receiver_patches(lm, graph, io, lambda r, _x: fixes.get(r)):
+        with receiver_patches(lm, graph, io, lambda r, _x, _f=fixes: _f.get(r)):
             logits = lm.model(**model_inputs(lm, clean)).logits[:, -1].float()
         total += float((metric.score(logits, idx) - metric.score(logits_a, idx)).sum())
     return PathEffect(tuple(senders), tuple(graph.receivers[r] for r in r_idx), total / len(pairs))
