@@ -17,7 +17,9 @@ residual input (Syed et al. 2023; Hanna, Pezzelle & Belinkov 2024). Variants of 
 One backward pass per step yields every receiver's gradient (:mod:`safetyscope.circuits.taps`);
 the scores of all edges are then one matrix product of the buffer of sender differences
 ``[senders, tokens·d]`` with the receiver gradients ``[receivers, tokens·d]``. No loop over edges.
-Scores are means over prompt pairs, summed over positions.
+Scores are means over prompt pairs, summed over positions. Under ``torch.distributed`` (e.g.
+``torchrun``) each rank scores every ``world``-th pair and the scores are all-reduced, so every
+rank ends with the one-process result.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from safetyscope.activations.distributed import world
 from safetyscope.activations.hooks import edit
 from safetyscope.activations.sites import Site
 from safetyscope.circuits.graph import Graph, build_graph
@@ -102,7 +105,11 @@ def edge_attribution(
     block_in = [Site(layer, "resid_pre") for layer in range(n_layers)] + [Site(n_layers - 1, "resid_post")]
     scores = torch.zeros(len(graph.senders), len(graph.receivers), dtype=torch.float64)
     passes, done = 0, 0
-    for idx in batches(pairs, batch_size):
+    rank, size = world()
+    for all_idx in batches(pairs, batch_size):
+        idx = [i for i in all_idx if i % size == rank]  # under torch.distributed: every size-th pair
+        if not idx:
+            continue
         clean = [pairs.clean[i] for i in idx]
         corrupt = [pairs.corrupt[i] for i in idx]
         want = sorted(set(sites) | set(block_in))
@@ -155,6 +162,11 @@ def edge_attribution(
         done += len(idx)
         if progress is not None:
             progress(done, len(pairs))
+    if size > 1:  # scores are sums over pairs (already divided by the global count): add the ranks' parts
+        torch.distributed.all_reduce(scores)
+        passes_t = torch.tensor([passes])
+        torch.distributed.all_reduce(passes_t)
+        passes = int(passes_t)
     graph.scores = scores * graph.mask
     graph.meta = {
         "method": method,
