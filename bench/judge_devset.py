@@ -25,7 +25,9 @@ from pathlib import Path
 
 MODELS = ("gpt4", "llama2new", "llama2orig", "mistralguard", "mistralinstruct")
 LABELS = {"1_full_compliance": "compliance", "2_full_refusal": "refusal", "3_partial_refusal": None}
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/safetyscope/data/bundled/judge_dev/xstest_v2.jsonl.gz"
+DEFAULT_OUT = (
+    Path(__file__).resolve().parents[1] / "src/safetyscope/data/bundled/judge_dev/xstest_v2.jsonl.gz"
+)
 
 
 def build(root: Path) -> list[dict]:
@@ -35,13 +37,21 @@ def build(root: Path) -> list[dict]:
         with path.open(newline="", encoding="utf-8") as fh:
             for rec in csv.DictReader(fh):
                 raw = rec["final_label"].strip()
-                rows.append({
-                    "id": f"xstest-v2/{model}/{rec['id']}", "instruction": rec["prompt"],
-                    "completion": rec["completion"].strip(), "label": LABELS[raw], "raw_label": raw,
-                    "source": "xstest-v2", "model": model, "group": f"xstest-v2/{model}",
-                    "prompt_type": rec["type"], "prompt_unsafe": rec["type"].startswith("contrast"),
-                    "annotators_agree": rec["agreement"].strip().upper() == "TRUE",
-                })
+                rows.append(
+                    {
+                        "id": f"xstest-v2/{model}/{rec['id']}",
+                        "instruction": rec["prompt"],
+                        "completion": rec["completion"].strip(),
+                        "label": LABELS[raw],
+                        "raw_label": raw,
+                        "source": "xstest-v2",
+                        "model": model,
+                        "group": f"xstest-v2/{model}",
+                        "prompt_type": rec["type"],
+                        "prompt_unsafe": rec["type"].startswith("contrast"),
+                        "annotators_agree": rec["agreement"].strip().upper() == "TRUE",
+                    }
+                )
     return rows
 
 

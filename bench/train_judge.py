@@ -40,8 +40,16 @@ def _extra(path: Path) -> list[dict]:
     rows = []
     for k, r in enumerate(read_completions(path)):
         label = "compliance" if r["label"] == "compliance" else "refusal"
-        rows.append({**r, "id": f"{path.stem}/{k}", "label": label, "group": path.stem, "prompt_type": "case",
-                     "prompt_unsafe": False})
+        rows.append(
+            {
+                **r,
+                "id": f"{path.stem}/{k}",
+                "label": label,
+                "group": path.stem,
+                "prompt_type": "case",
+                "prompt_unsafe": False,
+            }
+        )
     return rows
 
 
@@ -56,11 +64,18 @@ def main(argv=None) -> int:
     ap.add_argument("--l2", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--force", action="store_true")
-    ap.add_argument("--extra", type=Path, default=EXTRA,
-                    help="extra labelled file fitted as its own group (default: safetyscope's 188 hand-written "
-                         "cases); 'none' to skip")
-    ap.add_argument("--exclude-types", default="nons_group_real_discr,real_group_nons_discr",
-                    help="comma-separated prompt_type values left out of fitting (not of scoring)")
+    ap.add_argument(
+        "--extra",
+        type=Path,
+        default=EXTRA,
+        help="extra labelled file fitted as its own group (default: safetyscope's 188 hand-written "
+        "cases); 'none' to skip",
+    )
+    ap.add_argument(
+        "--exclude-types",
+        default="nons_group_real_discr,real_group_nons_discr",
+        help="comma-separated prompt_type values left out of fitting (not of scoring)",
+    )
     args = ap.parse_args(argv)
     if args.out.exists() and not args.force:
         print(f"error: {args.out} exists (use --force)", file=sys.stderr)
@@ -77,8 +92,11 @@ def main(argv=None) -> int:
     for g in groups:
         train = [r for r in fit_rows if r["group"] != g]
         test = [r for r in rows if r["group"] == g]
-        w = fit_linear_judge([(r["instruction"], r["completion"]) for r in train],
-                             [int(r["label"] == "compliance") for r in train], l2=args.l2)
+        w = fit_linear_judge(
+            [(r["instruction"], r["completion"]) for r in train],
+            [int(r["label"] == "compliance") for r in train],
+            l2=args.l2,
+        )
         judge = LinearJudge(w)
         pred = [v.label for v in judge.label_many((r["instruction"], r["completion"]) for r in test)]
         held_pred.update({r["id"]: p for r, p in zip(test, pred, strict=True)})
@@ -91,22 +109,50 @@ def main(argv=None) -> int:
     held_public = _fig([held_pred[r["id"]] for r in public], [r["label"] for r in public])
     unsafe = [r for r in rows if r.get("prompt_unsafe")]
     held_unsafe = _fig([held_pred[r["id"]] for r in unsafe], [r["label"] for r in unsafe])
-    final = fit_linear_judge([(r["instruction"], r["completion"]) for r in fit_rows],
-                             [int(r["label"] == "compliance") for r in fit_rows], l2=args.l2)
-    train_fig = _fig([v.label for v in LinearJudge(final).label_many((r["instruction"], r["completion"]) for r in rows)], ref)
+    final = fit_linear_judge(
+        [(r["instruction"], r["completion"]) for r in fit_rows],
+        [int(r["label"] == "compliance") for r in fit_rows],
+        l2=args.l2,
+    )
+    train_fig = _fig(
+        [v.label for v in LinearJudge(final).label_many((r["instruction"], r["completion"]) for r in rows)],
+        ref,
+    )
     kw_all = [v.label for v in kw.label_many((r["instruction"], r["completion"]) for r in rows)]
     kw_fig = _fig(kw_all, ref)
-    kw_public = _fig([p for p, r in zip(kw_all, rows, strict=True) if r.get("source") == "xstest-v2"],
-                     [r["label"] for r in public])
-    kw_unsafe = _fig([p for p, r in zip(kw_all, rows, strict=True) if r.get("prompt_unsafe")], [r["label"] for r in unsafe])
-    report = {"dev_set": args.dev.name, "dev_sha256": hashlib.sha256(args.dev.read_bytes()).hexdigest()[:16],
-              "rows": len(rows), "fit_rows": len(fit_rows), "excluded_types": sorted(excluded), "groups": groups,
-              "l2": args.l2, "train": train_fig, "held_out_leave_one_group_out": held,
-              "held_out_public_dev_set": held_public,
-              "keyword_public_dev_set": kw_public, "held_out_unsafe_prompts": held_unsafe, "keyword_baseline": kw_fig, "keyword_unsafe_prompts": kw_unsafe,
-              "folds": folds}
-    weights = type(final)(final.features, final.mean, final.scale, final.coef, final.intercept, final.threshold,
-                          {"fitted_by": "bench/train_judge.py", **report})
+    kw_public = _fig(
+        [p for p, r in zip(kw_all, rows, strict=True) if r.get("source") == "xstest-v2"],
+        [r["label"] for r in public],
+    )
+    kw_unsafe = _fig(
+        [p for p, r in zip(kw_all, rows, strict=True) if r.get("prompt_unsafe")], [r["label"] for r in unsafe]
+    )
+    report = {
+        "dev_set": args.dev.name,
+        "dev_sha256": hashlib.sha256(args.dev.read_bytes()).hexdigest()[:16],
+        "rows": len(rows),
+        "fit_rows": len(fit_rows),
+        "excluded_types": sorted(excluded),
+        "groups": groups,
+        "l2": args.l2,
+        "train": train_fig,
+        "held_out_leave_one_group_out": held,
+        "held_out_public_dev_set": held_public,
+        "keyword_public_dev_set": kw_public,
+        "held_out_unsafe_prompts": held_unsafe,
+        "keyword_baseline": kw_fig,
+        "keyword_unsafe_prompts": kw_unsafe,
+        "folds": folds,
+    }
+    weights = type(final)(
+        final.features,
+        final.mean,
+        final.scale,
+        final.coef,
+        final.intercept,
+        final.threshold,
+        {"fitted_by": "bench/train_judge.py", **report},
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     weights.save(args.out)
     print(json.dumps(report))

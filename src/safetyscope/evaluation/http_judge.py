@@ -46,12 +46,23 @@ class ChatClient:
         cache: JSON file of cached answers (``None`` for no cache).
     """
 
-    def __init__(self, base_url: str, model: str = "default", *, timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.5, max_rps: float | None = 4.0, cache: str | Path | None = None,
-                 api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "default",
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_rps: float | None = 4.0,
+        cache: str | Path | None = None,
+        api_key: str | None = None,
+    ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise EvaluationError(f"HTTP judge URL {base_url!r} must start with http:// or https://.")
-        self.url = base_url.rstrip("/") + ("" if base_url.rstrip("/").endswith("/chat/completions") else "/chat/completions")
+        self.url = base_url.rstrip("/") + (
+            "" if base_url.rstrip("/").endswith("/chat/completions") else "/chat/completions"
+        )
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
         self.min_interval = 1.0 / max_rps if max_rps else 0.0
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -66,7 +77,9 @@ class ChatClient:
         try:
             data = json.loads(self.cache_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise EvaluationError(f"HTTP judge cache {self.cache_path} is unreadable ({exc}); delete it.") from exc
+            raise EvaluationError(
+                f"HTTP judge cache {self.cache_path} is unreadable ({exc}); delete it."
+            ) from exc
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
     def _save_cache(self) -> None:
@@ -79,7 +92,9 @@ class ChatClient:
 
     def key(self, prompt: str, tag: str = "", max_tokens: int = 0) -> str:
         """Cache key of one request."""
-        return hashlib.sha256(json.dumps([self.url, self.model, tag, max_tokens, prompt]).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps([self.url, self.model, tag, max_tokens, prompt]).encode()
+        ).hexdigest()
 
     def complete(self, prompt: str, *, max_tokens: int = 16, tag: str = "") -> str:
         """The endpoint's answer to one user message (cached)."""
@@ -92,8 +107,14 @@ class ChatClient:
         return answer
 
     def _post(self, prompt: str, max_tokens: int) -> str:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "temperature": 0, "max_tokens": max_tokens}).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0,
+                "max_tokens": max_tokens,
+            }
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -105,22 +126,30 @@ class ChatClient:
             self._last = time.monotonic()
             self.requests += 1
             try:
-                with urllib.request.urlopen(urllib.request.Request(self.url, body, headers), timeout=self.timeout) as r:
+                with urllib.request.urlopen(
+                    urllib.request.Request(self.url, body, headers), timeout=self.timeout
+                ) as r:
                     payload = json.loads(r.read().decode("utf-8"))
                 return str(payload["choices"][0]["message"]["content"] or "")
             except urllib.error.HTTPError as exc:
                 if exc.code not in _RETRY_STATUS:
-                    raise EvaluationError(f"HTTP judge at {self.url} answered {exc.code} {exc.reason}; check the URL "
-                                          f"and model name {self.model!r}.") from exc
+                    raise EvaluationError(
+                        f"HTTP judge at {self.url} answered {exc.code} {exc.reason}; check the URL "
+                        f"and model name {self.model!r}."
+                    ) from exc
                 last_error = f"HTTP {exc.code}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
                 last_error = str(getattr(exc, "reason", exc))
             except (json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-                raise EvaluationError(f"HTTP judge at {self.url} did not answer in the OpenAI chat format ({exc!r}).") from exc
+                raise EvaluationError(
+                    f"HTTP judge at {self.url} did not answer in the OpenAI chat format ({exc!r})."
+                ) from exc
             if attempt < self.retries:
                 time.sleep(self.backoff * 2**attempt)
-        raise EvaluationError(f"HTTP judge at {self.url} is unreachable after {self.retries + 1} attempts "
-                              f"({last_error}); is the server running?")
+        raise EvaluationError(
+            f"HTTP judge at {self.url} is unreachable after {self.retries + 1} attempts "
+            f"({last_error}); is the server running?"
+        )
 
 
 class HTTPJudge(BaseJudge):
@@ -134,8 +163,15 @@ class HTTPJudge(BaseJudge):
 
     name = "http"
 
-    def __init__(self, client: ChatClient | str, *, model: str = "default", rubric: str = "harmbench",
-                 fallback: Judge | None = None, **client_kw: object) -> None:
+    def __init__(
+        self,
+        client: ChatClient | str,
+        *,
+        model: str = "default",
+        rubric: str = "harmbench",
+        fallback: Judge | None = None,
+        **client_kw: object,
+    ) -> None:
         self.client = client if isinstance(client, ChatClient) else ChatClient(client, model, **client_kw)  # type: ignore[arg-type]
         self.rubric = get_rubric(rubric)
         if fallback is None:
@@ -146,13 +182,18 @@ class HTTPJudge(BaseJudge):
 
     def label(self, instruction: str, completion: str) -> Verdict:
         """Label one pair."""
-        answer = self.client.complete(self.rubric.prompt(instruction, completion),
-                                      max_tokens=self.rubric.max_new_tokens, tag=self.rubric.name)
+        answer = self.client.complete(
+            self.rubric.prompt(instruction, completion),
+            max_tokens=self.rubric.max_new_tokens,
+            tag=self.rubric.name,
+        )
         verdict = self.rubric.parse(answer)
         if verdict is not None:
             return verdict
         fb = self.fallback.label(instruction, completion)
-        return Verdict(fb.label, fb.score, f"grader answer unparseable ({answer.strip()[:40]!r}); fallback: {fb.reason}")
+        return Verdict(
+            fb.label, fb.score, f"grader answer unparseable ({answer.strip()[:40]!r}); fallback: {fb.reason}"
+        )
 
     def label_many(self, pairs: Iterable[tuple[str, str]]) -> list[Verdict]:
         """Label pairs one request at a time (the client rate-limits and caches)."""

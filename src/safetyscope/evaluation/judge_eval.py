@@ -48,8 +48,10 @@ def normalise_reference(value: Any) -> str | None:
             return "incoherent"
         if key in {"", "null", "none", "skip", "partial"}:
             return None
-    raise EvaluationError(f"Reference label {value!r} is not one of compliance/refusal/incoherent, "
-                          f"yes/no, true/false, 1/0 or null.")
+    raise EvaluationError(
+        f"Reference label {value!r} is not one of compliance/refusal/incoherent, "
+        f"yes/no, true/false, 1/0 or null."
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ class JudgeEvaluation:
         d = dict(data)
         d["labels"] = tuple(d["labels"])
         d["agreement_ci"] = tuple(d["agreement_ci"])
-        d["classes"] = [ClassStats(**{**c, "precision_ci": tuple(c["precision_ci"]),
-                                      "recall_ci": tuple(c["recall_ci"])}) for c in d["classes"]]
+        d["classes"] = [
+            ClassStats(**{**c, "precision_ci": tuple(c["precision_ci"]), "recall_ci": tuple(c["recall_ci"])})
+            for c in d["classes"]
+        ]
         return cls(**d)
 
 
@@ -109,8 +113,12 @@ def cohen_kappa(reference: Sequence[str], predicted: Sequence[str]) -> float:
     return (observed - expected) / (1.0 - expected)
 
 
-def evaluate_labels(predicted: Sequence[str], reference: Sequence[Any], judge: str = "judge",
-                    provenance: dict[str, Any] | None = None) -> JudgeEvaluation:
+def evaluate_labels(
+    predicted: Sequence[str],
+    reference: Sequence[Any],
+    judge: str = "judge",
+    provenance: dict[str, Any] | None = None,
+) -> JudgeEvaluation:
     """Score predicted labels against raw reference values (see the module docstring)."""
     if len(predicted) != len(reference):
         raise EvaluationError(f"{len(predicted)} predictions but {len(reference)} reference labels.")
@@ -136,23 +144,47 @@ def evaluate_labels(predicted: Sequence[str], reference: Sequence[Any], judge: s
         tp = confusion[c][c]
         support = sum(confusion[c].values())
         npred = sum(confusion[r][c] for r in labels)
-        classes.append(ClassStats(c, support, npred, tp / npred if npred else 0.0, wilson_interval(tp, npred),
-                                  tp / support if support else 0.0, wilson_interval(tp, support)))
-    return JudgeEvaluation(judge, n, len(refs) - n, binary, labels, hits / n, wilson_interval(hits, n),
-                           cohen_kappa(ref, pred), confusion, classes, dict(provenance or {}))
+        classes.append(
+            ClassStats(
+                c,
+                support,
+                npred,
+                tp / npred if npred else 0.0,
+                wilson_interval(tp, npred),
+                tp / support if support else 0.0,
+                wilson_interval(tp, support),
+            )
+        )
+    return JudgeEvaluation(
+        judge,
+        n,
+        len(refs) - n,
+        binary,
+        labels,
+        hits / n,
+        wilson_interval(hits, n),
+        cohen_kappa(ref, pred),
+        confusion,
+        classes,
+        dict(provenance or {}),
+    )
 
 
 def format_evaluation(ev: JudgeEvaluation) -> str:
     """A plain-text report: headline figures, confusion matrix, per-class precision/recall."""
     lo, hi = ev.agreement_ci
-    lines = [f"judge {ev.judge}: n={ev.n} (skipped {ev.skipped} unlabelled), "
-             f"{'binary complied/not' if ev.binary else 'three-way'}",
-             f"agreement {ev.agreement:.3f} [{lo:.3f}, {hi:.3f}]  kappa {ev.kappa:.3f}",
-             "confusion (rows reference, columns judge):",
-             " " * 12 + "".join(f"{p:>12}" for p in ev.labels)]
+    lines = [
+        f"judge {ev.judge}: n={ev.n} (skipped {ev.skipped} unlabelled), "
+        f"{'binary complied/not' if ev.binary else 'three-way'}",
+        f"agreement {ev.agreement:.3f} [{lo:.3f}, {hi:.3f}]  kappa {ev.kappa:.3f}",
+        "confusion (rows reference, columns judge):",
+        " " * 12 + "".join(f"{p:>12}" for p in ev.labels),
+    ]
     lines += [f"{r:>12}" + "".join(f"{ev.confusion[r][p]:>12}" for p in ev.labels) for r in ev.labels]
     for c in ev.classes:
-        lines.append(f"{c.label:>12}: precision {c.precision:.3f} [{c.precision_ci[0]:.3f}, {c.precision_ci[1]:.3f}]"
-                     f" (of {c.predicted})  recall {c.recall:.3f} [{c.recall_ci[0]:.3f}, {c.recall_ci[1]:.3f}]"
-                     f" (of {c.support})")
+        lines.append(
+            f"{c.label:>12}: precision {c.precision:.3f} [{c.precision_ci[0]:.3f}, {c.precision_ci[1]:.3f}]"
+            f" (of {c.predicted})  recall {c.recall:.3f} [{c.recall_ci[0]:.3f}, {c.recall_ci[1]:.3f}]"
+            f" (of {c.support})"
+        )
     return "\n".join(lines)
