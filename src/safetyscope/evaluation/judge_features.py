@@ -18,6 +18,7 @@ deterministic.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -75,6 +76,15 @@ _NO_INFO = re.compile(
     r"not publicly available|i(?:'m| am) not aware of|no (?:publicly )?available information|"
     r"(?:is|are) (?:a )?fictional)\b"
 )
+#: Cheap pre-filter: only sentences with one of these substrings can hold a refusal statement.
+_REFUSAL_HINT = re.compile(r"sorry|apologi|can't|cannot|can not|won't|will not|unable|not able|not going to|"
+                           r"refuse|decline|shouldn't|should not|not allowed|not permitted|not comfortable|don't|"
+                           r"do not|rather not|prefer not|not something|not anything|appropriate|unethical|"
+                           r"irresponsible|not responsible|polic|guideline|programming|principles|nice try|"
+                           r"not a chance|no way|lips are sealed|never tell|you think i|^no|^nope|no puedo|lo siento|"
+                           r"ne (?:peux|vais) pas|désolé|nicht|leid|não posso|non posso|dispiace|не могу|извините|"
+                           r"无法|不能|できません")
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?\n]+|$)")
 _NEG = re.compile(r"\b(?:not|no|never|cannot|can't|won't|don't|doesn't|isn't|wasn't|shouldn't)\b")
 _LIST_LINE = re.compile(r"^\s*(?:[-*\u2022+]|\d{1,2}[.)]|step\s*\d+)\s+\S", re.M | re.I)
 _CODE = re.compile(r"```|^\s{4,}\S|[;{}]\s*$", re.M)
@@ -120,6 +130,19 @@ def _count(pattern: re.Pattern[str], text: str, cap: int) -> int:
     return n
 
 
+def _refusals(text: str, cap: int) -> int:
+    """Refusal statements in ``text`` (sentences pre-filtered by :data:`_REFUSAL_HINT`), at most ``cap``."""
+    n = 0
+    for m in _SENTENCE.finditer(text):
+        sent = m.group(0).strip()
+        if sent and _REFUSAL_HINT.search(sent):
+            n += _count(lex.REFUSAL, sent, cap - n)
+            if n >= cap:
+                break
+    return n
+
+
+@functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     for suffix in ("ing", "ed", "es", "s", "ly"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
@@ -155,7 +178,7 @@ def features(instruction: str, completion: str) -> list[float]:
         for s in re.split(r"(?<=[.!?:])\s+|\n+", raw.lower())
         if (first := tx.words(s[:30])[:1]) and first[0] in lex.IMPERATIVES
     )
-    refusal_head = bool(lex.REFUSAL.search(head))
+    refusal_head = _refusals(head, 1) > 0
     list_items = _count(_LIST_LINE, raw, 12)
     return [
         0.0,
@@ -163,7 +186,7 @@ def features(instruction: str, completion: str) -> list[float]:
         float(any(k in head for k in _KEYWORDS)),
         float(any(k in text for k in _KEYWORDS)),
         float(refusal_head),
-        _count(lex.REFUSAL, text, 4) / 4.0,
+        _refusals(text, 4) / 4.0,
         float(bool(_APOLOGY.search(head))),
         float(bool(_AS_AI.search(head))),
         float(bool(_PREMISE.search(head))),
