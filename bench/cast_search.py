@@ -58,7 +58,9 @@ def main() -> None:
     layers = list(range(sel.best.layer + 1))  # the condition is read at or before the steered layer
 
     def split(rows):  # type: ignore[no-untyped-def]
-        return [e.instruction for e in rows if e.category == "cooking"], [e.instruction for e in rows if e.category != "cooking"]
+        return [e.instruction for e in rows if e.category == "cooking"], [
+            e.instruction for e in rows if e.category != "cooking"
+        ]
 
     fp, fn = split(fit)
     vp, vn = split(val)
@@ -72,7 +74,7 @@ def main() -> None:
         for layer in layers:
             both = torch.cat([a[layer], b[layer]])
             perm = torch.randperm(len(both), generator=g)
-            out_a[layer], out_b[layer] = both[perm[: len(a[layer])]], both[perm[len(a[layer]):]]
+            out_a[layer], out_b[layer] = both[perm[: len(a[layer])]], both[perm[len(a[layer]) :]]
         return out_a, out_b
 
     cfp, cfn = shuffled(acts["fp"], acts["fn"])
@@ -83,12 +85,17 @@ def main() -> None:
     old = fit_condition(lm, fp[:80], fn[:400], vp + fp[80:], vn + fn[400:600], layer=min(1, sel.best.layer))
     held_acts = {"all": (pooled_activations(lm, tp_all, layers), pooled_activations(lm, tn_all, layers))}
     if tp_new and tn_new:
-        held_acts["new_phrasings"] = (pooled_activations(lm, tp_new, layers), pooled_activations(lm, tn_new, layers))
+        held_acts["new_phrasings"] = (
+            pooled_activations(lm, tp_new, layers),
+            pooled_activations(lm, tn_new, layers),
+        )
     from safetyscope.interventions.conditional import condition_scores
 
     condition = {}
     for name, (pa, na) in held_acts.items():
-        truth = torch.cat([torch.ones(len(next(iter(pa.values())))), torch.zeros(len(next(iter(na.values()))))]).bool()
+        truth = torch.cat(
+            [torch.ones(len(next(iter(pa.values())))), torch.zeros(len(next(iter(na.values()))))]
+        ).bool()
         row = {}
         for label, cs in (("search", search), ("shuffled_control", control)):
             pred = cs.fires({layer: torch.cat([pa[layer], na[layer]]) for layer in layers})
@@ -103,18 +110,31 @@ def main() -> None:
     if tp_new and tn_new:
         sets |= {"target_new_phrasings": tp_new, "others_new_phrasings": tn_new}
     d, layer = sel.direction, sel.best.layer
-    arms = [Arm("baseline", lm), Arm("steer_all", lm, lambda: add(lm, d, layers=[layer], positions="prompt")),
-            Arm("old_condition", lm, lambda: old.steer(lm, d, 1.0, [layer])),
-            Arm("search", lm, lambda: search.steer(lm, d, 1.0, [layer])),
-            Arm("shuffled_control", lm, lambda: control.steer(lm, d, 1.0, [layer]))]
-    report = run_arms(lm, arms, sets, OrganismJudge(), intervention="cast", kl_set=None,
-                      max_new_tokens=args.max_new_tokens)
-    out = {"bench": "cast_search", "organism_seed": args.seed, "steer_layer": layer, "condition_layers": layers,
-           "fit_phrasings": len(phrasings) - len(val_ph), "val_phrasings": len(val_ph), "new_phrasings": len(new_ph),
-           "chosen": search.summary() | {"grid": None}, "grid": search.grid, "control_chosen": control.summary() | {"grid": None},
-           "condition_held_out": condition,
-           "refusal": {arm: {s: rate(report, arm, s) for s in sets} for arm in report.arms},
-           "seconds": round(time.perf_counter() - start, 1)}
+    arms = [
+        Arm("baseline", lm),
+        Arm("steer_all", lm, lambda: add(lm, d, layers=[layer], positions="prompt")),
+        Arm("old_condition", lm, lambda: old.steer(lm, d, 1.0, [layer])),
+        Arm("search", lm, lambda: search.steer(lm, d, 1.0, [layer])),
+        Arm("shuffled_control", lm, lambda: control.steer(lm, d, 1.0, [layer])),
+    ]
+    report = run_arms(
+        lm, arms, sets, OrganismJudge(), intervention="cast", kl_set=None, max_new_tokens=args.max_new_tokens
+    )
+    out = {
+        "bench": "cast_search",
+        "organism_seed": args.seed,
+        "steer_layer": layer,
+        "condition_layers": layers,
+        "fit_phrasings": len(phrasings) - len(val_ph),
+        "val_phrasings": len(val_ph),
+        "new_phrasings": len(new_ph),
+        "chosen": search.summary() | {"grid": None},
+        "grid": search.grid,
+        "control_chosen": control.summary() | {"grid": None},
+        "condition_held_out": condition,
+        "refusal": {arm: {s: rate(report, arm, s) for s in sets} for arm in report.arms},
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     print(json.dumps(out))
 
 

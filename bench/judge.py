@@ -38,8 +38,14 @@ def _score(judge, rows):
         idx = [i for i, r in enumerate(rows) if r["model"] == m]
         e = evaluate_labels([pred[i] for i in idx], [rows[i]["label"] for i in idx])
         per[m] = {"agreement": round(e.agreement, 4), "kappa": round(e.kappa, 4)}
-    return {"n": ev.n, "per_s": round(len(rows) / dt, 1), "agreement": round(ev.agreement, 4),
-            "agreement_ci": [round(x, 4) for x in ev.agreement_ci], "kappa": round(ev.kappa, 4), "per_model": per}
+    return {
+        "n": ev.n,
+        "per_s": round(len(rows) / dt, 1),
+        "agreement": round(ev.agreement, 4),
+        "agreement_ci": [round(x, 4) for x in ev.agreement_ci],
+        "kappa": round(ev.kappa, 4),
+        "per_model": per,
+    }
 
 
 def main(argv=None) -> int:

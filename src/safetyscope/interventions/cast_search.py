@@ -61,9 +61,15 @@ class Rule:
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description (without tensors)."""
-        return {"layer": self.layer, "method": self.method, "threshold": self.threshold,
-                "comparator": ">" if self.above else "<", "val_f1": round(self.f1, 4),
-                "val_precision": round(self.precision, 4), "val_recall": round(self.recall, 4)}
+        return {
+            "layer": self.layer,
+            "method": self.method,
+            "threshold": self.threshold,
+            "comparator": ">" if self.above else "<",
+            "val_f1": round(self.f1, 4),
+            "val_precision": round(self.precision, 4),
+            "val_recall": round(self.recall, 4),
+        }
 
 
 def prf(pred: Tensor, truth: Tensor) -> tuple[float, float, float]:
@@ -85,11 +91,17 @@ def best_threshold(pos: Tensor, neg: Tensor) -> tuple[float, bool, float]:
     gap = (cands.unsqueeze(1) - scores.unsqueeze(0)).abs().min(1).values  # distance to the nearest score
     best = (0.0, True, -1.0)
     for above in (True, False):
-        pred = (scores.unsqueeze(0) > cands.unsqueeze(1)) if above else (scores.unsqueeze(0) < cands.unsqueeze(1))
+        pred = (
+            (scores.unsqueeze(0) > cands.unsqueeze(1))
+            if above
+            else (scores.unsqueeze(0) < cands.unsqueeze(1))
+        )
         tp = (pred & truth).sum(1).double()
         f1 = 2 * tp / (pred.sum(1).double() + truth.sum().double())
         top = f1.max()
-        k = int(torch.argmax(torch.where(f1 >= top - 1e-12, gap, torch.full_like(gap, -1.0))))  # ties: widest margin
+        k = int(
+            torch.argmax(torch.where(f1 >= top - 1e-12, gap, torch.full_like(gap, -1.0)))
+        )  # ties: widest margin
         if float(f1[k]) > best[2] + 1e-12:
             best = (float(cands[k]), above, float(f1[k]))
     return best
@@ -113,7 +125,9 @@ def condition_vector(pos: Tensor, neg: Tensor, method: str, seed: int = 0) -> tu
     elif method == "probe":
         from safetyscope.directions.logistic import fit_logistic
 
-        fit = fit_logistic(torch.cat([pos, neg]).float(), torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]))
+        fit = fit_logistic(
+            torch.cat([pos, neg]).float(), torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
+        )
         vec = fit.weight.double()
         center = -float(fit.bias) * vec / vec.norm() ** 2
     else:
@@ -132,7 +146,9 @@ def pooled_activations(lm: LoadedModel, prompts: Sequence[str], layers: Sequence
     out = {}
     for site in sites:
         rows = res.rows[site.key].double()
-        sums = torch.zeros(len(prompts), rows.shape[1], dtype=torch.float64).index_add_(0, res.prompt_index, rows)
+        sums = torch.zeros(len(prompts), rows.shape[1], dtype=torch.float64).index_add_(
+            0, res.prompt_index, rows
+        )
         out[site.layer] = (sums / counts).float()
     return out
 
@@ -158,25 +174,39 @@ class ConditionSearch:
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description."""
-        return {"rules": [r.summary() for r in self.rules], "val_precision": round(self.val_precision, 4),
-                "val_recall": round(self.val_recall, 4), "val_f1": round(self.val_f1, 4), "grid": self.grid}
+        return {
+            "rules": [r.summary() for r in self.rules],
+            "val_precision": round(self.val_precision, 4),
+            "val_recall": round(self.val_recall, 4),
+            "val_f1": round(self.val_f1, 4),
+            "grid": self.grid,
+        }
 
-    def steer(self, lm: LoadedModel, behavior: Tensor, scale: float,
-              behavior_layers: Sequence[int] | int) -> Any:
+    def steer(
+        self, lm: LoadedModel, behavior: Tensor, scale: float, behavior_layers: Sequence[int] | int
+    ) -> Any:
         """:func:`cast_any` with these rules."""
         return cast_any(lm, self.rules, behavior, scale, behavior_layers)
 
 
-def search_condition(fit_pos: dict[int, Tensor], fit_neg: dict[int, Tensor], val_pos: dict[int, Tensor],
-                     val_neg: dict[int, Tensor], methods: Sequence[str] = METHODS, combine: int = 2,
-                     seed: int = 0) -> ConditionSearch:
+def search_condition(
+    fit_pos: dict[int, Tensor],
+    fit_neg: dict[int, Tensor],
+    val_pos: dict[int, Tensor],
+    val_neg: dict[int, Tensor],
+    methods: Sequence[str] = METHODS,
+    combine: int = 2,
+    seed: int = 0,
+) -> ConditionSearch:
     """Grid search (layers of the dicts x ``methods`` x comparator x threshold) by validation F1.
 
     Vectors are fitted on ``fit_*``; comparator and threshold on ``val_*`` (give it phrasings
     the fit split lacks). ``combine`` is the most layers an "any fires" combination may use.
     """
     layers = sorted(fit_pos)
-    truth = torch.cat([torch.ones(len(next(iter(val_pos.values())))), torch.zeros(len(next(iter(val_neg.values()))))]).bool()
+    truth = torch.cat(
+        [torch.ones(len(next(iter(val_pos.values())))), torch.zeros(len(next(iter(val_neg.values()))))]
+    ).bool()
     grid, best_per_layer = [], {}
     for layer in layers:
         for method in methods:
@@ -200,15 +230,26 @@ def search_condition(fit_pos: dict[int, Tensor], fit_neg: dict[int, Tensor], val
             if best is None or f > best[0] + 1e-12:
                 best = (f, k, rules, p, r)
             if k > 1:
-                grid.append({"any_fires": list(combo), "val_f1": round(f, 4), "val_precision": round(p, 4),
-                             "val_recall": round(r, 4)})
+                grid.append(
+                    {
+                        "any_fires": list(combo),
+                        "val_f1": round(f, 4),
+                        "val_precision": round(p, 4),
+                        "val_recall": round(r, 4),
+                    }
+                )
     assert best is not None
     return ConditionSearch(best[2], best[3], best[4], best[0], grid)
 
 
 @contextmanager
-def cast_any(lm: LoadedModel, rules: Sequence[Rule], behavior: Tensor, scale: float,
-             behavior_layers: Sequence[int] | int) -> Iterator[CastState]:
+def cast_any(
+    lm: LoadedModel,
+    rules: Sequence[Rule],
+    behavior: Tensor,
+    scale: float,
+    behavior_layers: Sequence[int] | int,
+) -> Iterator[CastState]:
     """CAST whose condition is "any rule fires" (each rule at its own layer, mean pooling).
 
     Decided on the prompt pass (more than one token), kept through generation; the prompt pass
@@ -222,8 +263,10 @@ def cast_any(lm: LoadedModel, rules: Sequence[Rule], behavior: Tensor, scale: fl
         check_width(lm, rule.vector, "Condition vector")
     last = max(r.layer for r in rules)
     if min(layers) < last:
-        raise SafetyscopeError(f"Behaviour layers {layers} start before condition layer {last}; "
-                               "the condition must be read at or before the first steered layer.")
+        raise SafetyscopeError(
+            f"Behaviour layers {layers} start before condition layer {last}; "
+            "the condition must be read at or before the first steered layer."
+        )
     state = CastState()
     masks: list[Tensor | None] = [None]
     fired: dict[int, Tensor] = {}
@@ -249,7 +292,9 @@ def cast_any(lm: LoadedModel, rules: Sequence[Rule], behavior: Tensor, scale: fl
             return h + gate * (scale * behavior).to(device=h.device, dtype=h.dtype)
         return h
 
-    sites = list(dict.fromkeys([Site(layer) for layer in sorted(by_layer)] + [Site(layer) for layer in layers]))
+    sites = list(
+        dict.fromkeys([Site(layer) for layer in sorted(by_layer)] + [Site(layer) for layer in layers])
+    )
     handle = lm.model.register_forward_pre_hook(remember_mask, with_kwargs=True)
     try:
         with edit(lm.arch, sites, write):
