@@ -18,7 +18,7 @@ def _naive_best_f1(pos, neg):
     scores = torch.cat([pos, neg])
     truth = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).bool()
     best = 0.0
-    for t in scores.tolist() + [scores.min().item() - 1, scores.max().item() + 1]:
+    for t in [*scores.tolist(), scores.min().item() - 1, scores.max().item() + 1]:
         for above in (True, False):
             for eps in (-1e-7, 1e-7):
                 pred = scores > t + eps if above else scores < t + eps
@@ -54,7 +54,7 @@ def test_condition_vectors_match_their_formulas():
     p, q = pos[torch.randperm(30, generator=gg)], neg[torch.randperm(30, generator=gg)]
     m = (p + q) / 2
     rows = torch.cat([p - m, q - m]).double()
-    evals, evecs = torch.linalg.eigh(rows.T @ rows)
+    _, evecs = torch.linalg.eigh(rows.T @ rows)
     ref = evecs[:, -1]
     assert abs(float(torch.nn.functional.cosine_similarity(v.double(), ref, dim=0))) == pytest.approx(
         1.0, abs=1e-6
