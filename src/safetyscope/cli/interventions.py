@@ -35,7 +35,7 @@ def ablate(
     harmless: HarmlessOpt = None,
     n: Annotated[int, typer.Option(min=1, help="Test prompts per set.")] = 100,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
-    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC (default: organism judge or rules).")] = None,
+    judge: Annotated[str | None, typer.Option(help="Judge: default (linear), rules, keyword, llm:MODEL, hf:PATH, http:URL[#model], A+B (default: organism judge or linear).")] = None,
     as_json: JsonOpt = False,
     dtype: DtypeOpt = "auto",
 ) -> None:
@@ -69,7 +69,7 @@ def steer(
     harmless: HarmlessOpt = None,
     n: Annotated[int, typer.Option(min=1, help="Test prompts per set.")] = 100,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
-    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC.")] = None,
+    judge: Annotated[str | None, typer.Option(help="Judge: default (linear), rules, keyword, llm:MODEL, hf:PATH, http:URL[#model], A+B.")] = None,
     as_json: JsonOpt = False,
     dtype: DtypeOpt = "auto",
 ) -> None:
