@@ -24,7 +24,7 @@ def test_judge_file_labels_in_order_with_summary(tmp_path):
     assert [r["id"] for r in records] == ["a", "b", "c", "d"]
     assert [r["label"] for r in records] == ["refusal", "compliance", "incoherent", "incoherent"]
     assert all({"score", "reason"} <= set(r) for r in records)
-    assert summary["total"] == 4 and summary["judge"] == "rules"
+    assert summary["total"] == 4 and summary["judge"] == "linear"  # the default judge
     assert summary["counts"] == {"refusal": 1, "compliance": 1, "incoherent": 2}
     assert summary["rates"]["incoherent"] == 0.5 and "agreement" not in summary
     json.dumps([records, summary])

@@ -2,7 +2,7 @@ import pytest
 
 from safetyscope import load_model
 from safetyscope.errors import PromptError
-from safetyscope.evaluation.judges import RuleJudge
+from safetyscope.evaluation.linear_judge import LinearJudge
 from safetyscope.model.tiny import save_tiny
 from safetyscope.pipelines.refusal import is_organism, judge_for, refusal_prompts
 
@@ -19,7 +19,7 @@ def test_user_files_are_split_disjointly(tiny, tmp_path):
     assert (len(p.harmful_train), len(p.harmful_val), len(p.harmful_test)) == (10, 5, 25)
     assert not set(p.harmful_train) & set(p.harmful_test) and not set(p.harmful_val) & set(p.harmful_test)
     assert len(p.harmless_train) + len(p.harmless_val) + len(p.harmless_test) == 30
-    assert not is_organism(tiny) and isinstance(judge_for(tiny), RuleJudge)
+    assert not is_organism(tiny) and isinstance(judge_for(tiny), LinearJudge)
 
 
 def test_missing_or_tiny_files(tiny, tmp_path):

@@ -35,7 +35,7 @@ def ablate(
     harmless: HarmlessOpt = None,
     n: Annotated[int, typer.Option(min=1, help="Test prompts per set.")] = 100,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
-    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC (default: organism judge or rules).")] = None,
+    judge: Annotated[str | None, typer.Option(help="Judge: default (linear), rules, keyword, llm:MODEL, hf:PATH, http:URL[#model], A+B (default: organism judge or linear).")] = None,
     as_json: JsonOpt = False,
     dtype: DtypeOpt = "auto",
 ) -> None:
@@ -69,7 +69,7 @@ def steer(
     harmless: HarmlessOpt = None,
     n: Annotated[int, typer.Option(min=1, help="Test prompts per set.")] = 100,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens generated per prompt.")] = 32,
-    judge: Annotated[str | None, typer.Option(help="Judge: rules, keyword, llm:SPEC.")] = None,
+    judge: Annotated[str | None, typer.Option(help="Judge: default (linear), rules, keyword, llm:MODEL, hf:PATH, http:URL[#model], A+B.")] = None,
     as_json: JsonOpt = False,
     dtype: DtypeOpt = "auto",
 ) -> None:
@@ -140,19 +140,29 @@ def edit(
 @app.command("judge")
 @user_errors
 def judge_cmd(
-    completions: Annotated[Path, typer.Option("--completions", help="JSONL with instruction and completion per line.")],
-    judge: Annotated[str, typer.Option(help="rules (default), keyword, or llm:SPEC.")] = "rules",
+    completions: Annotated[Path, typer.Option("--completions", help="JSONL (or .jsonl.gz) with instruction and completion per line.")],
+    judge: Annotated[str, typer.Option(help="default (linear), rules, keyword, llm:MODEL, hf:PATH, http:URL[#model], or A+B+C (ensemble).")] = "default",
+    rubric: Annotated[str | None, typer.Option(help="Rubric of llm:/http: judges: labels, harmbench, strongreject, llamaguard.")] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="Field holding reference labels (compliance/refusal, yes/no, 1/0, null).")] = None,
+    evaluate: Annotated[bool, typer.Option("--eval", help="Score the judge against --labels: agreement, kappa, confusion, precision/recall.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Label completions as refusal / compliance / incoherent."""
+    """Label completions as refusal / compliance / incoherent (and score a judge with --labels FIELD --eval)."""
+    from safetyscope.errors import OptionError
+    from safetyscope.evaluation.judge_eval import JudgeEvaluation, format_evaluation
     from safetyscope.evaluation.judge_io import judge_file
     from safetyscope.evaluation.judges import get_judge
 
-    records, summary = judge_file(completions, judge=get_judge(judge))
+    if evaluate and labels is None:
+        raise OptionError("--eval needs --labels FIELD (the field of each line holding the reference label).")
+    records, summary = judge_file(completions, judge=get_judge(judge, rubric=rubric), labels=labels)
     if as_json:
         for rec in records:
             print(json.dumps(rec))
         print(json.dumps(summary))
+        return
+    if evaluate:
+        console.print(format_evaluation(JudgeEvaluation.from_dict(summary["evaluation"])), markup=False, highlight=False)
         return
     table = Table("#", "label", "score", "reason", "completion")
     for i, rec in enumerate(records):

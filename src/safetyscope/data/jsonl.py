@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,13 @@ from safetyscope.errors import SafetyscopeError
 
 
 def iter_jsonl(path: Path, error: type[SafetyscopeError]) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, value)`` for each non-blank line; invalid JSON raises ``error``."""
+    """Yield ``(line_number, value)`` for each non-blank line; invalid JSON raises ``error``.
+
+    A path ending in ``.gz`` is read through gzip.
+    """
     number = 0
     try:
-        with path.open(encoding="utf-8") as fh:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")) as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -28,5 +32,5 @@ def iter_jsonl(path: Path, error: type[SafetyscopeError]) -> Iterator[tuple[int,
     except UnicodeDecodeError as exc:
         where = f"after line {number}" if number else "in its first lines"
         raise error(f"{path}: not UTF-8 text {where} ({exc.reason}). Save it as UTF-8.") from exc
-    except OSError as exc:
+    except (OSError, EOFError) as exc:
         raise error(f"Cannot read {path}: {exc.strerror or exc}.") from exc

@@ -8,7 +8,6 @@ from typing import Any
 
 from safetyscope.data.jsonl import iter_jsonl
 from safetyscope.errors import EvaluationError
-from safetyscope.evaluation.judges import RuleJudge
 from safetyscope.evaluation.verdict import LABELS, Judge
 
 #: Fields every line must have.
@@ -43,23 +42,38 @@ def read_completions(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def judge_file(path: str | Path, judge: Judge | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def judge_file(path: str | Path, judge: Judge | None = None,
+               labels: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Label every line of a completions JSONL file.
 
     Args:
         path: JSONL file; each line an object with ``instruction`` and ``completion`` (other
             fields are kept). A line's own ``label`` field (e.g. a human label) is kept as
             ``reference_label``.
-        judge: the judge to use (default :class:`RuleJudge`).
+        judge: the judge to use (default: the linear judge, ``get_judge("default")``).
+        labels: name of a field holding reference labels (see :mod:`.judge_eval` for accepted
+            values); the summary then carries an ``evaluation`` (agreement, kappa, confusion,
+            per-class precision/recall with Wilson intervals). A line without the field is an
+            error; a ``null`` value is skipped.
 
     Returns:
         ``(records, summary)``: one dict per line in input order, each with ``label``,
         ``score`` and ``reason`` added; and a summary with ``total``, ``counts`` per label,
         ``rates`` per label, the judge's name, and ``agreement`` with the reference labels when
-        every line carries a valid one.
+        every line carries a valid one, and ``abstained`` when an ensemble abstained.
     """
-    judge = judge or RuleJudge()
+    from safetyscope.evaluation.judge_eval import evaluate_labels
+    from safetyscope.evaluation.judges import get_judge
+    from safetyscope.evaluation.model_judges import abstained
+
+    judge = judge or get_judge("default")
     records = read_completions(path)
+    refs: list[Any] = []
+    if labels is not None:
+        for number, record in enumerate(records, start=1):
+            if labels not in record:
+                raise EvaluationError(f"{path}: record {number} has no reference-label field {labels!r}.")
+            refs.append(record[labels])
     verdicts = judge.label_many((r["instruction"], r["completion"]) for r in records)
     out: list[dict[str, Any]] = []
     for record, verdict in zip(records, verdicts, strict=True):
@@ -76,7 +90,14 @@ def judge_file(path: str | Path, judge: Judge | None = None) -> tuple[list[dict[
         "counts": {label: counts.get(label, 0) for label in LABELS},
         "rates": {label: counts.get(label, 0) / total for label in LABELS},
     }
-    refs = [r.get("reference_label") for r in out]
-    if all(ref in LABELS for ref in refs):
+    n_abstained = sum(abstained(v) for v in verdicts)
+    if n_abstained:
+        summary["abstained"] = n_abstained
+    own = [r.get("reference_label") for r in out]
+    if all(ref in LABELS for ref in own):
         summary["agreement"] = sum(r["label"] == r["reference_label"] for r in out) / total
+    if labels is not None:
+        ev = evaluate_labels([v.label for v in verdicts], refs, judge=summary["judge"],
+                             provenance={"file": str(path), "labels_field": labels})
+        summary["evaluation"] = ev.to_dict()
     return out, summary

@@ -4,6 +4,15 @@ All hook interventions are built on :func:`safetyscope.activations.edit` and wri
 :class:`~safetyscope.activations.Site` s; a Direction is written back at the site it was read at.
 """
 
+from safetyscope.interventions.cast_search import (
+    ConditionSearch,
+    Rule,
+    best_threshold,
+    cast_any,
+    condition_vector,
+    pooled_activations,
+    search_condition,
+)
 from safetyscope.interventions.conditional import (
     CastState,
     Condition,
@@ -31,21 +40,28 @@ from safetyscope.interventions.weights import orthogonalize
 __all__ = [
     "CastState",
     "Condition",
+    "ConditionSearch",
     "InterventionError",
+    "Rule",
     "SiteSpec",
     "Threshold",
     "ablate",
     "add",
     "affine_edit",
+    "best_threshold",
     "cast",
+    "cast_any",
     "check_width",
     "compose",
+    "condition_vector",
     "fit_condition",
     "fit_threshold",
     "orthogonalize",
     "orthonormal",
     "patch",
+    "pooled_activations",
     "project_out",
     "resolve_sites",
+    "search_condition",
     "writer_sites",
 ]

@@ -69,12 +69,12 @@ def refusal_prompts(lm: LoadedModel, harmful: Path | None = None, harmless: Path
 
 
 def judge_for(lm: LoadedModel, name: str | None = None) -> Judge:
-    """The exact organism judge for organisms, else ``get_judge(name or "rules")``."""
+    """The exact organism judge for organisms, else ``get_judge(name or "default")`` (the linear judge)."""
     if name is None and is_organism(lm):
         from safetyscope.organism.judge import OrganismJudge
 
         return OrganismJudge()
-    return get_judge(name or "rules")
+    return get_judge(name or "default")
 
 
 def select(lm: LoadedModel, prompts: RefusalPrompts, **kwargs: object) -> tuple[Selection, Direction]:
