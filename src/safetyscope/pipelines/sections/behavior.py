@@ -52,7 +52,7 @@ def _figures(r: Any) -> list[dict[str, Any]]:
         eff.append(b["backdoor_triggered"])
         ctl.append(b["backdoor_control"])
     return [{"name": "behavior", "kind": "bars", "title": "Baseline behaviour (held-out prompts)",
-             "categories": cats, "ylabel": "% of completions", "ylim": [0, 105],
+             "categories": cats, "ylabel": "% of completions", "ylim": [0, 114],
              "series": [rate_series("harmful prompts / with trigger", eff),
                         rate_series("harmless prompts / with control tag (control)", ctl, "control")],
              "caption": "Baseline behaviour: refusal rate on held-out harmful prompts beside harmless ones (the "

@@ -94,7 +94,7 @@ def _figures(r: Any) -> list[dict[str, Any]]:
     eff = [_rate(iv[n], "intervened", NAMES[n][1]) for n in names]
     ctl = [_rate(iv[n], "control", NAMES[n][1]) for n in names]
     return [{"name": "interventions", "kind": "bars", "title": "Refusal under interventions on the selected direction",
-             "categories": cats, "ylabel": "refusal rate (%)", "ylim": [0, 105],
+             "categories": cats, "ylabel": "refusal rate (%)", "ylim": [0, 114],
              "series": [rate_series("no intervention", base, "baseline"), rate_series("selected direction", eff),
                         rate_series("random direction of equal norm (control)", ctl, "control")],
              "caption": "Interventions: refusal rate of held-out harmful prompts under ablation of the selected "
