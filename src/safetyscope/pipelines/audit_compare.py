@@ -119,22 +119,22 @@ def _figures(runs: list[AuditRun], labels: list[str]) -> list[dict[str, Any]]:
     if geo:
         xs = sorted({s["layer"] for _, g in geo for s in g["spectrum"]})
         series = []
-        for lab, g in geo:
+        for gi, (lab, g) in enumerate(geo):
             top = {s["layer"]: s["top1"] for s in g["spectrum"]}
-            series.append({"label": f"{lab}: top-1 share", "y": [top.get(x) for x in xs]})
+            series.append({"label": f"{lab}: top-1 share", "y": [top.get(x) for x in xs], "group": gi})
             ctl = {s["layer"]: s["top1"] for s in g.get("spectrum_control", [])}
             if ctl:
                 series.append({"label": f"{lab}: within-class (control)", "role": "control",
-                               "y": [ctl.get(x) for x in xs]})
+                               "y": [ctl.get(x) for x in xs], "group": gi})
         figs.append({"name": "compare_spectrum", "kind": "curves", "title": "SVD spectrum by run", "x": xs,
                      "series": series, "xlabel": "layer", "ylabel": "top-1 share of σ²", "ylim": [0, 1.02],
                      "caption": "Share of the paired harmful − harmless differences' energy along the top singular "
-                                "direction, per layer and run; dashed grey: within-class pairs (no contrast)."})
+                                "direction, per layer and run; dashed, same colour: that run's within-class pairs (no contrast)."})
     rbl = [(lab, r.results.refusal_by_layer) for lab, r in zip(labels, runs, strict=True) if r.results.refusal_by_layer]
     if rbl:
         xs = sorted({row.layer for _, by in rbl for row in by.layers})
         series = []
-        for lab, by in rbl:
+        for gi, (lab, by) in enumerate(rbl):
             rows = {row.layer: row for row in by.layers}
 
             def get(attr: str, i: int | None, rows: dict[int, Any] = rows) -> list[float | None]:
@@ -146,9 +146,9 @@ def _figures(runs: list[AuditRun], labels: list[str]) -> list[dict[str, Any]]:
                 return out
 
             series.append({"label": f"{lab}: DIM ablated", "y": get("ablated", None), "low": get("ablated_ci", 0),
-                           "high": get("ablated_ci", 1)})
+                           "high": get("ablated_ci", 1), "group": gi})
             series.append({"label": f"{lab}: random (control)", "role": "control", "y": get("control", None),
-                           "low": get("control_ci", 0), "high": get("control_ci", 1)})
+                           "low": get("control_ci", 0), "high": get("control_ci", 1), "group": gi})
         figs.append({"name": "compare_refusal_by_layer", "kind": "curves", "title": "Refusal by layer by run", "x": xs,
                      "series": series, "xlabel": "layer whose direction is ablated", "ylabel": "refusal log-odds",
                      "caption": "Mean refusal log-odds of each run's held-out harmful prompts with its own "

@@ -9,7 +9,9 @@ imports nothing of the package (DESIGN: ``report`` receives plain data). Kinds:
 * ``heatmap``: ``rows``, ``cols``, ``matrix`` (``None`` = grey), ``vmin``, ``vmax``, ``cbar``.
 
 Roles set the style everywhere: ``effect`` (colour, solid, markers), ``control`` (grey, dashed,
-hatched band), ``baseline`` (black, dotted). Optional spec keys: ``title``, ``xlabel``,
+hatched band), ``baseline`` (black, dotted). A series may carry ``group`` (an int): the effect and
+control of one group (e.g. one run of a comparison) share a colour, and a control is only compared
+with the effects of its own group by :func:`notes`. Optional spec keys: ``title``, ``xlabel``,
 ``ylabel``, ``ylim``, ``caption``.
 
 Figures are :class:`matplotlib.figure.Figure` objects built without pyplot (no global backend
@@ -48,11 +50,13 @@ def _nan(values: Sequence[Any]) -> list[float]:
     return [float(v) if _finite(v) else math.nan for v in values]
 
 
-def _style(role: str, k: int) -> dict[str, Any]:
+def _style(role: str, k: int, group: int | None = None) -> dict[str, Any]:
     if role == "control":
-        return {"color": CONTROL_COLOR, "linestyle": "--", "marker": "s", "hatch": "//"}
+        color = CONTROL_COLOR if group is None else EFFECT_COLORS[group % len(EFFECT_COLORS)]
+        return {"color": color, "linestyle": "--", "marker": "s", "hatch": "//"}
     if role == "baseline":
         return {"color": BASELINE_COLOR, "linestyle": ":", "marker": None, "hatch": None}
+    k = k if group is None else group
     return {"color": EFFECT_COLORS[k % len(EFFECT_COLORS)], "linestyle": "-", "marker": "o", "hatch": None}
 
 
@@ -62,7 +66,7 @@ def _curves(ax: Any, spec: dict[str, Any]) -> None:
     k = 0
     for s in spec["series"]:
         role = s.get("role", "effect")
-        st = _style(role, k)
+        st = _style(role, k, s.get("group"))
         k += role == "effect"
         y = _nan(s["y"])
         ax.plot(pos, y, color=st["color"], linestyle=st["linestyle"], marker=st["marker"], markersize=4,
@@ -87,7 +91,7 @@ def _bars(ax: Any, spec: dict[str, Any]) -> None:
     k = 0
     for j, s in enumerate(series):
         role = s.get("role", "effect")
-        st = _style(role, k)
+        st = _style(role, k, s.get("group"))
         k += role == "effect"
         xs = [i - 0.4 + width * (j + 0.5) for i in range(len(cats))]
         y = _nan(s["y"])
@@ -116,8 +120,7 @@ def _heatmap(fig: Figure, ax: Any, spec: dict[str, Any]) -> None:
     import numpy as np
 
     m = np.array([[math.nan if not _finite(v) else float(v) for v in row] for row in spec["matrix"]], dtype=float)
-    cmap = mpl.colormaps["RdBu_r"].copy()
-    cmap.set_bad("#cccccc")
+    cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="#cccccc")
     im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=spec.get("vmin", -1.0), vmax=spec.get("vmax", 1.0),
                    aspect="auto", interpolation="nearest")
     rows, cols = [str(r) for r in spec["rows"]], [str(c) for c in spec["cols"]]
@@ -164,7 +167,8 @@ def to_svg(fig: Figure) -> str:
     with mpl.rc_context(STYLE):
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):].strip()
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.S)  # RDF boilerplate
+    return text.strip()
 
 
 def save(fig: Figure, folder: Path, name: str, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
@@ -211,8 +215,12 @@ def notes(spec: dict[str, Any]) -> list[str]:
                 return intervals_overlap((e["low"][i], e["high"][i]), (c["low"][i], c["high"][i]))
             return abs(ey - cy) <= 1e-9 * max(1.0, abs(ey), abs(cy))
 
+        def mine(e: dict[str, Any]) -> list[dict[str, Any]]:
+            return [c for c in controls if c.get("group") == e.get("group")]
+
         n = len(effects[0]["y"])
-        if all(any(same(e, c, i) for c in controls) for e in effects for i in range(n)):
+        if all(mine(e) for e in effects) and all(any(same(e, c, i) for c in mine(e))
+                                                 for e in effects for i in range(n)):
             out.append("Non-finding: at every point the intervention is indistinguishable from its control "
                        "(overlapping 95% intervals), so this figure shows no effect.")
     return out
