@@ -23,7 +23,9 @@ def test_compare_argument_errors_are_one_line_exit_2(tmp_path) -> None:
     assert res.exit_code == 2 and "needs --out" in res.output
     res = runner.invoke(app, ["audit", "compare", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "at least two" in res.output
-    res = runner.invoke(app, ["audit", "compare", str(tmp_path), str(tmp_path / "b"), "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app, ["audit", "compare", str(tmp_path), str(tmp_path / "b"), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2 and "No audit results" in res.output
     res = runner.invoke(app, ["audit", "some-model", "extra-arg"])
     assert res.exit_code == 2 and "unexpected extra arguments" in res.output

@@ -23,7 +23,10 @@ def test_refusal_drop_is_a_finding_with_cis_and_the_page_has_every_figure(result
     res = compare_audits([a, b], tmp_path / "cmp")
     assert res.labels == ["before", "after"] and all(c.same for c in res.checks)
     harmful, harmless = res.verdict
-    assert harmful["status"] == "finding" and "0% [0, 28] is lower than before's 100% [72, 100]" in harmful["text"]
+    assert (
+        harmful["status"] == "finding"
+        and "0% [0, 28] is lower than before's 100% [72, 100]" in harmful["text"]
+    )
     assert harmless["status"] == "non-finding"
     page = res.report.read_text()
     for name in ("compare_refusal", "compare_ablation", "compare_spectrum", "compare_refusal_by_layer"):
@@ -33,10 +36,14 @@ def test_refusal_drop_is_a_finding_with_cis_and_the_page_has_every_figure(result
     assert saved["labels"] == ["before", "after"] and len(saved["checks"]) == len(res.checks)
 
 
-def test_differences_in_prompts_or_judge_are_reported_and_make_claims_exploratory(results_v2, tmp_path: Path) -> None:
+def test_differences_in_prompts_or_judge_are_reported_and_make_claims_exploratory(
+    results_v2, tmp_path: Path
+) -> None:
     other = results_v2(refuse=0)
     other["provenance"] = dict(other["provenance"], judge="rules", manifest={"prompts": "other"})
-    res = compare_audits([_write(tmp_path / "a", results_v2()), _write(tmp_path / "b", other)], tmp_path / "cmp")
+    res = compare_audits(
+        [_write(tmp_path / "a", results_v2()), _write(tmp_path / "b", other)], tmp_path / "cmp"
+    )
     different = {c.name for c in res.checks if not c.same}
     assert different == {"prompts (hash of every split)", "judge"}
     assert res.verdict[0]["status"] == "exploratory" and "not directly comparable" in res.verdict[0]["text"]

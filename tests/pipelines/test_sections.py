@@ -21,19 +21,36 @@ def verdict(results_v2):
 
 def test_every_builtin_section_is_discovered_in_order_with_its_parts():
     reg = registry()
-    assert list(reg) == ["behavior", "directions", "geometry", "refusal_by_layer", "interventions", "backdoor"]
+    assert list(reg) == [
+        "behavior",
+        "directions",
+        "geometry",
+        "refusal_by_layer",
+        "interventions",
+        "backdoor",
+    ]
     assert reg["behavior"].core and reg["directions"].core
-    assert reg["refusal_by_layer"].result_type is not None and reg["interventions"].requires == ("directions",)
+    assert reg["refusal_by_layer"].result_type is not None and reg["interventions"].requires == (
+        "directions",
+    )
 
 
 def test_sections_are_chosen_by_config_and_quick():
-    assert [s.name for s in enabled_sections(("backdoor",), quick=False)] == ["behavior", "directions", "backdoor"]
+    assert [s.name for s in enabled_sections(("backdoor",), quick=False)] == [
+        "behavior",
+        "directions",
+        "backdoor",
+    ]
     assert len(enabled_sections(None, quick=False)) == len(registry())
-    assert {s.name for s in enabled_sections(None, quick=True)} == {n for n, s in registry().items() if s.quick}
+    assert {s.name for s in enabled_sections(None, quick=True)} == {
+        n for n, s in registry().items() if s.quick
+    }
     with pytest.raises(ConfigError, match="unknown sections"):
         AuditConfig.from_dict({"sections": ["sae"]})
     cfg = AuditConfig.from_dict({"sections": ["geometry"]})
-    assert cfg.sections == ("geometry",) and cfg.key() == AuditConfig().key()  # sections do not change the cache
+    assert (
+        cfg.sections == ("geometry",) and cfg.key() == AuditConfig().key()
+    )  # sections do not change the cache
 
 
 def test_verdict_rules_on_a_refusing_model(verdict):
@@ -63,7 +80,15 @@ def test_page_has_a_section_and_linked_figures_for_each_section_that_ran(results
     page = audit_page(r)
     assert [s["id"] for s in page["sections"]] == r.sections
     names = {s["name"] for s in figure_specs(r)}
-    assert {"behavior", "spectrum", "probes", "lens", "cosines", "refusal_by_layer", "interventions",
-            "backdoor_steerability"} <= names
+    assert {
+        "behavior",
+        "spectrum",
+        "probes",
+        "lens",
+        "cosines",
+        "refusal_by_layer",
+        "interventions",
+        "backdoor_steerability",
+    } <= names
     assert all(c["figure"] in names for c in page["verdict"] if c["figure"])
     assert all(c["section"] in r.sections for c in page["verdict"])

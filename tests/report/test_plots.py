@@ -11,9 +11,19 @@ from safetyscope.report.plots import draw, notes, save, to_svg
 
 def _curve(n: int = 4, control_y: float = 9.0, group: int | None = None) -> dict:
     x = list(range(n))
-    eff = {"label": "e", "y": [float(i) for i in x], "low": [i - 0.5 for i in x], "high": [i + 0.5 for i in x]}
-    ctl = {"label": "c", "role": "control", "y": [control_y] * n, "low": [control_y - 0.5] * n,
-           "high": [control_y + 0.5] * n}
+    eff = {
+        "label": "e",
+        "y": [float(i) for i in x],
+        "low": [i - 0.5 for i in x],
+        "high": [i + 0.5 for i in x],
+    }
+    ctl = {
+        "label": "c",
+        "role": "control",
+        "y": [control_y] * n,
+        "low": [control_y - 0.5] * n,
+        "high": [control_y + 0.5] * n,
+    }
     if group is not None:
         eff["group"] = ctl["group"] = group
     return {"name": "c", "kind": "curves", "x": x, "series": [eff, ctl], "title": "t"}
@@ -66,8 +76,11 @@ def test_notes_flag_few_points_and_control_equal_to_intervention() -> None:
     flat["series"][0].update(y=[9.0] * 3, low=[8.8] * 3, high=[9.2] * 3)
     assert any("Non-finding" in n for n in notes(flat))
     # without bounds, equality is exact (to 1e-9)
-    exact = {"kind": "bars", "categories": ["a"], "series": [{"label": "e", "y": [0.3]},
-                                                            {"label": "c", "role": "control", "y": [0.3]}]}
+    exact = {
+        "kind": "bars",
+        "categories": ["a"],
+        "series": [{"label": "e", "y": [0.3]}, {"label": "c", "role": "control", "y": [0.3]}],
+    }
     assert any("Non-finding" in n for n in notes(exact))
     exact["series"][0]["y"] = [0.31]
     assert not notes(exact)

@@ -1,10 +1,10 @@
 """Read a finished audit back for a notebook: typed results, the verdict, any figure redrawn.
 
-    >>> run = safetyscope.load_audit("runs/demo")
-    >>> run.results.interventions["ablation"].rate("intervened", "harmful")
-    >>> run.figure_names()            # ['behavior', 'spectrum', ..., 'backdoor_patching']
-    >>> fig = run.figure("refusal_by_layer")   # a matplotlib Figure (displays inline in Jupyter)
-    >>> fig.savefig("refusal.pdf")
+>>> run = safetyscope.load_audit("runs/demo")
+>>> run.results.interventions["ablation"].rate("intervened", "harmful")
+>>> run.figure_names()            # ['behavior', 'spectrum', ..., 'backdoor_patching']
+>>> fig = run.figure("refusal_by_layer")   # a matplotlib Figure (displays inline in Jupyter)
+>>> fig.savefig("refusal.pdf")
 """
 
 from __future__ import annotations

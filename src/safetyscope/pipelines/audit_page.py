@@ -39,16 +39,35 @@ def audit_page(results: AuditResults) -> dict[str, Any]:
         if name not in results.sections or results.section(name) is None:
             continue
         body = section.body(results)
-        sections.append({"id": name, "title": section.title, "paragraphs": body.get("paragraphs", []),
-                         "tables": body.get("tables", []), "figures": section.figures(results)})
+        sections.append(
+            {
+                "id": name,
+                "title": section.title,
+                "paragraphs": body.get("paragraphs", []),
+                "tables": body.get("tables", []),
+                "figures": section.figures(results),
+            }
+        )
     off = [n for n in registry() if n not in results.sections]
-    timings = [[k, f"{v['seconds']:.1f}", "cached" if v.get("cached") else ""] for k, v in results.timings.items()]
-    subtitle = (f"{p.get('n_layers')} layers, d_model {p.get('d_model')}; prompts: {p.get('prompts')}; judge: "
-                f"{p.get('judge')}; safetyscope {p.get('safetyscope_version')}; results schema "
-                f"{results.schema_version}." + (f" Sections turned off: {', '.join(off)}." if off else ""))
-    return {"title": f"safetyscope audit — {p.get('model')}", "subtitle": subtitle,
-            "verdict": [c.to_dict() for c in results.verdict],
-            "sections": sections,
-            "appendix": [{"id": "timings", "title": "Timings", "tables": [{"header": ["step", "seconds", ""],
-                                                                            "rows": timings}]},
-                         {"id": "provenance", "title": "Provenance", "pre": json.dumps(p, indent=2)}]}
+    timings = [
+        [k, f"{v['seconds']:.1f}", "cached" if v.get("cached") else ""] for k, v in results.timings.items()
+    ]
+    subtitle = (
+        f"{p.get('n_layers')} layers, d_model {p.get('d_model')}; prompts: {p.get('prompts')}; judge: "
+        f"{p.get('judge')}; safetyscope {p.get('safetyscope_version')}; results schema "
+        f"{results.schema_version}." + (f" Sections turned off: {', '.join(off)}." if off else "")
+    )
+    return {
+        "title": f"safetyscope audit — {p.get('model')}",
+        "subtitle": subtitle,
+        "verdict": [c.to_dict() for c in results.verdict],
+        "sections": sections,
+        "appendix": [
+            {
+                "id": "timings",
+                "title": "Timings",
+                "tables": [{"header": ["step", "seconds", ""], "rows": timings}],
+            },
+            {"id": "provenance", "title": "Provenance", "pre": json.dumps(p, indent=2)},
+        ],
+    }

@@ -24,8 +24,17 @@ from safetyscope.pipelines.sections.base import Claim
 
 #: Version of the ``results.json`` layout (bumped on any incompatible change).
 SCHEMA_VERSION = 2
-SECTIONS = ("behavior", "directions", "geometry", "refusal_by_layer", "interventions", "backdoor", "controls",
-            "provenance", "timings")
+SECTIONS = (
+    "behavior",
+    "directions",
+    "geometry",
+    "refusal_by_layer",
+    "interventions",
+    "backdoor",
+    "controls",
+    "provenance",
+    "timings",
+)
 BUILTIN_SECTIONS = ("behavior", "directions", "geometry", "refusal_by_layer", "interventions", "backdoor")
 
 
@@ -60,9 +69,13 @@ class RefusalByLayer:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RefusalByLayer:
         """Inverse of :meth:`to_dict`."""
-        return cls(data["baseline_harmful"], data["baseline_harmless"],
-                   [LayerAblation(**row) for row in data["layers"]], data.get("metric", cls.metric),
-                   data.get("baseline_harmful_ci"))
+        return cls(
+            data["baseline_harmful"],
+            data["baseline_harmless"],
+            [LayerAblation(**row) for row in data["layers"]],
+            data.get("metric", cls.metric),
+            data.get("baseline_harmful_ci"),
+        )
 
 
 @dataclass
@@ -101,9 +114,13 @@ class AuditResults:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``results.json`` layout: ``schema_version``, ``sections``, ``verdict``, then one key per section."""
-        out: dict[str, Any] = {"schema_version": self.schema_version, "sections": list(self.sections),
-                               "verdict": [c.to_dict() for c in self.verdict], "behavior": self.behavior,
-                               "directions": self.directions}
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "sections": list(self.sections),
+            "verdict": [c.to_dict() for c in self.verdict],
+            "behavior": self.behavior,
+            "directions": self.directions,
+        }
         if self.geometry is not None:
             out["geometry"] = self.geometry
         if self.refusal_by_layer is not None:
@@ -124,8 +141,10 @@ class AuditResults:
         if version > SCHEMA_VERSION:
             from safetyscope.errors import SafetyscopeError
 
-            raise SafetyscopeError(f"results.json has schema_version {version}; this safetyscope reads up to "
-                                   f"{SCHEMA_VERSION}. Upgrade safetyscope.")
+            raise SafetyscopeError(
+                f"results.json has schema_version {version}; this safetyscope reads up to "
+                f"{SCHEMA_VERSION}. Upgrade safetyscope."
+            )
         geometry = dict(data["geometry"]) if data.get("geometry") is not None else None
         by_layer = data.get("refusal_by_layer")
         if by_layer is None and geometry is not None and "refusal_by_layer" in geometry:  # schema 1
@@ -141,14 +160,29 @@ class AuditResults:
                 if k not in known:
                     rt = reg[k].result_type if k in reg else None
                     extra[k] = rt.from_dict(v) if rt is not None and v is not None else v
-        sections = list(data.get("sections") or [s for s in BUILTIN_SECTIONS if data.get(s) is not None or
-                                                 (s == "refusal_by_layer" and by_layer is not None)])
-        return cls(data["behavior"], data["directions"], geometry,
-                   RefusalByLayer.from_dict(by_layer) if by_layer is not None else None,
-                   {k: InterventionReport.from_dict(v) for k, v in iv.items()} if iv is not None else None,
-                   data.get("backdoor"), data.get("controls", {}), data.get("provenance", {}),
-                   data.get("timings", {}), [Claim.from_dict(c) for c in data.get("verdict", [])],
-                   sections, extra, version if version >= 2 else SCHEMA_VERSION)
+        sections = list(
+            data.get("sections")
+            or [
+                s
+                for s in BUILTIN_SECTIONS
+                if data.get(s) is not None or (s == "refusal_by_layer" and by_layer is not None)
+            ]
+        )
+        return cls(
+            data["behavior"],
+            data["directions"],
+            geometry,
+            RefusalByLayer.from_dict(by_layer) if by_layer is not None else None,
+            {k: InterventionReport.from_dict(v) for k, v in iv.items()} if iv is not None else None,
+            data.get("backdoor"),
+            data.get("controls", {}),
+            data.get("provenance", {}),
+            data.get("timings", {}),
+            [Claim.from_dict(c) for c in data.get("verdict", [])],
+            sections,
+            extra,
+            version if version >= 2 else SCHEMA_VERSION,
+        )
 
     def headline(self) -> dict[str, Any]:
         """The few numbers printed by the CLI (and compared by ``audit compare``); absent sections are left out."""
@@ -160,21 +194,29 @@ class AuditResults:
             r = iv[name].arms[arm].refusal.get(prompt_set)
             return r.to_dict() if r is not None else None
 
-        out: dict[str, Any] = {"refusal_harmful": b["refusal"]["harmful"], "refusal_harmless": b["refusal"]["harmless"],
-                               "best_layer": self.directions["best"]["layer"]}
+        out: dict[str, Any] = {
+            "refusal_harmful": b["refusal"]["harmful"],
+            "refusal_harmless": b["refusal"]["harmless"],
+            "best_layer": self.directions["best"]["layer"],
+        }
         if iv:
-            out.update(ablation_harmful=rate("ablation", "intervened", "harmful"),
-                       ablation_control_harmful=rate("ablation", "control", "harmful"),
-                       addition_harmless=rate("addition", "intervened", "harmless"),
-                       addition_control_harmless=rate("addition", "control", "harmless"),
-                       orthogonalized_harmful=rate("orthogonalized", "intervened", "harmful"),
-                       orthogonalized_control_harmful=rate("orthogonalized", "control", "harmful"))
+            out.update(
+                ablation_harmful=rate("ablation", "intervened", "harmful"),
+                ablation_control_harmful=rate("ablation", "control", "harmful"),
+                addition_harmless=rate("addition", "intervened", "harmless"),
+                addition_control_harmless=rate("addition", "control", "harmless"),
+                orthogonalized_harmful=rate("orthogonalized", "intervened", "harmful"),
+                orthogonalized_control_harmful=rate("orthogonalized", "control", "harmful"),
+            )
         if "backdoor_triggered" in b:
             out["backdoor_triggered"] = b["backdoor_triggered"]
             out["backdoor_control"] = b["backdoor_control"]
         layers = (self.backdoor or {}).get("layers") or []
         if layers:
             best = max(layers, key=lambda r: r["steerability"]["rate"] or 0.0)
-            out["most_steerable_layer"] = {"layer": best["layer"], "steerability": best["steerability"],
-                                           "control": best["control"]}
+            out["most_steerable_layer"] = {
+                "layer": best["layer"],
+                "steerability": best["steerability"],
+                "control": best["control"],
+            }
         return out

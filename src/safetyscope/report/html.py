@@ -49,11 +49,16 @@ def figure_html(spec: dict[str, Any], figures_dir: Path | None = None) -> str:
     svg = to_svg(fig)
     if figures_dir is not None:
         save(fig, figures_dir, spec["name"])
-    extra = "".join(f' <span class=note>{escape(n)}</span>' for n in notes(spec))
-    files = (f' <span class=small>Files: figures/{escape(spec["name"])}.png, .pdf</span>'
-             if figures_dir is not None else "")
-    return (f'<figure id="fig-{escape(spec["name"])}" data-figure="{escape(spec["name"])}">{svg}'
-            f'<figcaption>{escape(spec.get("caption", ""))}{extra}{files}</figcaption></figure>')
+    extra = "".join(f" <span class=note>{escape(n)}</span>" for n in notes(spec))
+    files = (
+        f" <span class=small>Files: figures/{escape(spec['name'])}.png, .pdf</span>"
+        if figures_dir is not None
+        else ""
+    )
+    return (
+        f'<figure id="fig-{escape(spec["name"])}" data-figure="{escape(spec["name"])}">{svg}'
+        f"<figcaption>{escape(spec.get('caption', ''))}{extra}{files}</figcaption></figure>"
+    )
 
 
 def verdict_html(claims: list[dict[str, Any]]) -> str:
@@ -65,10 +70,10 @@ def verdict_html(claims: list[dict[str, Any]]) -> str:
         links = [f'<a href="#sec-{escape(c["section"])}">section</a>'] if c.get("section") else []
         if c.get("figure"):
             links.append(f'<a href="#fig-{escape(c["figure"])}">figure</a>')
-        link = f' <span class=small>({", ".join(links)})</span>' if links else ""
+        link = f" <span class=small>({', '.join(links)})</span>" if links else ""
         items.append(f'<li><span class="tag {status}">{escape(status)}</span>{escape(c["text"])}{link}</li>')
     body = "".join(items) or "<li>No verdict rule applied (every section was turned off).</li>"
-    return f'<div class=verdict id=verdict><b>Verdict</b><ul>{body}</ul></div>'
+    return f"<div class=verdict id=verdict><b>Verdict</b><ul>{body}</ul></div>"
 
 
 def _section(sec: dict[str, Any], figures_dir: Path | None, level: int = 2) -> str:

@@ -35,9 +35,19 @@ from matplotlib.figure import Figure
 EFFECT_COLORS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085")
 CONTROL_COLOR = "#808080"
 BASELINE_COLOR = "#222222"
-STYLE = {"svg.hashsalt": "safetyscope", "svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10,
-         "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.color": "#e6e6e6",
-         "legend.fontsize": 8, "legend.frameon": False, "font.family": "DejaVu Sans"}
+STYLE: dict[str, Any] = {
+    "svg.hashsalt": "safetyscope",
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e6e6e6",
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "font.family": "DejaVu Sans",
+}
 #: Figure size in inches (width, height) of curves and bars.
 SIZE = (6.4, 3.4)
 
@@ -69,15 +79,39 @@ def _curves(ax: Any, spec: dict[str, Any]) -> None:
         st = _style(role, k, s.get("group"))
         k += role == "effect"
         y = _nan(s["y"])
-        ax.plot(pos, y, color=st["color"], linestyle=st["linestyle"], marker=st["marker"], markersize=4,
-                linewidth=1.6, label=s["label"])
+        ax.plot(
+            pos,
+            y,
+            color=st["color"],
+            linestyle=st["linestyle"],
+            marker=st["marker"],
+            markersize=4,
+            linewidth=1.6,
+            label=s["label"],
+        )
         if s.get("low") is not None and s.get("high") is not None:
             lo, hi = _nan(s["low"]), _nan(s["high"])
-            ax.fill_between(pos, lo, hi, color=st["color"], alpha=0.14 if role != "control" else 0.10,
-                            hatch=st["hatch"], linewidth=0)
-            ax.errorbar(pos, y, yerr=[[max(0.0, a - b) for a, b in zip(y, lo, strict=True)],
-                                      [max(0.0, b - a) for a, b in zip(y, hi, strict=True)]],
-                        fmt="none", ecolor=st["color"], elinewidth=0.8, capsize=2)
+            ax.fill_between(
+                pos,
+                lo,
+                hi,
+                color=st["color"],
+                alpha=0.14 if role != "control" else 0.10,
+                hatch=st["hatch"],
+                linewidth=0,
+            )
+            ax.errorbar(
+                pos,
+                y,
+                yerr=[
+                    [max(0.0, a - b) for a, b in zip(y, lo, strict=True)],
+                    [max(0.0, b - a) for a, b in zip(y, hi, strict=True)],
+                ],
+                fmt="none",
+                ecolor=st["color"],
+                elinewidth=0.8,
+                capsize=2,
+            )
     step = max(1, math.ceil(len(x) / 16))
     ax.set_xticks(pos[::step], [str(v) for v in x[::step]])
     if len(pos) == 1:
@@ -97,21 +131,53 @@ def _bars(ax: Any, spec: dict[str, Any]) -> None:
         y = _nan(s["y"])
         heights = [0.0 if math.isnan(v) else v for v in y]
         if role == "baseline":  # outlined, so it never reads as an effect or a control
-            ax.bar(xs, heights, width=width * 0.92, facecolor="white", edgecolor=BASELINE_COLOR, linewidth=1.2,
-                   label=s["label"])
+            ax.bar(
+                xs,
+                heights,
+                width=width * 0.92,
+                facecolor="white",
+                edgecolor=BASELINE_COLOR,
+                linewidth=1.2,
+                label=s["label"],
+            )
         else:
-            ax.bar(xs, heights, width=width * 0.92, color=st["color"], alpha=0.85 if role == "effect" else 0.55,
-                   hatch=st["hatch"], edgecolor="white", label=s["label"])
+            ax.bar(
+                xs,
+                heights,
+                width=width * 0.92,
+                color=st["color"],
+                alpha=0.85 if role == "effect" else 0.55,
+                hatch=st["hatch"],
+                edgecolor="white",
+                label=s["label"],
+            )
         tops = _nan(s["high"]) if s.get("high") is not None else y
         for xv, v, top in zip(xs, y, tops, strict=True):
             if not math.isnan(v):
-                ax.annotate(f"{v:.3g}", (xv, v if math.isnan(top) else max(v, top)), xytext=(0, 2),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=7, color="#333")
+                ax.annotate(
+                    f"{v:.3g}",
+                    (xv, v if math.isnan(top) else max(v, top)),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="#333",
+                )
         if s.get("low") is not None and s.get("high") is not None:
             lo, hi = _nan(s["low"]), _nan(s["high"])
-            ax.errorbar(xs, y, yerr=[[max(0.0, a - b) for a, b in zip(y, lo, strict=True)],
-                                     [max(0.0, b - a) for a, b in zip(y, hi, strict=True)]],
-                        fmt="none", ecolor="black", elinewidth=0.9, capsize=3)
+            ax.errorbar(
+                xs,
+                y,
+                yerr=[
+                    [max(0.0, a - b) for a, b in zip(y, lo, strict=True)],
+                    [max(0.0, b - a) for a, b in zip(y, hi, strict=True)],
+                ],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.9,
+                capsize=3,
+            )
     ax.set_xticks(range(len(cats)), cats)
     ax.grid(axis="x", visible=False)
 
@@ -119,10 +185,18 @@ def _bars(ax: Any, spec: dict[str, Any]) -> None:
 def _heatmap(fig: Figure, ax: Any, spec: dict[str, Any]) -> None:
     import numpy as np
 
-    m = np.array([[math.nan if not _finite(v) else float(v) for v in row] for row in spec["matrix"]], dtype=float)
+    m = np.array(
+        [[math.nan if not _finite(v) else float(v) for v in row] for row in spec["matrix"]], dtype=float
+    )
     cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="#cccccc")
-    im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=spec.get("vmin", -1.0), vmax=spec.get("vmax", 1.0),
-                   aspect="auto", interpolation="nearest")
+    im = ax.imshow(
+        np.ma.masked_invalid(m),
+        cmap=cmap,
+        vmin=spec.get("vmin", -1.0),
+        vmax=spec.get("vmax", 1.0),
+        aspect="auto",
+        interpolation="nearest",
+    )
     rows, cols = [str(r) for r in spec["rows"]], [str(c) for c in spec["cols"]]
     rstep, cstep = max(1, math.ceil(len(rows) / 24)), max(1, math.ceil(len(cols) / 24))
     ax.set_yticks(range(0, len(rows), rstep), rows[::rstep])
@@ -134,7 +208,7 @@ def _heatmap(fig: Figure, ax: Any, spec: dict[str, Any]) -> None:
 def draw(spec: dict[str, Any]) -> Figure:
     """Draw one figure spec (see the module docstring) and return the matplotlib figure."""
     kind = spec.get("kind")
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE):  # type: ignore[arg-type]
         if kind == "heatmap":
             n = max(len(spec["rows"]), len(spec["cols"]))
             side = min(7.0, max(3.6, 0.28 * n + 2.0))
@@ -164,10 +238,12 @@ def draw(spec: dict[str, Any]) -> Figure:
 def to_svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element: deterministic, no XML prolog, no external references."""
     buf = io.StringIO()
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE):  # type: ignore[arg-type]
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.S)  # RDF boilerplate
+    text = re.sub(
+        r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg") :], flags=re.S
+    )  # RDF boilerplate
     return text.strip()
 
 
@@ -177,7 +253,7 @@ def save(fig: Figure, folder: Path, name: str, formats: Sequence[str] = ("png", 
         raise ValueError(f"figure name {name!r} must be letters, digits, '_', '.' or '-'")
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE):  # type: ignore[arg-type]
         for fmt in formats:
             path = folder / f"{name}.{fmt}"
             meta: dict[str, Any] = {"CreationDate": None} if fmt == "pdf" else {}
@@ -207,6 +283,7 @@ def notes(spec: dict[str, Any]) -> list[str]:
     effects = [s for s in series if s.get("role", "effect") == "effect"]
     controls = [s for s in series if s.get("role") == "control"]
     if spec.get("kind") in ("curves", "bars") and effects and controls:
+
         def same(e: dict[str, Any], c: dict[str, Any], i: int) -> bool:
             ey, cy = e["y"][i], c["y"][i]
             if not (_finite(ey) and _finite(cy)):
@@ -219,8 +296,11 @@ def notes(spec: dict[str, Any]) -> list[str]:
             return [c for c in controls if c.get("group") == e.get("group")]
 
         n = len(effects[0]["y"])
-        if all(mine(e) for e in effects) and all(any(same(e, c, i) for c in mine(e))
-                                                 for e in effects for i in range(n)):
-            out.append("Non-finding: at every point the intervention is indistinguishable from its control "
-                       "(overlapping 95% intervals), so this figure shows no effect.")
+        if all(mine(e) for e in effects) and all(
+            any(same(e, c, i) for c in mine(e)) for e in effects for i in range(n)
+        ):
+            out.append(
+                "Non-finding: at every point the intervention is indistinguishable from its control "
+                "(overlapping 95% intervals), so this figure shows no effect."
+            )
     return out

@@ -69,7 +69,7 @@ class Section:
     title: str
     order: int
     run: Callable[[AuditContext, StepRunner, dict[str, Any]], dict[str, Any]]
-    result_type: type | None = None
+    result_type: type[Any] | None = None
     figures: Callable[[AuditResults], list[Spec]] = _none
     verdict: Callable[[AuditResults], list[Claim]] = _none
     body: Callable[[AuditResults], dict[str, Any]] = _empty
@@ -83,6 +83,7 @@ class Section:
 
 # ---- helpers for figure specs and claims (plain numbers in, plain dicts out) ----------------
 
+
 def pct(rate: dict[str, Any] | None) -> str:
     """``"41.0% [30.1, 52.3]"`` for a rate dict (``"n/a"`` without data)."""
     if not rate or rate.get("rate") is None:
@@ -92,11 +93,17 @@ def pct(rate: dict[str, Any] | None) -> str:
 
 def rate_series(label: str, rates: Sequence[dict[str, Any] | None], role: str = "effect") -> Spec:
     """A curve/bar series of rates in percent with their Wilson bounds."""
+
     def get(r: dict[str, Any] | None, k: str) -> float | None:
         return None if not r or r.get("rate") is None else 100 * r[k]
 
-    return {"label": label, "role": role, "y": [get(r, "rate") for r in rates],
-            "low": [get(r, "ci_low") for r in rates], "high": [get(r, "ci_high") for r in rates]}
+    return {
+        "label": label,
+        "role": role,
+        "y": [get(r, "rate") for r in rates],
+        "low": [get(r, "ci_low") for r in rates],
+        "high": [get(r, "ci_high") for r in rates],
+    }
 
 
 def beats(effect: dict[str, Any] | None, control: dict[str, Any] | None, direction: str) -> bool:
