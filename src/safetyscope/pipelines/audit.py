@@ -180,12 +180,14 @@ def _run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Pa
     steps.timings["work"] = {"seconds": sum(t["seconds"] for k, t in steps.timings.items() if k != "total"),
                              "cached": resumed}
     typed = assemble(ctx, manifest, state, steps.timings)
+    t0 = time.perf_counter()
+    report = write_audit_report(typed, out)
+    typed.timings["report"] = {"seconds": time.perf_counter() - t0, "cached": False}  # after the page's table
     results = typed.to_dict()
     from safetyscope.outputs import atomic_file
 
     with atomic_file(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    report = write_audit_report(typed, out)
     return AuditResult(out, results, report, resumed, typed.headline())
 
 
