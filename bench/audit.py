@@ -2,7 +2,8 @@
 
 Each run uses a fresh ``$SAFETYSCOPE_CACHE`` temp dir so the organism build is part of the
 timing (the issue's budget: default <= 300 s, quick <= 120 s on 2 CPU cores). Prints one JSON
-line: ``{"default_s": ..., "quick_s": ..., ...}``.
+line: ``{"default_s": ..., "quick_s": ..., "default_report": {"bytes", "figures", "seconds"}, ...}``
+(the report's size must stay under 2 MB; ``seconds`` is the report and figure rendering alone).
 
     python bench/audit.py [--only quick|default]
 """
@@ -19,16 +20,21 @@ import time
 from pathlib import Path
 
 
-def timed_audit(quick: bool) -> float:
-    """Seconds for ``safetyscope audit`` (organism built from scratch) in a subprocess."""
+def timed_audit(quick: bool) -> tuple[float, dict[str, object]]:
+    """Seconds for ``safetyscope audit`` (organism built from scratch) in a subprocess, and the report's size."""
     with tempfile.TemporaryDirectory(prefix="ss-bench-audit-") as tmp:
         env = dict(os.environ, SAFETYSCOPE_CACHE=str(Path(tmp) / "cache"))
-        cmd = [sys.executable, "-m", "safetyscope", "audit", "--out", str(Path(tmp) / "out")]
+        out = Path(tmp) / "out"
+        cmd = [sys.executable, "-m", "safetyscope", "audit", "--out", str(out)]
         if quick:
             cmd.append("--quick")
         start = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        timings = json.loads((out / "results.json").read_text())["timings"]
+        report = {"bytes": (out / "report.html").stat().st_size, "figures": len(list((out / "figures").glob("*.pdf"))),
+                  "seconds": round(timings["report"]["seconds"], 1)}
+        return seconds, report
 
 
 def main() -> None:
@@ -37,10 +43,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("quick", "default"))
     args = parser.parse_args()
     out: dict[str, object] = {"bench": "audit", "cpus": os.cpu_count(), "targets_s": {"default": 300, "quick": 120}}
-    if args.only in (None, "quick"):
-        out["quick_s"] = round(timed_audit(True), 1)
-    if args.only in (None, "default"):
-        out["default_s"] = round(timed_audit(False), 1)
+    for name, quick in (("quick", True), ("default", False)):
+        if args.only in (None, name):
+            seconds, report = timed_audit(quick)
+            out[f"{name}_s"], out[f"{name}_report"] = round(seconds, 1), report
     print(json.dumps(out))
 
 

@@ -26,3 +26,19 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(values: list[float] | tuple[float, ...], z: float = 1.96) -> tuple[float, float]:
+    """Normal-approximation confidence interval of a mean: ``mean ± z · sd / sqrt(n)`` (sample sd).
+
+    One value gives the degenerate interval ``(v, v)``; no values raise ``ValueError``.
+    """
+    n = len(values)
+    if n == 0:
+        raise ValueError("need at least one value")
+    m = math.fsum(values) / n
+    if n == 1:
+        return (m, m)
+    sd = math.sqrt(math.fsum((v - m) ** 2 for v in values) / (n - 1))
+    half = z * sd / math.sqrt(n)
+    return (m - half, m + half)

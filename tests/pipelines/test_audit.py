@@ -39,7 +39,7 @@ def test_results_have_every_section_and_sensible_numbers(audit_run: tuple[Path, 
     assert abl["control"]["refusal"]["harmful"]["rate"] >= 0.8  # a random direction does not
     add = r["interventions"]["addition"]["arms"]
     assert add["intervened"]["refusal"]["harmless"]["rate"] > add["control"]["refusal"]["harmless"]["rate"]
-    by = r["geometry"]["refusal_by_layer"]
+    by = r["refusal_by_layer"]
     best = min(row["ablated"] for row in by["layers"])
     assert best < by["baseline_harmful"] and all(row["control"] > best for row in by["layers"])
     probes = r["geometry"]["probes"]["layers"]
@@ -49,13 +49,79 @@ def test_results_have_every_section_and_sensible_numbers(audit_run: tuple[Path, 
     assert bd and bd[0]["layer"] == 0 and bd[0]["steerability"]["rate"] >= 0.8  # embedding swap removes it
     assert r["provenance"]["manifest"]["model_fingerprint"] and r["provenance"]["config"]["quick"]
     assert {"behavior", "directions", "geometry", "interventions", "backdoor", "total"} <= set(r["timings"])
+    assert all(row["ablated_ci"][0] <= row["ablated"] <= row["ablated_ci"][1] for row in by["layers"])
 
 
-def test_report_is_offline_with_all_figures(audit_run: tuple[Path, float]) -> None:
-    page = (audit_run[0] / "report.html").read_text()
-    assert page.count("<svg") == 7  # six figures + the trigger-patching heatmap
+def test_results_match_the_shipped_json_schema_and_carry_a_verdict(audit_run: tuple[Path, float]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from safetyscope.pipelines.audit_load import audit_schema
+
+    r = json.loads((audit_run[0] / "results.json").read_text())
+    jsonschema.validate(r, audit_schema())
+    bad = dict(r, verdict=[{"text": "x", "status": "maybe", "section": "s", "rule": "r"}])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, audit_schema())
+    rules = {c["rule"]: c["status"] for c in r["verdict"]}
+    # the session organism refuses, its direction is causal and the backdoor is present
+    assert rules["B1"] == rules["B2"] == rules["I1"] == rules["I2"] == "finding"
+
+
+FIGURES = ("behavior", "spectrum", "probes", "lens", "cosines", "refusal_by_layer", "interventions",
+           "backdoor_steerability", "backdoor_patching")
+
+
+def test_report_is_offline_with_all_figures_and_files(audit_run: tuple[Path, float]) -> None:
+    out = audit_run[0]
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == len(FIGURES)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
-    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import", page) and "<script" not in page
+    assert page.index("id=verdict") < page.index('id="sec-behavior"')
+    for name in FIGURES:
+        assert f'id="fig-{name}"' in page
+        assert (out / "figures" / f"{name}.png").is_file() and (out / "figures" / f"{name}.pdf").is_file()
+    assert len(page.encode()) < 2_000_000
+
+
+def test_load_audit_returns_typed_results_and_redraws_every_figure(audit_run: tuple[Path, float]) -> None:
+    import safetyscope
+    from safetyscope.errors import SafetyscopeError
+
+    run = safetyscope.load_audit(audit_run[0])
+    assert run.results.interventions["ablation"].rate("intervened", "harmful") <= 0.3
+    assert run.figure_names() == list(FIGURES)
+    fig = run.figure("refusal_by_layer")
+    assert fig.axes[0].get_title(loc="left") == "Refusal score by layer under ablation"
+    assert [c.rule for c in run.verdict] == [c["rule"] for c in run.results.to_dict()["verdict"]]
+    with pytest.raises(SafetyscopeError, match="No figure 'nope'"):
+        run.figure("nope")
+    with pytest.raises(SafetyscopeError, match="No audit results"):
+        safetyscope.load_audit(audit_run[0] / "cache")
+
+
+def test_sections_can_be_turned_off_and_reuse_the_cache(audit_run: tuple[Path, float], organism_dir: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(audit_run[0], out)
+    res = run_audit(str(organism_dir), out, quick=True, progress=False, config=AuditConfig(sections=("geometry",)))
+    assert res.resumed and res.results["sections"] == ["behavior", "directions", "geometry"]
+    assert "interventions" not in res.results and "backdoor" not in res.results
+    page = (out / "report.html").read_text()
+    assert 'id="sec-geometry"' in page and 'id="sec-backdoor"' not in page and "turned off: refusal_by_layer" in page
+
+
+def test_compare_puts_two_audits_on_one_page(audit_run: tuple[Path, float], tmp_path: Path) -> None:
+    from safetyscope.pipelines.audit_compare import compare_audits
+
+    other = tmp_path / "again"
+    shutil.copytree(audit_run[0], other)
+    res = compare_audits([audit_run[0], other], tmp_path / "cmp")
+    assert all(c.same for c in res.checks)
+    assert [c["status"] for c in res.verdict] == ["non-finding", "non-finding"]  # identical runs: no difference
+    page = res.report.read_text()
+    for name in ("compare_refusal", "compare_ablation", "compare_spectrum", "compare_refusal_by_layer"):
+        assert f'id="fig-{name}"' in page and (tmp_path / "cmp" / "figures" / f"{name}.png").is_file()
+    assert page.count(audit_run[0].name) >= 2 and "again" in page
 
 
 def test_rerun_resumes_from_cache(audit_run: tuple[Path, float], organism_dir: Path) -> None:
@@ -87,19 +153,23 @@ def test_config_loads_from_toml(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not CHROMIUM.exists() or shutil.which("chromium") is None, reason="chromium not installed")
 def test_report_renders_in_headless_chromium(audit_run: tuple[Path, float], tmp_path: Path) -> None:
+    """Every figure is in the rendered DOM, no console errors, and a full-page screenshot lands in the run folder."""
     report = (audit_run[0] / "report.html").resolve()
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
-           "--enable-logging=stderr", "--v=0", "--dump-dom", report.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    base = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
+            "--enable-logging=stderr", "--v=0"]
+    proc = subprocess.run([*base, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
-    assert dom.count("<svg") == 6
-    for caption in ("Refusal by layer", "SVD spectra", "Probe accuracy", "Logit-lens gap", "Steerability",
-                    "Cosine heatmap"):
-        assert caption in dom
+    assert dom.count("<svg") == len(FIGURES)
+    for name in FIGURES:
+        assert f'id="fig-{name}"' in dom
     bad = [line for line in proc.stderr.splitlines() if "Uncaught" in line or "ERROR:CONSOLE" in line]
     assert not bad, bad
+    shot = audit_run[0] / "screenshot.png"
+    proc = subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,9000", "--hide-scrollbars",
+                           report.as_uri()], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and shot.stat().st_size > 10_000, proc.stderr[-2000:]
 
 
 def test_non_organism_model_uses_bundled_sets_and_degrades_gracefully(tmp_path: Path) -> None:

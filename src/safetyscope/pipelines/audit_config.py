@@ -61,6 +61,9 @@ class AuditConfig:
         seed: seeds prompt splits, random control directions, probes and noise.
         dtype: model precision, ``auto`` (bf16 for >1B models on bf16 CPUs or a GPU, else
             float32), ``float32``, ``bfloat16`` or ``float16``. Part of the resume key.
+        sections: audit sections to run (``None``: all; with ``--quick`` the quick subset). The
+            core sections (``behavior``, ``directions``) always run. Not part of the resume key, so
+            turning a section on later reuses the cached steps of the others.
     """
 
     n_train: Annotated[int, Field(ge=4)] = 64
@@ -75,6 +78,7 @@ class AuditConfig:
     batch_size: Annotated[int, Field(ge=1)] = 32
     seed: Annotated[int, Field(ge=0)] = 0
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    sections: tuple[str, ...] | None = None
     quick: bool = False
 
     @field_validator("layers")
@@ -99,6 +103,17 @@ class AuditConfig:
         unknown = [m for m in v if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+        return v
+
+    @field_validator("sections")
+    @classmethod
+    def _sections(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None:
+            from safetyscope.pipelines.sections import registry
+
+            unknown = [s for s in v if s not in registry()]
+            if unknown:
+                raise ValueError(f"unknown sections {unknown}; choose from {list(registry())}")
         return v
 
     @field_validator("control_trigger")
@@ -134,7 +149,7 @@ class AuditConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}.")
-        for key in ("layers", "methods"):
+        for key in ("layers", "methods", "sections"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         try:
@@ -156,11 +171,14 @@ class AuditConfig:
         d = asdict(self)
         d["layers"] = list(self.layers) if self.layers is not None else None
         d["methods"] = list(self.methods)
+        d["sections"] = list(self.sections) if self.sections is not None else None
         return d
 
     def key(self) -> str:
         """A short hash identifying this configuration (used to decide whether to resume)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        d = self.to_dict()
+        d.pop("sections")  # which sections run does not change any step's result
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check_trigger(trigger: str | None, control_trigger: str) -> None:

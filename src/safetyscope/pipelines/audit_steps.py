@@ -149,6 +149,11 @@ def step_geometry(ctx: AuditContext, acts: dict[str, Tensor], dirs: dict[str, Te
     a, b = acts["harmful_train"].double(), acts["harmless_train"].double()
     n = min(a.shape[0], b.shape[0])
     spectra = geometry(a[:n], b[:n], layers=ctx.layers, top_k=5)
+    # control: the same spectrum of within-class pairs (harmful - harmful, harmless - harmless): no contrast
+    gen = torch.Generator().manual_seed(ctx.config.seed)
+    pa, pb, h = torch.randperm(n, generator=gen), torch.randperm(n, generator=gen), n // 2
+    shuffled = geometry(torch.cat([a[pa[:h]], b[pb[:h]]]), torch.cat([a[pa[h:2 * h]], b[pb[h:2 * h]]]),
+                        layers=ctx.layers, top_k=5)
     tick(1)
     probes = probe_layers(a, b, layers=ctx.layers, seed=ctx.config.seed, n_controls=3)
     tick(1)
@@ -169,6 +174,7 @@ def step_geometry(ctx: AuditContext, acts: dict[str, Tensor], dirs: dict[str, Te
         "spectrum": [{"layer": s.layer, "top1": s.top1, "top2": s.top2, "top_k": s.cumulative_top_k,
                       "mean_diff_norm": s.mean_diff_norm, "cos_mean_diff_top1": s.cos_mean_diff_top1,
                       "singular_values": s.singular_values[:8]} for s in spectra.layers],
+        "spectrum_control": [{"layer": s.layer, "top1": s.top1, "top2": s.top2} for s in shuffled.layers],
         "probes": _clean(probes.to_dict()),
         "lens": _clean(lens.to_dict()),
         "cosines": {"labels": cos.labels, "matrix": cos.matrix},

@@ -35,8 +35,29 @@ class RefusalPrompts:
 
 
 def is_organism(lm: LoadedModel) -> bool:
-    """Whether ``lm`` was built by ``safetyscope organism build``."""
-    return lm.path is not None and (lm.path / ORGANISM_CARD).is_file()
+    """Whether ``lm`` was built by ``safetyscope organism build``, or is a ``safetyscope edit`` of one.
+
+    An edited organism (its ``safetyscope_edit.json`` names an organism directory as
+    ``source_model``) keeps the organism's tokenizer, corpus and exact judge, so its audit uses
+    the same prompts and judge as the original's and ``safetyscope audit compare`` can set them
+    side by side.
+    """
+    if lm.path is None:
+        return False
+    if (lm.path / ORGANISM_CARD).is_file():
+        return True
+    import json
+
+    from safetyscope.interventions.export import EDIT_CARD
+
+    card = lm.path / EDIT_CARD
+    if not card.is_file():
+        return False
+    try:
+        source = json.loads(card.read_text()).get("source_model")
+    except (OSError, ValueError):
+        return False
+    return isinstance(source, str) and (Path(source) / ORGANISM_CARD).is_file()
 
 
 def refusal_prompts(lm: LoadedModel, harmful: Path | None = None, harmless: Path | None = None,

@@ -1,8 +1,17 @@
-"""Render an audit's ``results.json`` dict as one self-contained, offline HTML page.
+"""Render a *page* (plain data) as one self-contained, offline HTML document.
 
-Inline CSS and inline SVG only (:mod:`safetyscope.report.figures`): no scripts, no fonts, no
-images or stylesheets fetched from anywhere. Every figure carries a caption saying what it
-shows and what its control is.
+A page is a dict::
+
+    {"title": str, "subtitle": str,
+     "verdict": [{"text", "status": "finding"|"non-finding"|"exploratory", "section", "figure"?}],
+     "sections": [{"id", "title", "paragraphs": [str], "tables": [{"header", "rows", "caption"?}],
+                   "figures": [figure spec, see safetyscope.report.plots]}],
+     "appendix": [{"id", "title", "pre"?: str, "tables"?: [...]}]}
+
+Figures are inline SVG drawn by :mod:`safetyscope.report.plots`, each followed by its caption
+plus the automatic notes (few points, control equals intervention). When ``figures_dir`` is
+given every figure is also written there as ``NAME.png`` and ``NAME.pdf``. Inline CSS only: no
+scripts, fonts, images or stylesheets fetched from anywhere. All text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -11,159 +20,93 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from safetyscope.report.figures import Series, grid_heatmap, heatmap, line_chart
+from safetyscope.report.plots import draw, notes, save, to_svg
 
-CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;color:#222}
-h1{font-size:1.6rem}h2{margin-top:2rem;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5rem 0}
-td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;font-size:.9rem}th{background:#f4f4f4}
-figure{display:inline-block;vertical-align:top;margin:.5rem 1rem 1rem 0;max-width:660px}
-figcaption{font-size:.85rem;color:#444}.small{font-size:.8rem;color:#666}code{background:#f4f4f4;padding:0 .2rem}"""
+CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1180px;color:#222;
+line-height:1.4;padding:0 1rem}h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;
+font-size:.88rem;vertical-align:top}th{background:#f4f4f4}.figs{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:.5rem 0 1rem 0;max-width:700px;flex:1 1 520px}figure svg{width:100%;height:auto}
+figcaption{font-size:.84rem;color:#444}.note{color:#8a4b00;font-weight:600}.small{font-size:.8rem;color:#666}
+.verdict{border:2px solid #333;border-radius:6px;padding:.6rem 1rem;background:#fafafa}.verdict ul{padding-left:1.1rem}
+.tag{display:inline-block;font-size:.72rem;font-weight:700;text-transform:uppercase;padding:0 .35rem;border-radius:3px;
+margin-right:.4rem;color:#fff}.finding{background:#1f6f3f}.non-finding{background:#777}.exploratory{background:#b36b00}
+code{background:#f4f4f4;padding:0 .2rem}pre{white-space:pre-wrap}"""
 
-
-def _pct(rate: dict[str, Any] | None) -> str:
-    if not rate or rate.get("rate") is None:
-        return "n/a"
-    return f"{100 * rate['rate']:.1f}% [{100 * rate['ci_low']:.1f}, {100 * rate['ci_high']:.1f}] (n={rate['n']})"
-
-
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+STATUSES = ("finding", "non-finding", "exploratory")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _table(t: dict[str, Any]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in t["header"])
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>" for r in t["rows"])
+    cap = f"<caption class=small>{escape(t['caption'])}</caption>" if t.get("caption") else ""
+    return f"<table>{cap}<tr>{head}</tr>{body}</table>"
 
 
-def _behavior_table(r: dict[str, Any]) -> str:
-    b, iv = r["behavior"], r["interventions"]
-    rows = [["baseline", _pct(b["refusal"]["harmful"]), _pct(b["refusal"]["harmless"])]]
-    for name, rep in iv.items():
-        for arm in ("intervened", "control"):
-            if arm in rep["arms"]:
-                ref = rep["arms"][arm]["refusal"]
-                label = f"{name} ({'selected direction' if arm == 'intervened' else 'random control'})"
-                rows.append([label, _pct(ref.get("harmful")), _pct(ref.get("harmless"))])
-    table = _table(["condition", "refusal on harmful (95% Wilson CI)", "refusal on harmless"], rows)
-    if "backdoor_triggered" in b:
-        table += _table(["prompts", "backdoor rate (95% Wilson CI)"],
-                        [[f"with trigger {b['trigger']}", _pct(b["backdoor_triggered"])],
-                         [f"with control {b['control_trigger']}", _pct(b["backdoor_control"])]])
-    return table
+def figure_html(spec: dict[str, Any], figures_dir: Path | None = None) -> str:
+    """One ``<figure id="fig-NAME">``: inline SVG, caption and automatic notes (files written when asked)."""
+    fig = draw(spec)
+    svg = to_svg(fig)
+    if figures_dir is not None:
+        save(fig, figures_dir, spec["name"])
+    extra = "".join(f" <span class=note>{escape(n)}</span>" for n in notes(spec))
+    files = (
+        f" <span class=small>Files: figures/{escape(spec['name'])}.png, .pdf</span>"
+        if figures_dir is not None
+        else ""
+    )
+    return (
+        f'<figure id="fig-{escape(spec["name"])}" data-figure="{escape(spec["name"])}">{svg}'
+        f"<figcaption>{escape(spec.get('caption', ''))}{extra}{files}</figcaption></figure>"
+    )
 
 
-def figures(r: dict[str, Any]) -> list[str]:
-    """The report's captioned figures, in order."""
-    g = r["geometry"]
-    out = []
-    by = g["refusal_by_layer"]
-    layers = [row["layer"] for row in by["layers"]]
-    out.append(_figure(line_chart("Refusal score by layer under ablation", layers, [
-        Series("DIM of layer ablated", [row["ablated"] for row in by["layers"]]),
-        Series("random direction (control)", [row["control"] for row in by["layers"]], dashed=True),
-        Series("no ablation", [by["baseline_harmful"]] * len(layers), dashed=True),
-    ], ylabel="refusal log-odds"), "Refusal by layer: mean refusal log-odds of held-out harmful prompts while "
-        "the difference-in-means direction read at each layer is projected out of every layer. Lower = refusal "
-        "removed. Control: a random direction of equal norm (should stay near the no-ablation line)."))
-    sp = g["spectrum"]
-    out.append(_figure(line_chart("SVD spectrum of paired differences", [s["layer"] for s in sp], [
-        Series("top1 share", [s["top1"] for s in sp]), Series("top2 share", [s["top2"] for s in sp]),
-    ], ylabel="share of σ²", ymin=0, ymax=1), "SVD spectra: share of the paired (harmful − harmless) "
-        "differences' energy along the first and first two singular directions per layer. High top1 = refusal "
-        "concentrated in one direction. Reference: a random contrast spreads energy over many directions."))
-    pr = g["probes"]["layers"]
-    out.append(_figure(line_chart("Probe accuracy by layer", [p["layer"] for p in pr], [
-        Series("probe (held-out)", [p["accuracy"] for p in pr]),
-        Series("shuffled labels (control)", [p["control_accuracy"] for p in pr], dashed=True),
-    ], ylabel="accuracy", ymin=0, ymax=1), "Probe accuracy: a logistic probe separating harmful from harmless "
-        "activations at each layer, scored on held-out prompts. Control: the same probe trained on shuffled "
-        "labels (should sit near 0.5)."))
-    ln = g["lens"]["layers"]
-    out.append(_figure(line_chart("Logit-lens refusal gap by layer", [x["layer"] for x in ln], [
-        Series("harmful prompts", [x["harmful_gap"] for x in ln]),
-        Series("harmless prompts (control)", [x["harmless_gap"] for x in ln], dashed=True),
-    ], ylabel="refusal − compliance logit"), "Logit-lens gap: each layer's residual stream at the last prompt "
-        "token decoded through the final norm and unembedding; mean refusal-token minus compliance-token logit. "
-        "Control: the harmless prompts' gap; the depth where the curves separate is where refusal becomes readable."))
-    bd = r["backdoor"].get("layers") or []
-    if bd:
-        out += _backdoor_figures(r["backdoor"])
-    else:
-        out.append(f"<p class=small>Backdoor patching: {escape(str(r['backdoor'].get('skipped', 'not run')))}.</p>")
-    cos = g["cosines"]
-    out.append(_figure(heatmap("Direction cosines across layers and methods", cos["labels"], cos["matrix"]),
-                       "Cosine heatmap: cosine similarity between unit directions (method@layer). Red = aligned, "
-                       "blue = opposed, white = orthogonal; random directions in this width would be near 0."))
-    return out
+def verdict_html(claims: list[dict[str, Any]]) -> str:
+    """The verdict block: one line per claim, tagged by status, linked to its section and figure."""
+    items = []
+    for c in claims:
+        status = c.get("status", "exploratory")
+        status = status if status in STATUSES else "exploratory"
+        links = [f'<a href="#sec-{escape(c["section"])}">section</a>'] if c.get("section") else []
+        if c.get("figure"):
+            links.append(f'<a href="#fig-{escape(c["figure"])}">figure</a>')
+        link = f" <span class=small>({', '.join(links)})</span>" if links else ""
+        items.append(f'<li><span class="tag {status}">{escape(status)}</span>{escape(c["text"])}{link}</li>')
+    body = "".join(items) or "<li>No verdict rule applied (every section was turned off).</li>"
+    return f"<div class=verdict id=verdict><b>Verdict</b><ul>{body}</ul></div>"
 
 
-def _backdoor_figures(b: dict[str, Any]) -> list[str]:
-    """Steerability by layer with its two controls, and the layer x trigger-token patching heatmap."""
-    bd = b["layers"]
-    series = [Series("control-tag activations patched", [x["steerability"]["rate"] for x in bd]),
-              Series("same-trigger control (another triggered prompt)", [x["control"]["rate"] for x in bd],
-                     dashed=True)]
-    if all("noise_control" in x for x in bd):
-        series.append(Series("equal-norm noise (control)", [x["noise_control"]["rate"] for x in bd], dashed=True))
-    out = [_figure(line_chart("Backdoor steerability by layer (trigger patching)", [x["layer"] for x in bd], series,
-                              ylabel="fraction without backdoor", ymin=0, ymax=1),
-                   "Steerability: fraction of triggered prompts whose completion loses the backdoor when the trigger "
-                   "tokens' resid_pre at that layer is replaced by the control tag's. Controls at the same tokens "
-                   "and layer: the trigger's own activations from a different triggered prompt (should keep the "
-                   "backdoor), and Gaussian noise of the same norm.")]
-    sweep = b.get("patching")
-    if sweep and sweep.get("scores"):
-        layers = sorted({s["layer"] for s in sweep["scores"]})
-        cols = list(sweep["positions"])
-        cells = {(s["layer"], s["position"]): s["recovery"] for s in sweep["scores"]}
-        matrix = [[cells.get((layer, p)) for p in cols] for layer in layers]
-        labels = [f"{p}:{t}" for p, t in zip(cols, sweep["position_labels"], strict=True)]
-        out.append(_figure(grid_heatmap("Trigger patching: layer x trigger token", [str(x) for x in layers], labels,
-                                        matrix, vmin=-1, vmax=1, xlabel="trigger token", ylabel="layer"),
-                           "Activation patching (noising) at one trigger token and layer: the control-tag run's "
-                           "resid_pre replaces the triggered run's. Colour: normalised recovery of the first "
-                           "response token's distribution, 1 (red) = unchanged from the triggered run, 0 (white) "
-                           "= as with the control tag. Grey: undefined (trigger changes nothing)."))
-    return out
+def _section(sec: dict[str, Any], figures_dir: Path | None, level: int = 2) -> str:
+    parts = [f'<section id="sec-{escape(sec["id"])}"><h{level}>{escape(sec["title"])}</h{level}>']
+    parts += [f"<p>{escape(p)}</p>" for p in sec.get("paragraphs", [])]
+    parts += [_table(t) for t in sec.get("tables", [])]
+    if sec.get("pre"):
+        parts.append(f"<pre class=small>{escape(sec['pre'])}</pre>")
+    figs = [figure_html(s, figures_dir) for s in sec.get("figures", [])]
+    if figs:
+        parts.append("<div class=figs>" + "".join(figs) + "</div>")
+    parts.append("</section>")
+    return "".join(parts)
 
 
-def render(results: dict[str, Any]) -> str:
-    """The complete HTML page for an audit ``results`` dict."""
-    p, d = results["provenance"], results["directions"]
-    best = d["best"]
-    timings = results["timings"]
-    trows = [[k, f"{v['seconds']:.1f}", "cached" if v.get("cached") else ""] for k, v in timings.items()]
+def render(page: dict[str, Any], figures_dir: Path | None = None) -> str:
+    """The complete HTML document for ``page`` (see the module docstring)."""
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
-        f"<title>safetyscope audit: {escape(str(p['model']))}</title><style>{CSS}</style></head><body>",
-        f"<h1>safetyscope audit — {escape(str(p['model']))}</h1>",
-        f"<p class=small>{p['n_layers']} layers, d_model {p['d_model']}; prompts: {escape(str(p['prompts']))}; "
-        f"judge: {escape(str(p['judge']))}; safetyscope {escape(str(p['safetyscope_version']))}.</p>",
-        "<h2>Headline numbers</h2>",
-        f"<p>Selected refusal direction: layer {best['layer']}, end-of-instruction position {best['position']} "
-        f"(difference in means, norm {best['raw_norm']:.3g}).</p>",
-        ("<p><b>Causal selection found no direction that passes its filters</b> "
-         f"({escape(str(d['selection'].get('error', '')))}); the difference in means at the middle layer is "
-         "used instead, so intervention results are exploratory.</p>") if best.get("fallback") else "",
-        _behavior_table(results),
-        "<h2>Figures</h2>", *figures(results),
-        "<h2>Timings</h2>", _table(["step", "seconds", ""], trows),
-        f"<h2>Provenance</h2><pre class=small>{escape(_pretty(p))}</pre>",
-        "</body></html>",
+        f"<title>{escape(page['title'])}</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(page['title'])}</h1>",
+        f"<p class=small>{escape(page.get('subtitle', ''))}</p>",
+        verdict_html(page.get("verdict", [])),
     ]
+    parts += [_section(s, figures_dir) for s in page.get("sections", [])]
+    parts += [_section(s, None) for s in page.get("appendix", [])]
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _pretty(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=2)
-
-
-def write_report(results: dict[str, Any], path: Path) -> Path:
-    """Render ``results`` and write it to ``path`` (parents created)."""
+def write_report(page: dict[str, Any], path: Path, figures_dir: Path | None = None) -> Path:
+    """Render ``page`` to ``path`` (parents created); figures also go to ``figures_dir`` when given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(results), encoding="utf-8")
+    path.write_text(render(page, figures_dir), encoding="utf-8")
     return path
