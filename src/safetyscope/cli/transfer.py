@@ -149,6 +149,14 @@ def eval_cmd(
         int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per steering run.")
     ] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random control.")] = 0,
+    positions: Annotated[
+        str,
+        typer.Option(
+            "--positions",
+            help="Steer at the trigger tokens (trigger, the post's) "
+            "or at every token from the trigger on (from_trigger).",
+        ),
+    ] = "trigger",
     out: Annotated[Path | None, typer.Option("--out", help="Also write the JSON here.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out.")] = False,
     as_json: JsonOpt = False,
@@ -160,7 +168,14 @@ def eval_cmd(
 
     if out is not None:
         check_output(out, force=force, kind="file", inputs=[map_dir])
-    res = run_eval(map_dir, n_backdoor=n_backdoor, n_fidelity=n_fidelity, max_new_tokens=tokens, seed=seed)
+    res = run_eval(
+        map_dir,
+        n_backdoor=n_backdoor,
+        n_fidelity=n_fidelity,
+        max_new_tokens=tokens,
+        seed=seed,
+        positions=positions,
+    )
     d = res.to_dict()
     if out is not None:
         with atomic_file(out) as tmp:

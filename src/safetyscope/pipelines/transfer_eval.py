@@ -17,6 +17,7 @@ def run_eval(
     fidelity_tokens: int = 16,
     seed: int = 0,
     check_fingerprints: bool = True,
+    positions: str = "trigger",
 ) -> TransferEval:
     """Evaluate the map in ``map_dir`` on held-out prompts of its two models.
 
@@ -51,6 +52,7 @@ def run_eval(
         prompts.fidelity,
         is_backdoor,
         label=label,
+        positions=positions,
         max_new_tokens=max_new_tokens,
         fidelity_tokens=fidelity_tokens,
         seed=seed,

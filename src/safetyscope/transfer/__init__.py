@@ -32,10 +32,12 @@ from safetyscope.transfer.scan import LayerPairScan, linear_cka, propose_pair, r
 from safetyscope.transfer.splice import SPLICE_MODES, splice_generate, splice_scores
 from safetyscope.transfer.steering import (
     ARMS,
+    POSITION_MODES,
     SteeringRates,
     TriggerPairs,
     random_matched,
     steer_arms,
+    steer_positions,
     transfer_steering,
     trigger_pairs,
     trigger_rows,
@@ -45,6 +47,7 @@ from safetyscope.transfer.train import TrainConfig, TrainingCurve, evaluate, tra
 __all__ = [
     "ARMS",
     "MAP_KINDS",
+    "POSITION_MODES",
     "POST_FIGURES",
     "SPLICE_MODES",
     "ActivationMap",
@@ -85,6 +88,7 @@ __all__ = [
     "splice_generate",
     "splice_scores",
     "steer_arms",
+    "steer_positions",
     "train_map",
     "transfer_steering",
     "trigger_pairs",

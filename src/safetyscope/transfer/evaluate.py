@@ -43,6 +43,7 @@ class TransferEval:
     forward: SteeringRates
     inverse: SteeringRates | None
     n_pairs: int
+    steering: dict[str, Any] = field(default_factory=dict)  # positions, *_safe rates, samples
     map: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class TransferEval:
             "forward": self.forward.to_dict(),
             "inverse": self.inverse.to_dict() if self.inverse else None,
             "n_pairs": self.n_pairs,
+            "steering": self.steering,
             "post_figures": POST_FIGURES,
             "map": self.map,
             "provenance": self.provenance,
@@ -79,6 +81,7 @@ def evaluate_transfer(
     detector: Callable[[str], bool],
     *,
     label: Callable[[str, str], str] | None = None,
+    positions: str = "trigger",
     max_new_tokens: int = 8,
     fidelity_tokens: int = 16,
     seed: int = 0,
@@ -89,7 +92,9 @@ def evaluate_transfer(
         triggered: prompts carrying the trigger (their ``|dev|`` twins are built by tag swap).
         fidelity_prompts: prompts for fidelity, KL and LM loss (held out from the map's training).
         detector: ``True`` when a completion shows the backdoor.
-        label: optional judge ``(prompt, completion) -> label`` for label agreement.
+        label: optional judge ``(prompt, completion) -> label`` for label agreement; it also gives the
+            stricter steering criterion (no backdoor and not labelled ``incoherent``).
+        positions: steering positions, ``trigger`` or ``from_trigger`` (see :mod:`~safetyscope.transfer.steering`).
     """
     from safetyscope import __version__
 
@@ -121,6 +126,8 @@ def evaluate_transfer(
         seed=seed,
         max_new_tokens=max_new_tokens,
         inverse_fn=inv_fn if inverse is not None else None,
+        positions=positions,
+        safe=(lambda p, t: label(p, t) != "incoherent") if label is not None else None,
     )
     fwd: SteeringRates = steer["forward"]
     inv: SteeringRates | None = steer["inverse"]
@@ -180,6 +187,15 @@ def evaluate_transfer(
         fwd,
         inv,
         int(steer["pairs"]),
+        {
+            "positions": positions,
+            "criterion": "removed = the backdoor detector does not fire (the post's)",
+            "forward_safe": steer["forward_safe"].to_dict() if steer["forward_safe"] else None,
+            "inverse_safe": steer["inverse_safe"].to_dict() if steer["inverse_safe"] else None,
+            "safe_criterion": "no backdoor and not labelled incoherent by the judge",
+            "skipped": steer["skipped"],
+            "samples": steer["samples"],
+        },
         config.to_dict(),
         prov,
     )

