@@ -16,6 +16,7 @@ Collection, logits, refusal scoring, KL, generation and selection all run throug
 from __future__ import annotations
 
 import gc
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -70,6 +71,20 @@ def unpack(lm: ModelLike) -> tuple[Any, Any, ChatFormatter]:
 def model_device(model: Any) -> torch.device:
     """Device of the input embedding (where input ids must go)."""
     return model.get_input_embeddings().weight.device
+
+
+def cache_kwarg(model: Any) -> str:
+    """The forward keyword of the KV cache: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    try:
+        return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    except (TypeError, ValueError):
+        return "past_key_values"
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache of a model output, whatever the transformers version calls it."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def pad_id(tokenizer: Any) -> int:

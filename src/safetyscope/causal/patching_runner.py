@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from safetyscope.activations.hooks import edit, record
 from safetyscope.activations.sites import Site
-from safetyscope.batching import pad_left
+from safetyscope.batching import cache_kwarg, output_cache, pad_left
 from safetyscope.model.loading import LoadedModel
 
 
@@ -65,20 +65,6 @@ def skip_blocks(lm: LoadedModel, below: int) -> Iterator[None]:
     finally:
         for i, block in enumerate(saved):
             layers[i] = block
-
-
-def cache_kwarg(model: Any) -> str:
-    """The forward keyword of the KV cache: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
-    try:
-        return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    except (TypeError, ValueError):
-        return "past_key_values"
-
-
-def output_cache(out: Any) -> Any:
-    """The KV cache of a model output, whatever the transformers version calls it."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
 
 
 def _keeps_last(model: Any) -> bool:

@@ -74,7 +74,8 @@ class MetricUnderEdits:
 
 @torch.inference_mode()
 def measure(lm: LoadedModel, prompts: Sequence[str], metric: Metric, edits: dict[str, ContextFactory], *,
-            name: str = "metric", batch_size: int = 32, baseline: Tensor | None = None) -> MetricUnderEdits:
+            name: str = "metric", batch_size: int = 32, baseline: Tensor | None = None,
+            share_prefix: bool = False) -> MetricUnderEdits:
     """Evaluate ``metric`` on ``prompts`` without hooks and under each of ``edits``.
 
     Args:
@@ -85,12 +86,14 @@ def measure(lm: LoadedModel, prompts: Sequence[str], metric: Metric, edits: dict
         name: the metric's name (recorded).
         batch_size: prompts per forward pass (halved on out-of-memory).
         baseline: the un-edited per-prompt values when already known (skips that pass).
+        share_prefix: run the prompts' common chat-template opening once per batch (only for
+            edits that treat every position alike, such as ablation).
     """
-    base = baseline if baseline is not None else metric(last_token_logits(lm, prompts, batch_size))
+    base = baseline if baseline is not None else metric(last_token_logits(lm, prompts, batch_size, share_prefix))
     scores = {}
     for edit_name, factory in edits.items():
         with factory():
-            scores[edit_name] = EditScore.of(metric(last_token_logits(lm, prompts, batch_size)))
+            scores[edit_name] = EditScore.of(metric(last_token_logits(lm, prompts, batch_size, share_prefix)))
     return MetricUnderEdits(name, EditScore.of(base), scores,
                             {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "n_prompts": len(prompts),
                              "safetyscope_version": __version__})

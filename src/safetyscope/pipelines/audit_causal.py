@@ -64,7 +64,7 @@ def step_refusal_by_layer(ctx: AuditContext, dirs: dict[str, Tensor], tick: Tick
         control = random_like(v, ctx.config.seed + 1000 + layer)
         res = measure(lm, prompts, metric, {"ablated": lambda v=v: ablate(lm, v),
                                             "control": lambda c=control: ablate(lm, c)},
-                      name="refusal log-odds", baseline=base)
+                      name="refusal log-odds", baseline=base, share_prefix=True)  # ablation: position-blind
         rows.append({"layer": layer, "ablated": res.edits["ablated"].mean, "control": res.edits["control"].mean,
                      "ablated_ci": list(mean_interval(res.edits["ablated"].per_prompt)),
                      "control_ci": list(mean_interval(res.edits["control"].per_prompt))})
