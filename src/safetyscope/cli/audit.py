@@ -65,13 +65,9 @@ def audit(
 ) -> None:
     """Run the full audit (behaviour, directions, geometry, interventions, backdoor) and write an HTML report.
 
-    The report opens with a verdict computed from the results by the rules in docs/audit.md; every
-    figure is also saved as figures/NAME.png and .pdf. An existing --out holding an audit of the
-    same model and configuration is resumed; any other existing folder is refused unless --force.
+    The report opens with a verdict computed from the results by the rules in docs/audit.md; every figure is also saved as figures/NAME.png and .pdf. An existing --out holding an audit of the same model and configuration is resumed; any other existing folder is refused unless --force.
 
-    `safetyscope audit compare RUN_DIR RUN_DIR ... --out DIR` puts several finished audits side by
-    side (headline numbers, spectra, refusal by layer, verdicts) after checking they are comparable.
-    `safetyscope audit schema` prints the JSON Schema of results.json.
+    `safetyscope audit compare RUN_DIR RUN_DIR ... --out DIR` puts several finished audits side by side (headline numbers, spectra, refusal by layer, verdicts) after checking they are comparable. `safetyscope audit schema` prints the JSON Schema of results.json.
     """
     if model == "schema":
         _schema(runs)
