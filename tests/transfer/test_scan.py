@@ -48,6 +48,8 @@ def test_propose_pair_prefers_deepest_steerable_source() -> None:
     assert (s, t) == (2, 2) and "best held-out" in rule
     (s, t), _ = propose_pair([0, 1, 2], [0, 1, 2], r2, {"src": {0: 0.0}, "tgt": {}}, 0.5)
     assert (s, t) == (2, 2)  # nothing steerable: fall back to R^2
+    (s, t), rule = propose_pair([0, 1, 2], [0, 1, 2], r2, {"src": {}, "tgt": {1: 0.9}}, 0.5)
+    assert (s, t) == (1, 1) and "no source layer" in rule  # best R^2 into the steerable target layer
 
 
 def test_scan_on_two_models_round_trips(two_lms: tuple[Any, Any]) -> None:

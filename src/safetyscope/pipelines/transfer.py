@@ -136,8 +136,15 @@ def steerability_curve(
 
 
 def steer_by_layer(curve: dict[str, Any]) -> dict[int, float]:
-    """``layer -> steerability rate`` from :func:`steerability_curve` output."""
-    return {int(r["layer"]): float(r["steerability"]["rate"] or 0.0) for r in curve["layers"]}
+    """``layer -> specific steerability`` (rate minus the noise control's, at least 0) from
+    :func:`steerability_curve` output. At the embedding any write of the trigger tokens removes the
+    backdoor (noise too), so only the excess over noise says the ``|dev|`` content steers."""
+    return {
+        int(r["layer"]): max(
+            0.0, float(r["steerability"]["rate"] or 0.0) - float(r["noise_control"]["rate"] or 0.0)
+        )
+        for r in curve["layers"]
+    }
 
 
 @dataclass
@@ -158,7 +165,7 @@ def run_scan(
     prompts: TransferPrompts,
     *,
     seed: int = 0,
-    min_steer: float = 0.5,
+    min_steer: float = 0.2,
     steer: bool = True,
 ) -> ScanReport:
     """Steerability curves of both models (when ``steer``), then CKA / R² of every layer pair and a proposal."""

@@ -7,9 +7,11 @@
   prompts' rows and score ``1 − FVU`` on held-out prompts' rows (prompts never straddle the split).
 
 :func:`propose_pair` picks the pair to map. The post maps each model's *last steerable layer*;
-given steerability curves it keeps the pairs whose both layers are steerable (at least
-``min_steer`` of the backdoor prompts) and takes the deepest such source layer, then the
-target layer with the best held-out R² among steerable ones. Without curves it takes the best R².
+given *specific* steerability curves (rate minus the noise control) it keeps layers steerable at
+``min_steer`` or more, takes the deepest steerable source layer and, among steerable target
+layers, the one with the best held-out R². With no steerable source layer (the map need not
+start at one: it carries the source's ``|dev|`` activations) it takes the best R² into a
+steerable target layer; with none of those, the best R² overall.
 """
 
 from __future__ import annotations
@@ -79,26 +81,37 @@ def propose_pair(
     tgt_layers: list[int],
     r2: list[list[float]],
     steerability: Mapping[str, Mapping[int, float]] | None = None,
-    min_steer: float = 0.5,
+    min_steer: float = 0.2,
 ) -> tuple[tuple[int, int], str]:
-    """The pair to map and the rule that chose it (see the module docstring)."""
+    """The pair to map and the rule that chose it (see the module docstring).
 
-    def best_tgt(i: int, allowed: list[int]) -> int:
-        return max(allowed, key=lambda t: r2[i][tgt_layers.index(t)])
+    ``steerability[side][layer]`` should be *specific* steerability (the rate minus its noise
+    control): at the embedding layer any write of the trigger tokens removes the backdoor.
+    """
+
+    def best(ss: list[int], ts: list[int]) -> tuple[int, int]:
+        return max(
+            ((a, b) for a in ss for b in ts), key=lambda p: r2[src_layers.index(p[0])][tgt_layers.index(p[1])]
+        )
 
     if steerability:
         s_ok = [x for x in src_layers if steerability.get("src", {}).get(x, 0.0) >= min_steer]
         t_ok = [x for x in tgt_layers if steerability.get("tgt", {}).get(x, 0.0) >= min_steer]
         if s_ok and t_ok:
             src = max(s_ok)
-            tgt = best_tgt(src_layers.index(src), t_ok)
-            return (src, tgt), (
-                f"deepest source layer steerable >= {min_steer} ({src}); among target layers "
-                f"steerable >= {min_steer} ({t_ok}) the best held-out ridge R^2"
+            pair = best([src], t_ok)
+            return pair, (
+                f"deepest source layer steerable >= {min_steer} ({src}); among target layers steerable "
+                f">= {min_steer} ({t_ok}) the best held-out ridge R^2"
             )
-    flat = [(r2[i][j], s, t) for i, s in enumerate(src_layers) for j, t in enumerate(tgt_layers)]
-    _, s, t = max(flat)
-    return (s, t), "best held-out ridge R^2 over all pairs (no pair with both layers steerable)"
+        if t_ok:
+            pair = best(src_layers, t_ok)
+            return pair, (
+                f"no source layer steerable >= {min_steer}; best held-out ridge R^2 into a target layer "
+                f"steerable >= {min_steer} ({t_ok})"
+            )
+    pair = best(src_layers, tgt_layers)
+    return pair, "best held-out ridge R^2 over all pairs (no target layer steerable)"
 
 
 def scan_pairs(
@@ -109,7 +122,7 @@ def scan_pairs(
     ridge: float = 1e-3,
     max_rows: int = 20000,
     steerability: Mapping[str, Mapping[int, float]] | None = None,
-    min_steer: float = 0.5,
+    min_steer: float = 0.2,
 ) -> LayerPairScan:
     """CKA (on all rows, subsampled to ``max_rows``) and held-out ridge R² for every collected pair."""
     train, val = pairs.split(heldout, seed)
