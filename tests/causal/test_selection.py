@@ -117,3 +117,12 @@ def test_fast_selection_widens_when_the_estimate_misranks(organism_dir, monkeypa
     fast = rank_candidates(*args, mode="fast", top_k=1)
     assert fast.best.eligible and fast.n_exact >= 2
     assert next(c for c in fast.candidates if c.key == bad).exact
+
+
+def test_fast_selection_does_not_widen_on_a_model_that_does_not_refuse(llama):
+    from safetyscope.causal import rank_candidates
+
+    prompts = [f"prompt number {i} about things" for i in range(8)]
+    sel = rank_candidates(llama, prompts[:2], prompts[2:4], prompts[4:6], prompts[6:], mode="fast", top_k=2, widen=3)
+    assert not any(c.eligible for c in sel.candidates)  # a random model refuses nothing
+    assert sel.n_exact == 2  # one round of top_k, no widening

@@ -199,7 +199,8 @@ def rank_candidates(
     """Score and rank every candidate (see module docstring); the best may fail the filters.
 
     In fast mode, while no exactly scored candidate passes the filters, up to ``widen`` further
-    rounds of ``top_k`` candidates (in estimate order) are scored exactly.
+    rounds of ``top_k`` candidates (in estimate order) are scored exactly; not when the model does
+    not refuse its harmful validation prompts to begin with (mean refusal log-odds <= 0).
     """
     start = time.perf_counter()
     for name, prompts in (("harmful_train", harmful_train), ("harmless_train", harmless_train),
@@ -248,7 +249,10 @@ def rank_candidates(
     # passes the filters (the estimate can mis-rank on some models), widen to the next round.
     results: dict[tuple[int, int], Candidate] = {}
     rounds = 0
-    while len(results) < len(queue) and rounds <= widen:
+    # A model that does not refuse its harmful validation prompts (mean refusal log-odds <= 0) has no
+    # refusal for a direction to mediate: no round can pass the filters, so widening only spends passes.
+    widen_rounds = widen if base_harmful > 0 else 0
+    while len(results) < len(queue) and rounds <= widen_rounds:
         rounds += 1
         batch = queue[len(results):len(results) + step]
         induce = PrefixInduce(lm, harmless_val, sorted({k[0] for k in batch}), tokens)
