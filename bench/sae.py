@@ -6,7 +6,9 @@ train a TopK SAE for a fixed number of steps reading those shards through the sh
 The baseline is the same 10N run with the shards kept in memory. Prints one JSON line:
 peak RSS (MiB) at N and 10N from disk, their ratio, the in-memory 10N baseline, and throughputs.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 15 python bench/sae.py [--tokens 20000] [--steps 300]
+    PYTHONPATH=src OMP_NUM_THREADS=1 nice -n 15 python bench/sae.py [--tokens 10000] [--steps 100]
+
+With the defaults, training at 10N reads every row once (100 steps x 1024 rows = 10N).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def child(tokens: int, steps: int, disk: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = stream_activations(lm, corpus, site, Path(tmp) / "shards" if disk else None, shard_rows=4096,
                                   progress=False)
-        cfg = TrainConfig(architecture="topk", d_sae=768, k=32, steps=steps, batch_size=256, buffer_rows=8192)
+        cfg = TrainConfig(architecture="topk", d_sae=768, k=32, steps=steps, batch_size=1024, buffer_rows=8192)
         res = train_sae(store, cfg, progress=False)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"tokens": store.n_rows, "peak_rss_mib": rss, "stream_tokens_per_s": store.n_rows / store.seconds,
@@ -53,8 +55,8 @@ def run(tokens: int, steps: int, disk: bool) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tokens", type=int, default=20000)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--tokens", type=int, default=10000)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--child", type=int, default=None)
     ap.add_argument("--disk", action="store_true")
     ap.add_argument("--memory", action="store_true")

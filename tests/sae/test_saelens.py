@@ -128,3 +128,17 @@ def test_saved_by_saelens_loads_here(tmp_path, arch: str, k: int | None) -> None
     x = torch.randn(16, 8)
     assert torch.allclose(ours.encode(x), theirs.encode(x), atol=1e-6)
     assert torch.allclose(ours(x), theirs.decode(theirs.encode(x)), atol=1e-5)
+
+
+def test_parse_site_forms() -> None:
+    from safetyscope.sae.saelens import parse_site
+
+    assert parse_site("2:resid_post", 4) == Site(2, "resid_post")
+    assert parse_site("mid:resid_pre", 4) == Site(2, "resid_pre")
+    assert parse_site("-1:mlp_out", 4) == Site(3, "mlp_out")
+    assert parse_site("L1.attn_out", 4) == Site(1, "attn_out")
+    assert parse_site("blocks.0.hook_resid_pre", 4) == Site(0, "resid_pre")
+    with pytest.raises(SafetyscopeError, match="out of range"):
+        parse_site("blocks.9.hook_resid_pre", 4)
+    with pytest.raises(SafetyscopeError):
+        parse_site("2:resid_middle", 4)
