@@ -44,6 +44,7 @@ from safetyscope.circuits import (
     node_attribution,
     pair_logits,
     random_circuits,
+    random_connected_circuits,
     sample_edges,
     top_n,
 )
@@ -206,8 +207,14 @@ def run_task(lm, name, clean, corrupt, metric_name, chat, args, faith: bool, tri
         k = args.k
         circ = top_n(ig, k)
         controls = random_circuits(ig, k, args.draws, seed=1)
-        vals = circuit_metrics(lm, pairs, met, ig, [circ, ig.mask & ~circ, *controls]).tolist()
+        connected = random_connected_circuits(ig, k, args.draws, seed=1)
+        vals = circuit_metrics(lm, pairs, met, ig, [circ, ig.mask & ~circ, *controls, *connected]).tolist()
         f = [faithfulness(v, m_clean, m_corr) for v in vals]
+        f_conn, f = f[2 + len(controls) :], f[: 2 + len(controls)]
+        out.update(
+            random_connected_faithfulness_mean=sum(f_conn) / len(f_conn),
+            random_connected_faithfulness_max=max(f_conn),
+        )
         out.update(
             k=k,
             faithfulness_topk=f[0],

@@ -20,7 +20,7 @@ def test_attribute_methods_round_trip(llama, method, tmp_path):
     assert curve[-1]["n_edges"] == res.graph["info"]["n_edges"] and curve[-1]["value"] == pytest.approx(
         1, abs=1e-4
     )
-    assert len(res.circuit["random_faithfulness"]) == 2
+    assert len(res.circuit["random_faithfulness"]) == len(res.circuit["random_connected_faithfulness"]) == 2
     if method == "atp":
         assert res.nodes and res.top_edges() == [] and curve[0]["value"] == pytest.approx(0, abs=1e-4)
     else:

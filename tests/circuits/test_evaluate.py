@@ -67,4 +67,16 @@ def test_areas_and_random_circuits(tiny_lms):
     draws = random_circuits(g, 7, 3, seed=1)
     assert all(int(d.sum()) == 7 and not (d & ~g.mask).any() for d in draws)
     assert not torch.equal(draws[0], draws[1])
+    from safetyscope.circuits.evaluate import random_connected_circuits
+    from safetyscope.circuits.prune import receiver_owners
+
+    owners = receiver_owners(g)
+    for circ in random_connected_circuits(g, 9, 3, seed=2):
+        assert int(circ.sum()) == 9 and not (circ & ~g.mask).any()
+        senders_in = set(circ.nonzero()[:, 0].tolist())
+        for (
+            _s,
+            r,
+        ) in circ.nonzero().tolist():  # every edge enters the logits or a node the circuit leaves from
+            assert r == len(g.receivers) - 1 or set(owners[r]) & senders_in
     assert faithfulness(1.0, 2.0, 2.0) is None

@@ -4,7 +4,13 @@ attribution patching (EAP, EAP-IG), exact edge patching, pruning and circuit fai
 from safetyscope.circuits.atp import ATP_POINTS, AtPResult, atp_sites, node_attribution
 from safetyscope.circuits.attribute import METHODS, attribute, curve_sizes, node_circuit, node_scores
 from safetyscope.circuits.eap import IG_VARIANTS, edge_attribution
-from safetyscope.circuits.evaluate import area_curves, circuit_metrics, faithfulness, random_circuits
+from safetyscope.circuits.evaluate import (
+    area_curves,
+    circuit_metrics,
+    faithfulness,
+    random_circuits,
+    random_connected_circuits,
+)
 from safetyscope.circuits.exact import edge_positions, exact_edge_scores, sample_edges
 from safetyscope.circuits.figure import edge_figure
 from safetyscope.circuits.grad_hooks import read_with_grad
@@ -56,6 +62,7 @@ __all__ = [
     "path_patch",
     "prune",
     "random_circuits",
+    "random_connected_circuits",
     "read_with_grad",
     "receiver_owners",
     "receiver_patches",

@@ -17,7 +17,13 @@ from torch import Tensor
 
 from safetyscope.circuits.atp import node_attribution
 from safetyscope.circuits.eap import edge_attribution
-from safetyscope.circuits.evaluate import area_curves, circuit_metrics, faithfulness, random_circuits
+from safetyscope.circuits.evaluate import (
+    area_curves,
+    circuit_metrics,
+    faithfulness,
+    random_circuits,
+    random_connected_circuits,
+)
 from safetyscope.circuits.exact import exact_edge_scores
 from safetyscope.circuits.graph import Graph, build_graph
 from safetyscope.circuits.metric import CircuitMetric, circuit_metric
@@ -142,12 +148,14 @@ def attribute(
         k_circuit = top_n(graph, top) if nodes is None else circuits[min(top, len(circuits) - 1)]
         k = int(k_circuit.sum())
         controls = random_circuits(graph, k, random_draws, seed)
-        extra = [k_circuit, graph.mask & ~k_circuit, *controls]
+        connected = random_connected_circuits(graph, k, random_draws, seed)
+        extra = [k_circuit, graph.mask & ~k_circuit, *controls, *connected]
         values = circuit_metrics(lm, pairs, met, graph, [*circuits, *extra], batch_size=batch_size).tolist()
         faith = [faithfulness(v, m_clean, m_corrupt) for v in values]
         curve = [{"n_edges": n, "value": f} for n, f in zip(sizes, faith[: len(sizes)], strict=True)]
         f_k, f_rest = faith[len(sizes)], faith[len(sizes) + 1]
-        f_rand = [f for f in faith[len(sizes) + 2 :] if f is not None]
+        f_rand = [f for f in faith[len(sizes) + 2 : len(sizes) + 2 + len(controls)] if f is not None]
+        f_conn = [f for f in faith[len(sizes) + 2 + len(controls) :] if f is not None]
         summary = {
             "k": k,
             "sufficiency": f_k,
@@ -155,6 +163,9 @@ def attribute(
             "random_faithfulness": f_rand,
             "random_mean": sum(f_rand) / len(f_rand) if f_rand else None,
             "random_max": max(f_rand) if f_rand else None,
+            "random_connected_faithfulness": f_conn,
+            "random_connected_mean": sum(f_conn) / len(f_conn) if f_conn else None,
+            "random_connected_max": max(f_conn) if f_conn else None,
         }
         if all(c["value"] is not None for c in curve):
             cpr, cmd = area_curves([c["n_edges"] for c in curve], [c["value"] for c in curve], graph.n_edges)

@@ -136,3 +136,31 @@ def random_circuits(graph: Graph, n: int, draws: int, seed: int = 0) -> list[Ten
         m[pick[:, 0], pick[:, 1]] = True
         out.append(m)
     return out
+
+
+def random_connected_circuits(graph: Graph, n: int, draws: int, seed: int = 0) -> list[Tensor]:
+    """``draws`` circuits of ``n`` edges grown like :func:`~safetyscope.circuits.greedy` from the logits,
+    but picking each next edge uniformly among the edges into nodes already in the circuit.
+
+    A stronger control than :func:`random_circuits`: its edges form paths to the logits, so it can
+    carry information (uniform random edges almost never do).
+    """
+    from safetyscope.circuits.prune import receiver_owners
+
+    gen = torch.Generator().manual_seed(seed)
+    owners = receiver_owners(graph)
+    n_r = len(graph.receivers)
+    out = []
+    for _ in range(draws):
+        active = torch.zeros(n_r, dtype=torch.bool)
+        active[n_r - 1] = True
+        chosen = torch.zeros_like(graph.mask)
+        for _ in range(min(n, graph.n_edges)):
+            cand = (graph.mask & active[None, :] & ~chosen).nonzero()
+            if len(cand) == 0:
+                break
+            s, r = cand[int(torch.randint(len(cand), (1,), generator=gen))].tolist()
+            chosen[s, r] = True
+            active |= torch.tensor([s in own for own in owners])
+        out.append(chosen)
+    return out

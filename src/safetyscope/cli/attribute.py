@@ -130,7 +130,8 @@ def attribute_cmd(
         console.print(
             f"top circuit ({c['k']} edges): faithfulness {fmt(c['sufficiency'])}, necessity "
             f"{fmt(c['necessity'])}; random circuits of the same size: mean {fmt(c['random_mean'])}, "
-            f"max {fmt(c['random_max'])}; CPR {fmt(c.get('cpr'))}, CMD {fmt(c.get('cmd'))}"
+            f"max {fmt(c['random_max'])}; random connected circuits: mean {fmt(c['random_connected_mean'])}, "
+            f"max {fmt(c['random_connected_max'])}; CPR {fmt(c.get('cpr'))}, CMD {fmt(c.get('cmd'))}"
         )
     if out is not None:
         console.print(
