@@ -148,7 +148,6 @@ def get_judge(name: str = "default", *, rubric: str | None = None) -> Judge:
         return ClassifierJudge(key[3:])
     if low.startswith("http:") and len(key) > 5:
         from safetyscope.evaluation.http_judge import HTTPJudge
-
         from safetyscope.paths import cache_dir
 
         url, _, model = key[5:].partition("#")
