@@ -4,7 +4,8 @@ Usage::
 
     python bench/judge.py [--dev FILE.jsonl.gz] [--judges keyword,rules,default] [--llm MODEL --n 40 --rubric harmbench]
 
-Prints one JSON line: per judge, completions per second (wall clock, one process) and
+Prints one JSON line: per judge, completions per second (wall clock, and per CPU-second of this
+process, which a busy machine distorts less) and
 agreement / kappa (95% Wilson interval on agreement) against the human labels of the public
 development set (docs/judges.md), overall and per source model; throughput ratios are against
 the keyword baseline measured in the same run. With ``--llm`` an LLM judge (a local causal LM,
@@ -28,9 +29,9 @@ DEV = Path(__file__).resolve().parents[1] / "src/safetyscope/data/bundled/judge_
 
 
 def _score(judge, rows):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     verdicts = judge.label_many((r["instruction"], r["completion"]) for r in rows)
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     pred = [v.label for v in verdicts]
     ev = evaluate_labels(pred, [r["label"] for r in rows])
     per = {}
@@ -41,6 +42,7 @@ def _score(judge, rows):
     return {
         "n": ev.n,
         "per_s": round(len(rows) / dt, 1),
+        "per_cpu_s": round(len(rows) / max(cpu, 1e-9), 1),
         "agreement": round(ev.agreement, 4),
         "agreement_ci": [round(x, 4) for x in ev.agreement_ci],
         "kappa": round(ev.kappa, 4),

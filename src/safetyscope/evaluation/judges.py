@@ -148,8 +148,10 @@ def get_judge(name: str = "default", *, rubric: str | None = None) -> Judge:
         return ClassifierJudge(key[3:])
     if low.startswith("http:") and len(key) > 5:
         from safetyscope.evaluation.http_judge import HTTPJudge
+        from safetyscope.paths import cache_dir
 
         url, _, model = key[5:].partition("#")
-        return HTTPJudge(url, model=model or "default", rubric=rubric or "harmbench")
+        cache = cache_dir("judge-http") / "answers.json"  # answers keyed by URL, model, rubric and prompt
+        return HTTPJudge(url, model=model or "default", rubric=rubric or "harmbench", cache=cache)
     raise EvaluationError(f"Unknown judge {name!r}; use default, linear, rules, keyword, llm:MODEL, hf:PATH, "
                           f"http:URL[#model] or several joined by '+'.")
