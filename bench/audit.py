@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,12 +29,14 @@ def timed_audit(quick: bool) -> tuple[float, dict[str, object]]:
         cmd = [sys.executable, "-m", "safetyscope", "audit", "--out", str(out)]
         if quick:
             cmd.append("--quick")
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         timings = json.loads((out / "results.json").read_text())["timings"]
         report = {"bytes": (out / "report.html").stat().st_size, "figures": len(list((out / "figures").glob("*.pdf"))),
-                  "seconds": round(timings["report"]["seconds"], 1)}
+                  "seconds": round(timings["report"]["seconds"], 1),
+                  "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1)}
         return seconds, report
 
 
