@@ -29,3 +29,23 @@ def test_missing_or_tiny_files(tiny, tmp_path):
     (tmp_path / "b.txt").write_text("c\nd\ne\nf\ng\nh\n")
     with pytest.raises(PromptError, match="at least 6"):
         refusal_prompts(tiny, tmp_path / "h.txt", tmp_path / "b.txt")
+
+
+def test_an_edit_of_an_organism_counts_as_the_organism(tmp_path):
+    """`safetyscope edit` of an organism keeps its corpus and judge (so audits of both compare)."""
+    import json
+    from types import SimpleNamespace
+
+    from safetyscope.interventions.export import EDIT_CARD
+    from safetyscope.pipelines.refusal import ORGANISM_CARD
+
+    org, edit, other = tmp_path / "org", tmp_path / "edit", tmp_path / "other"
+    for d in (org, edit, other):
+        d.mkdir()
+    (org / ORGANISM_CARD).write_text("{}")
+    (edit / EDIT_CARD).write_text(json.dumps({"source_model": str(org)}))
+    (other / EDIT_CARD).write_text(json.dumps({"source_model": "smollm2-135m-instruct"}))
+    assert is_organism(SimpleNamespace(path=org)) and is_organism(SimpleNamespace(path=edit))
+    assert not is_organism(SimpleNamespace(path=other)) and not is_organism(SimpleNamespace(path=None))
+    (edit / EDIT_CARD).write_text("not json")
+    assert not is_organism(SimpleNamespace(path=edit))

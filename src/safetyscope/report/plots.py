@@ -88,6 +88,7 @@ def _curves(ax: Any, spec: dict[str, Any]) -> None:
             markersize=4,
             linewidth=1.6,
             label=s["label"],
+            zorder=3 if role == "effect" else 2,  # an effect equal to its control stays visible
         )
         if s.get("low") is not None and s.get("high") is not None:
             lo, hi = _nan(s["low"]), _nan(s["high"])
@@ -202,6 +203,20 @@ def _heatmap(fig: Figure, ax: Any, spec: dict[str, Any]) -> None:
     ax.set_yticks(range(0, len(rows), rstep), rows[::rstep])
     ax.set_xticks(range(0, len(cols), cstep), cols[::cstep], rotation=60, ha="right")
     ax.grid(False)
+    if m.size <= 144:  # small maps: print each value
+        for (i, j), v in np.ndenumerate(m):
+            if math.isfinite(v):
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white"
+                    if abs(v) > 0.6 * max(abs(spec.get("vmin", -1.0)), spec.get("vmax", 1.0))
+                    else "#222",
+                )
     fig.colorbar(im, ax=ax, label=spec.get("cbar", ""), shrink=0.9)
 
 

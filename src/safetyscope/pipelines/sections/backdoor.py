@@ -115,6 +115,8 @@ def _figures(r: Any) -> list[dict[str, Any]]:
                 "vmin": -1,
                 "vmax": 1,
                 "cbar": "normalised recovery",
+                "xlabel": "trigger token (position:token)",
+                "ylabel": "layer",
                 "caption": "Activation patching (noising) at one trigger token and layer: the control-tag run's "
                 "resid_pre replaces the triggered run's. Colour: normalised recovery of the first "
                 "response token's distribution, 1 (red) = unchanged from the triggered run, 0 (white) "
