@@ -140,6 +140,11 @@ def run_fit(
         raise SafetyscopeError(
             f"{out} already holds a fitted map. Choose another --out or pass --force to refit."
         )
+    ours = ("map.json", "checkpoint.json", "results.json")
+    if out.is_dir() and any(out.iterdir()) and not any((out / n).is_file() for n in ours):
+        raise SafetyscopeError(
+            f"{out} is not empty and holds no map or fit checkpoint; choose an empty or new --out."
+        )
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, "transfer fit"):
         if force:
