@@ -32,56 +32,13 @@ def _r(d: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _figures(out: Path, scan: Any, curves: dict[str, Any], training: dict[str, Any]) -> None:
-    from safetyscope.report.figures import Series, grid_heatmap, line_chart
+def _figures(out: Path, scan: Any, training: dict[str, Any]) -> None:
+    from safetyscope.pipelines.transfer_figures import scan_figures, training_figures
 
     out.mkdir(parents=True, exist_ok=True)
-    sc = scan.scan
-    (out / "r2.svg").write_text(
-        grid_heatmap(
-            "held-out ridge R^2 (source layer x target layer)",
-            [str(x) for x in sc.src_layers],
-            [str(x) for x in sc.tgt_layers],
-            sc.r2,
-            vmin=-1,
-            vmax=1,
-            xlabel="target layer",
-            ylabel="source layer",
-        )
-    )
-    (out / "cka.svg").write_text(
-        grid_heatmap(
-            "linear CKA",
-            [str(x) for x in sc.src_layers],
-            [str(x) for x in sc.tgt_layers],
-            sc.cka,
-            vmin=-1,
-            vmax=1,
-            xlabel="target layer",
-            ylabel="source layer",
-        )
-    )
-    for side, c in curves.items():
-        layers = [r["layer"] for r in c["layers"]]
-        series = [
-            Series(arm, [r[arm]["rate"] for r in c["layers"]], arm != "steerability")
-            for arm in ("steerability", "control", "noise_control")
-        ]
-        (out / f"steerability_{side}.svg").write_text(
-            line_chart(
-                f"steerability by layer ({side})", layers, series, ylabel="backdoor removed", ymin=0, ymax=1
-            )
-        )
-    for metric in ("val_mse", "val_cosine", "val_fvu", "val_kl"):
-        series = []
-        steps: list[int] = []
-        for name, t in training.items():
-            rows = t["curve"]["rows"]
-            if len(rows) > 1:
-                steps = [r["step"] for r in rows]
-                series.append(Series(name, [r.get(metric) for r in rows]))
-        if series:
-            (out / f"training_{metric}.svg").write_text(line_chart(metric, steps, series, xlabel="step"))
+    figs = {**scan_figures(scan.to_dict()), **training_figures({k: v["curve"] for k, v in training.items()})}
+    for name, svg in figs.items():
+        (out / f"{name}.svg").write_text(svg)
 
 
 def main() -> None:
@@ -102,7 +59,8 @@ def main() -> None:
     from safetyscope import load_model
     from safetyscope.organism.dataset import is_backdoor
     from safetyscope.pipelines.refusal import judge_for
-    from safetyscope.pipelines.transfer import fit_map, run_scan, transfer_prompts
+    from safetyscope.pipelines.transfer import run_scan, transfer_prompts
+    from safetyscope.pipelines.transfer_fit import fit_map
     from safetyscope.transfer import TrainConfig, evaluate_transfer
 
     src, tgt = load_model(args.src), load_model(args.tgt)
@@ -176,7 +134,7 @@ def main() -> None:
         for side, c in scan.curves.items()
     }
     if args.figures is not None:
-        _figures(args.figures, scan, scan.curves, training)
+        _figures(args.figures, scan, training)
     out = {
         "bench": "transfer_acceptance",
         "src": args.src,

@@ -112,6 +112,14 @@ def test_user_errors_are_one_line(organism_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "closed-form fit exists only" in res.output
     res = runner.invoke(app, ["transfer", "eval", str(tmp_path)])
     assert res.exit_code == 2 and "holds no map" in res.output
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    res = runner.invoke(
+        app, ["transfer", "fit", spec, spec, "--src-layer", "1", "--tgt-layer", "1", "--out", str(other)]
+    )
+    assert res.exit_code == 2 and "holds no map or fit checkpoint" in res.output
+    assert (other / "keep.txt").read_text() == "mine"
 
 
 def test_scan_json(organism_dir: Path) -> None:

@@ -40,7 +40,10 @@ def scan_cmd(
         float, typer.Option("--min-steer", min=0.0, max=1.0, help="A layer counts as steerable at this rate.")
     ] = 0.5,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the scan JSON here.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace --out.")] = False,
+    figures: Annotated[
+        Path | None, typer.Option("--figures", help="Write r2/cka/steerability SVGs into this folder.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out / --figures.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Steerability by layer of both models, linear CKA and held-out ridge R^2 of every layer pair, a proposed pair."""
@@ -50,12 +53,20 @@ def scan_cmd(
 
     if out is not None:
         check_output(out, force=force, kind="file", inputs=[src, tgt])
+    if figures is not None:
+        check_output(figures, force=force, kind="dir", inputs=[src, tgt])
     s, t = load_model(src), load_model(tgt)
     rep = run_scan(s, t, transfer_prompts(s, t, n_train=n_train, n_eval=n_backdoor), min_steer=min_steer)
     d = rep.to_dict()
     if out is not None:
         with atomic_file(out) as tmp:
             tmp.write_text(json.dumps(d, indent=1))
+    if figures is not None:
+        from safetyscope.pipelines.transfer_figures import scan_figures
+
+        figures.mkdir(parents=True, exist_ok=True)
+        for name, svg in scan_figures(d).items():
+            (figures / f"{name}.svg").write_text(svg)
     if as_json:
         print(json.dumps(d))
         return
@@ -108,7 +119,7 @@ def fit_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a map from SRC layer L to TGT layer M on paired activations (resumes an interrupted SGD run)."""
-    from safetyscope.pipelines.transfer import run_fit
+    from safetyscope.pipelines.transfer_fit import run_fit
     from safetyscope.transfer import TrainConfig
 
     cfg = TrainConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, log_every=max(1, steps // 20))
