@@ -32,7 +32,8 @@ from safetyscope.paths import cache_dir
 #: Files whose presence marks a folder as a safetyscope output (audit, edited model, organism,
 #: converted GGUF, activation cache entry).
 OUR_MARKERS: tuple[str, ...] = ("results.json", "cache/manifest.json", "safetyscope_edit.json",
-                                "organism_card.json", "safetyscope_source.json", "result.safetensors")
+                                "organism_card.json", "safetyscope_source.json", "result.safetensors",
+                                "training_card.json")
 
 #: File names that make a folder a Hugging Face model directory (with ``config.json``).
 _WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf", "*.safetensors.index.json")
