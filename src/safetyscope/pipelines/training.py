@@ -25,7 +25,7 @@ from safetyscope.pipelines.refusal import ORGANISM_CARD, is_organism, judge_for,
 from safetyscope.training import TrainingCard, TrainingConfig, encode, heldout_refusal, train
 from safetyscope.training.data import TrainingData, model_data, organism_data
 
-__all__ = ["LoraOptions", "TARGETS", "checkpoint_dir_for", "run_training", "training_data"]
+__all__ = ["LoraOptions", "TARGETS", "checkpoint_dir_for", "run_training", "trained_path", "training_data"]
 
 #: Held-out targets of a safety-trained organism (real models: harmful >= 0.8, harmless <= 0.1).
 TARGETS = {"organism": {"harmful": (">=", 0.95), "harmless": ("<=", 0.05)},
@@ -39,6 +39,13 @@ class LoraOptions:
     rank: int = 8
     alpha: float = 16.0
     merge: bool = True
+
+
+def trained_path(model: str, method: str) -> Path:
+    """The cache folder of ``MODEL-METHOD`` (e.g. ``smollm2-135m-instruct-ssft``), loadable by that name."""
+    from safetyscope.paths import cache_dir
+
+    return cache_dir("trained") / f"{model.replace('/', '_').replace(':', '_')}-{method}"
 
 
 def checkpoint_dir_for(out: Path) -> Path:
