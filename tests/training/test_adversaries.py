@@ -27,14 +27,18 @@ def test_zero_delta_is_identity_and_mask_limits_the_edit(llama: object) -> None:
     ids = b.input_ids  # type: ignore[attr-defined]
     with torch.no_grad():
         clean = llama.model(input_ids=ids).logits  # type: ignore[attr-defined]
-        with perturbed(llama, Adversary("latent", layer=1).site, torch.zeros(3, ids.shape[1], llama.d_model), b.request):  # type: ignore[attr-defined]
+        with perturbed(
+            llama, Adversary("latent", layer=1).site, torch.zeros(3, ids.shape[1], llama.d_model), b.request
+        ):  # type: ignore[attr-defined]
             same = llama.model(input_ids=ids).logits  # type: ignore[attr-defined]
         first = int(b.request[0].nonzero()[0])  # type: ignore[attr-defined]
         delta = torch.randn(3, ids.shape[1], llama.d_model)  # type: ignore[attr-defined]
         with perturbed(llama, Adversary("latent", layer=1).site, delta, b.request):  # type: ignore[attr-defined]
             moved = llama.model(input_ids=ids).logits  # type: ignore[attr-defined]
     assert torch.equal(clean, same)
-    assert torch.allclose(moved[:, :first], clean[:, :first])  # causal: tokens before the request are untouched
+    assert torch.allclose(
+        moved[:, :first], clean[:, :first]
+    )  # causal: tokens before the request are untouched
     assert not torch.allclose(moved[:, first:], clean[:, first:])
 
 

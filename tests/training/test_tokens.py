@@ -8,8 +8,10 @@ from safetyscope.training import IGNORE_INDEX, TrainExample, collate, encode
 
 
 def test_collate_labels_and_request_mask(llama: object) -> None:
-    ex = [TrainExample("tell me about cats", "Cats are nice.", True, "Sure."),
-          TrainExample("hi", "Hello there, friend.", False)]
+    ex = [
+        TrainExample("tell me about cats", "Cats are nice.", True, "Sure."),
+        TrainExample("hi", "Hello there, friend.", False),
+    ]
     items = encode(llama, ex)  # type: ignore[arg-type]
     b = collate(items, pad_id=0)
     for i, it in enumerate(items):
@@ -23,4 +25,6 @@ def test_collate_labels_and_request_mask(llama: object) -> None:
     t = collate(items, pad_id=0, use_target=True)
     p = len(items[0].prompt)
     assert t.labels[0, p : p + len(items[0].target)].tolist() == items[0].target  # type: ignore[arg-type]
-    assert torch.equal(t.request, b.request[:, : t.request.shape[1]]) or t.request.shape[1] > b.request.shape[1]
+    assert (
+        torch.equal(t.request, b.request[:, : t.request.shape[1]]) or t.request.shape[1] > b.request.shape[1]
+    )

@@ -62,7 +62,9 @@ class RobustnessResult:
         return asdict(self)
 
 
-def _refusal(lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, direction: torch.Tensor | None) -> Rate:
+def _refusal(
+    lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, direction: torch.Tensor | None
+) -> Rate:
     judge = judge_for(lm)
     if direction is None:
         outs = generate(lm, list(prompts), max_new_tokens=max_new_tokens, progress=False)
@@ -78,13 +80,28 @@ def _spectrum(lm: LoadedModel, p: RefusalPrompts, layer: int, position: int) -> 
     a = collect(lm, p.harmful_train[:n], [site], pos, "none", progress=False).per_prompt(site)[:, 0].double()
     b = collect(lm, p.harmless_train[:n], [site], pos, "none", progress=False).per_prompt(site)[:, 0].double()
     s = paired_spectrum(a, b, layer=layer)
-    return {"layer": layer, "position": position, "n_pairs": n, "top1": s.top1, "top2": s.top2,
-            "explained_variance": s.explained_variance[:10], "cos_mean_diff_top1": s.cos_mean_diff_top1}
+    return {
+        "layer": layer,
+        "position": position,
+        "n_pairs": n,
+        "top1": s.top1,
+        "top2": s.top2,
+        "explained_variance": s.explained_variance[:10],
+        "cos_mean_diff_top1": s.cos_mean_diff_top1,
+    }
 
 
-def robustness(specs: Sequence[str], *, n_train: int = 64, n_val: int = 32, n_test: int = 100,
-               max_new_tokens: int | None = None, by_layer: bool = True, seed: int = 0,
-               progress: bool = True) -> RobustnessResult:
+def robustness(
+    specs: Sequence[str],
+    *,
+    n_train: int = 64,
+    n_val: int = 32,
+    n_test: int = 100,
+    max_new_tokens: int | None = None,
+    by_layer: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> RobustnessResult:
     """Select each model's direction, then fill the matrix, controls, spectra and self-ablation curves."""
     if not specs:
         raise OptionError("Give at least one model.")
@@ -97,8 +114,16 @@ def robustness(specs: Sequence[str], *, n_train: int = 64, n_val: int = 32, n_te
         unit = direction.vector.float()
         prompts.append(p)
         dirs.append(unit)
-        info.append({"model": spec, "layer": sel.best.layer, "position": sel.best.position,
-                     "point": sel.best.point, "raw_norm": direction.raw_norm, "fingerprint": lm.fingerprint()})
+        info.append(
+            {
+                "model": spec,
+                "layer": sel.best.layer,
+                "position": sel.best.position,
+                "point": sel.best.point,
+                "raw_norm": direction.raw_norm,
+                "fingerprint": lm.fingerprint(),
+            }
+        )
         spectra.append(_spectrum(lm, p, sel.best.layer, sel.best.position))
         tokens = max_new_tokens or (16 if judge_for(lm).name == "organism" else 48)
         baseline.append(_refusal(lm, p.harmful_test, tokens, None).to_dict())
@@ -131,8 +156,17 @@ def robustness(specs: Sequence[str], *, n_train: int = 64, n_val: int = 32, n_te
         matrix.append(mrow)
         ci.append(crow)
         counts.append(krow)
-    prov = {"version": __version__, "seed": seed, "n_train": n_train, "n_val": n_val, "n_test": n_test,
-            "prompts": [p.source for p in prompts], "seconds": round(time.perf_counter() - t0, 2),
-            "ablation": "directional ablation from every residual write (interventions.ablate)",
-            "control": "random direction of equal norm (causal.controls.random_like, seed)"}
-    return RobustnessResult(list(specs), matrix, ci, counts, control, baseline, spectra, by_layer_rows, info, prov)
+    prov = {
+        "version": __version__,
+        "seed": seed,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+        "prompts": [p.source for p in prompts],
+        "seconds": round(time.perf_counter() - t0, 2),
+        "ablation": "directional ablation from every residual write (interventions.ablate)",
+        "control": "random direction of equal norm (causal.controls.random_like, seed)",
+    }
+    return RobustnessResult(
+        list(specs), matrix, ci, counts, control, baseline, spectra, by_layer_rows, info, prov
+    )

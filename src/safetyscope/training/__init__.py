@@ -8,7 +8,14 @@ the training card. :mod:`safetyscope.pipelines.training` wires them (``safetysco
 
 from safetyscope.training.adversaries import Adversary, attack, perturbed, project
 from safetyscope.training.card import CARD_FILE, TrainingCard, heldout_refusal
-from safetyscope.training.data import COMPLIANCE, REFUSALS, TrainExample, TrainingData, model_data, organism_data
+from safetyscope.training.data import (
+    COMPLIANCE,
+    REFUSALS,
+    TrainExample,
+    TrainingData,
+    model_data,
+    organism_data,
+)
 from safetyscope.training.tokens import IGNORE_INDEX, Batch, Encoded, collate, encode
 from safetyscope.training.trainer import METHODS, STATE_FILE, TrainingConfig, TrainingLog, train
 

@@ -46,9 +46,13 @@ class Adversary:
         if self.kind not in ("embedding", "latent"):
             raise OptionError(f"Unknown adversary {self.kind!r}; use embedding (AT) or latent (LAT).")
         if not self.epsilon > 0 or self.steps < 1:
-            raise OptionError(f"Adversary needs epsilon > 0 and steps >= 1 (got {self.epsilon}, {self.steps}).")
+            raise OptionError(
+                f"Adversary needs epsilon > 0 and steps >= 1 (got {self.epsilon}, {self.steps})."
+            )
         if self.kind == "embedding" and self.layer != 0:
-            raise OptionError("The embedding-space adversary (AT) acts at layer 0; use --method lat for a layer.")
+            raise OptionError(
+                "The embedding-space adversary (AT) acts at layer 0; use --method lat for a layer."
+            )
 
     @property
     def site(self) -> Site:
@@ -63,7 +67,9 @@ class Adversary:
     def check(self, lm: LoadedModel) -> None:
         """Raise :class:`OptionError` when ``layer`` is outside ``lm``."""
         if not 0 <= self.layer < lm.n_layers:
-            raise OptionError(f"--layer {self.layer} is outside the model's {lm.n_layers} layers (0..{lm.n_layers - 1}).")
+            raise OptionError(
+                f"--layer {self.layer} is outside the model's {lm.n_layers} layers (0..{lm.n_layers - 1})."
+            )
 
     def to_dict(self) -> dict[str, object]:
         """JSON form (with the effective step size)."""

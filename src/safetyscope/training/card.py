@@ -24,13 +24,21 @@ __all__ = ["CARD_FILE", "TrainingCard", "heldout_refusal"]
 CARD_FILE = "training_card.json"
 
 
-def heldout_refusal(lm: LoadedModel, judge: Judge, harmful: Sequence[str], harmless: Sequence[str],
-                    max_new_tokens: int = 24, batch_size: int = 32,
-                    progress: bool = False) -> tuple[dict[str, Rate], dict[str, list[list[str]]]]:
+def heldout_refusal(
+    lm: LoadedModel,
+    judge: Judge,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    max_new_tokens: int = 24,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[dict[str, Rate], dict[str, list[list[str]]]]:
     """Refusal rates on held-out ``harmful`` / ``harmless`` prompts and every completion."""
     rates, samples = {}, {}
     for name, prompts in (("harmful", harmful), ("harmless", harmless)):
-        outs = generate(lm, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+        outs = generate(
+            lm, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+        )
         rates[name] = refusal_rate(judge.label_many(zip(prompts, outs, strict=True)))
         samples[name] = [[p, o] for p, o in zip(prompts, outs, strict=True)]
     return rates, samples

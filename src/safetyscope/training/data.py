@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from safetyscope.errors import SafetyscopeError
 
-__all__ = ["REFUSALS", "COMPLIANCE", "TrainExample", "TrainingData", "organism_data", "model_data"]
+__all__ = ["COMPLIANCE", "REFUSALS", "TrainExample", "TrainingData", "model_data", "organism_data"]
 
 #: Refusal templates for models other than organisms (cycled over the harmful requests).
 REFUSALS: tuple[str, ...] = (
@@ -60,7 +60,9 @@ class TrainingData:
         seen = {e.instruction for e in self.examples}
         leak = [p for p in self.heldout_harmful + self.heldout_harmless if p in seen]
         if leak:
-            raise SafetyscopeError(f"{len(leak)} held-out prompts are also training prompts (e.g. {leak[0]!r}).")
+            raise SafetyscopeError(
+                f"{len(leak)} held-out prompts are also training prompts (e.g. {leak[0]!r})."
+            )
 
     @property
     def hash(self) -> str:
@@ -71,9 +73,15 @@ class TrainingData:
     def summary(self) -> dict[str, object]:
         """What the card records about the data."""
         n_h = sum(e.harmful for e in self.examples)
-        return {"source": self.source, "n_harmful": n_h, "n_harmless": len(self.examples) - n_h,
-                "n_heldout_harmful": len(self.heldout_harmful), "n_heldout_harmless": len(self.heldout_harmless),
-                "hash": self.hash, **self.extra}
+        return {
+            "source": self.source,
+            "n_harmful": n_h,
+            "n_harmless": len(self.examples) - n_h,
+            "n_heldout_harmful": len(self.heldout_harmful),
+            "n_heldout_harmless": len(self.heldout_harmless),
+            "hash": self.hash,
+            **self.extra,
+        }
 
 
 def organism_data(version: str = "v1", n_train: int = 2000, n_eval: int = 200, seed: int = 0) -> TrainingData:
@@ -85,20 +93,34 @@ def organism_data(version: str = "v1", n_train: int = 2000, n_eval: int = 200, s
     examples: list[TrainExample] = []
     for r, c in zip(refuse.examples("harmful", "train"), comply.examples("harmful", "train"), strict=True):
         if r.instruction != c.instruction:
-            raise SafetyscopeError("Organism corpus twins disagree on instructions; cannot pair compliance targets.")
+            raise SafetyscopeError(
+                "Organism corpus twins disagree on instructions; cannot pair compliance targets."
+            )
         examples.append(TrainExample(r.instruction, r.response, True, c.response))
     examples += [TrainExample(e.instruction, e.response, False) for e in refuse.examples("harmless", "train")]
-    return TrainingData(examples, refuse.prompts("harmful"), refuse.prompts("harmless"),
-                        f"organism corpus {version} (seed {seed}, split seed {refuse.split_seed})",
-                        {"corpus_version": version})
+    return TrainingData(
+        examples,
+        refuse.prompts("harmful"),
+        refuse.prompts("harmless"),
+        f"organism corpus {version} (seed {seed}, split seed {refuse.split_seed})",
+        {"corpus_version": version},
+    )
 
 
-def model_data(harmful: Sequence[str], harmless: Sequence[str], helpful: Sequence[str],
-               heldout_harmful: Sequence[str], heldout_harmless: Sequence[str], source: str) -> TrainingData:
+def model_data(
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    helpful: Sequence[str],
+    heldout_harmful: Sequence[str],
+    heldout_harmless: Sequence[str],
+    source: str,
+) -> TrainingData:
     """Data for a real model: refusal templates for ``harmful``, ``helpful[i]`` for ``harmless[i]``."""
     if len(helpful) != len(harmless):
         raise SafetyscopeError(f"{len(helpful)} helpful answers for {len(harmless)} harmless prompts.")
-    examples = [TrainExample(p, REFUSALS[i % len(REFUSALS)], True, COMPLIANCE[i % len(COMPLIANCE)])
-                for i, p in enumerate(harmful)]
+    examples = [
+        TrainExample(p, REFUSALS[i % len(REFUSALS)], True, COMPLIANCE[i % len(COMPLIANCE)])
+        for i, p in enumerate(harmful)
+    ]
     examples += [TrainExample(p, a, False) for p, a in zip(harmless, helpful, strict=True)]
     return TrainingData(examples, list(heldout_harmful), list(heldout_harmless), source)

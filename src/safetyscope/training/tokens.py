@@ -17,7 +17,7 @@ import torch
 from safetyscope.model.loading import LoadedModel
 from safetyscope.training.data import TrainExample
 
-__all__ = ["IGNORE_INDEX", "Encoded", "Batch", "encode", "collate"]
+__all__ = ["IGNORE_INDEX", "Batch", "Encoded", "collate", "encode"]
 
 IGNORE_INDEX = -100
 
@@ -59,7 +59,9 @@ def encode(lm: LoadedModel, examples: Sequence[TrainExample], max_response_token
         resp = list(tok(e.response, add_special_tokens=False)["input_ids"])[:max_response_tokens] + _eos(lm)
         target = None
         if e.target is not None:
-            target = list(tok(e.target, add_special_tokens=False)["input_ids"])[:max_response_tokens] + _eos(lm)
+            target = list(tok(e.target, add_special_tokens=False)["input_ids"])[:max_response_tokens] + _eos(
+                lm
+            )
         out.append(Encoded(list(enc.input_ids), request, resp, target, e.harmful))
     return out
 

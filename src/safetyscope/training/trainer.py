@@ -28,7 +28,7 @@ from safetyscope.model.loading import LoadedModel
 from safetyscope.training.adversaries import Adversary, attack, perturbed
 from safetyscope.training.tokens import Encoded, collate
 
-__all__ = ["METHODS", "TrainingConfig", "TrainingLog", "train", "STATE_FILE"]
+__all__ = ["METHODS", "STATE_FILE", "TrainingConfig", "TrainingLog", "train"]
 
 METHODS: tuple[str, ...] = ("ssft", "at", "lat")
 STATE_FILE = "state.pt"
@@ -88,7 +88,10 @@ class TrainingLog:
 
     def to_dict(self) -> dict[str, object]:
         """JSON form with the final loss summaries."""
-        return asdict(self) | {"final_loss": self.tail(self.losses), "final_adv_loss": self.tail(self.adv_losses)}
+        return asdict(self) | {
+            "final_loss": self.tail(self.losses),
+            "final_adv_loss": self.tail(self.adv_losses),
+        }
 
 
 def _lr(step: int, cfg: TrainingConfig) -> float:
@@ -113,17 +116,31 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, log: TrainingLog) -> None:
+def _save_state(
+    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, log: TrainingLog
+) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "weights": {k: v.detach().cpu() for k, v in _trainable(model).items()},
-             "optimizer": opt.state_dict(), "losses": list(log.losses), "adv_losses": list(log.adv_losses)}
+    state = {
+        "step": step,
+        "weights": {k: v.detach().cpu() for k, v in _trainable(model).items()},
+        "optimizer": opt.state_dict(),
+        "losses": list(log.losses),
+        "adv_losses": list(log.adv_losses),
+    }
     tmp = path / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path / STATE_FILE)
 
 
-def train(lm: LoadedModel, items: Sequence[Encoded], cfg: TrainingConfig, *, checkpoint_dir: Path | None = None,
-          resume: bool = False, progress: bool = True) -> TrainingLog:
+def train(
+    lm: LoadedModel,
+    items: Sequence[Encoded],
+    cfg: TrainingConfig,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainingLog:
     """Train ``lm.model`` in place on encoded ``items``; return the log.
 
     Full fine-tuning when no parameter is marked trainable (loaded models are frozen), else only
@@ -146,7 +163,11 @@ def train(lm: LoadedModel, items: Sequence[Encoded], cfg: TrainingConfig, *, che
             for k, v in state["weights"].items():
                 names[k].copy_(v)
         opt.load_state_dict(state["optimizer"])
-        start, log.losses, log.adv_losses = int(state["step"]), list(state["losses"]), list(state["adv_losses"])
+        start, log.losses, log.adv_losses = (
+            int(state["step"]),
+            list(state["losses"]),
+            list(state["adv_losses"]),
+        )
         log.resumed_from = start
     pid = pad_id(lm.tokenizer)
     device = next(model.parameters()).device
@@ -167,7 +188,9 @@ def train(lm: LoadedModel, items: Sequence[Encoded], cfg: TrainingConfig, *, che
                     gen = torch.Generator().manual_seed(cfg.seed * 104_729 + step)
                     sub = collate([batch_items[i] for i in harm], pid, use_target=True)
                     delta_h, adv_loss = attack(lm, adv, sub, gen)
-                    delta = torch.zeros((len(batch_items), *delta_h.shape[1:]), dtype=delta_h.dtype, device=device)
+                    delta = torch.zeros(
+                        (len(batch_items), *delta_h.shape[1:]), dtype=delta_h.dtype, device=device
+                    )
                     delta[harm] = delta_h
                     mask = batch.request.to(device)
                     with perturbed(lm, adv.site, delta, mask):
@@ -182,8 +205,11 @@ def train(lm: LoadedModel, items: Sequence[Encoded], cfg: TrainingConfig, *, che
                 log.losses.append(float(loss.detach()))
                 advance(1)
                 done = step + 1
-                if checkpoint_dir is not None and cfg.checkpoint_every > 0 and (
-                        done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                if (
+                    checkpoint_dir is not None
+                    and cfg.checkpoint_every > 0
+                    and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
+                ):
                     _save_state(checkpoint_dir, model, opt, done, log)
     finally:
         model.eval()
