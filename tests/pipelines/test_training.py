@@ -100,3 +100,38 @@ def test_cli_train_json_and_errors(base: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--method" in bad.output
     none = runner.invoke(app, ["train", str(base)])
     assert none.exit_code == 2 and "--out" in none.output
+
+
+def test_lora_training_of_a_real_model_merges_adapters(tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    import torch
+
+    from safetyscope import load_model
+    from safetyscope.model.tiny import save_tiny
+    from safetyscope.pipelines.training import LoraOptions, run_training
+    from safetyscope.training import TrainingConfig
+
+    src = save_tiny("llama", tmp_path / "tiny")
+    base = load_model(src, dtype="float32")
+    cfg = TrainingConfig(method="ssft", steps=3, batch_size=4, lr=1e-2)
+    out, card = run_training(
+        str(src),
+        "ssft",
+        tmp_path / "out",
+        config=cfg,
+        lora=LoraOptions(rank=2),
+        n_train=4,
+        n_eval=4,
+        progress=False,
+    )
+    assert card.lora is not None and 0 < card.lora["trainable_params"] < card.extra["n_params"] / 5
+    assert card.judge == "rules" and card.data["n_harmful"] == 4 and card.after["harmful"]["n"] == 4
+    trained = load_model(out, dtype="float32")
+    a = dict(base.model.named_parameters())
+    b = dict(trained.model.named_parameters())
+    assert set(a) == set(b)  # merged: plain weights, no adapter modules
+    changed = [k for k in a if not torch.equal(a[k], b[k])]
+    assert changed and all("proj" in k for k in changed)  # only the adapted linear layers moved
+    assert torch.equal(
+        load_model(src, dtype="float32").model.model.embed_tokens.weight, a["model.embed_tokens.weight"]
+    )
