@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--root", type=Path, required=True)
     ap.add_argument("--methods", default="ssft,at,lat")
     ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--epsilon", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--no-layers", action="store_true")
@@ -54,7 +56,9 @@ def main() -> None:
                 args.base,
                 m,
                 out,
-                config=TrainingConfig(method=m, steps=args.steps, seed=args.seed),
+                config=TrainingConfig(
+                    method=m, steps=args.steps, seed=args.seed, lr=args.lr, epsilon=args.epsilon
+                ),
                 progress=False,
             )
         cards[m] = TrainingCard.load(out)
