@@ -33,7 +33,7 @@ from safetyscope.paths import cache_dir
 #: converted GGUF, activation cache entry).
 OUR_MARKERS: tuple[str, ...] = ("results.json", "cache/manifest.json", "safetyscope_edit.json",
                                 "organism_card.json", "safetyscope_source.json", "result.safetensors",
-                                "safetyscope_sae.json", "compare.json")
+                                "safetyscope_sae.json", "compare.json", "training_card.json")
 
 #: File names that make a folder a Hugging Face model directory (with ``config.json``).
 _WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf", "*.safetensors.index.json")

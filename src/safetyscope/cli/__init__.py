@@ -5,10 +5,34 @@ User errors (:class:`~safetyscope.errors.SafetyscopeError`) are printed without 
 and exit with status 2. Commands live in topic modules that register on one typer ``app``.
 """
 
-from safetyscope.cli import analysis, attribute, audit, interventions, models, patching, sae, transfer
+from safetyscope.cli import (
+    analysis,
+    attribute,
+    audit,
+    interventions,
+    models,
+    patching,
+    robustness,
+    sae,
+    train,
+    transfer,
+)
 from safetyscope.cli._app import app
 
-__all__ = ["analysis", "app", "attribute", "audit", "interventions", "main", "models", "patching", "sae", "transfer"]
+__all__ = [
+    "analysis",
+    "app",
+    "attribute",
+    "audit",
+    "interventions",
+    "main",
+    "models",
+    "patching",
+    "robustness",
+    "sae",
+    "train",
+    "transfer",
+]
 
 
 def main() -> None:  # pragma: no cover - console entry point

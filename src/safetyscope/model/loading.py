@@ -214,6 +214,12 @@ def resolve_spec(spec: str | os.PathLike[str], dtype: str | torch.dtype | None =
         if pulled is None:
             raise ModelLoadError(f"Model {text!r} is not pulled yet. Run `safetyscope models pull {text}`.")
         return pulled, text
+    if "/" not in text and ":" not in text:
+        from safetyscope.paths import cache_dir
+
+        trained = cache_dir("trained") / text  # `safetyscope train MODEL --cache` (e.g. smollm2-135m-instruct-ssft)
+        if (trained / "config.json").is_file():
+            return trained, text
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep + os.sep in text:
         raise ModelLoadError(f"No such model directory or file: {text}")
     return None, text

@@ -1,0 +1,172 @@
+"""The robustness matrix of the LAT study: whose refusal direction breaks whose refusal?
+
+For models ``i`` and ``j`` (same width), ``matrix[i][j]`` is the held-out harmful refusal of model
+``i`` with model ``j``'s selected refusal direction ablated from every residual write
+(:func:`safetyscope.interventions.ablate`), with a Wilson interval. Rows are the ablated model,
+columns the direction's source; the diagonal is self-ablation. Beside it, per model:
+
+* ``baseline``: refusal without any edit;
+* ``control``: refusal with a random direction of the same norm ablated (the control every
+  entry is read against);
+* ``spectra``: the SVD spectrum of the paired differences ``harmful_i - harmless_i`` at the
+  selected (layer, position) (:func:`~safetyscope.directions.geometry.paired_spectrum`: top-1 and
+  top-2 variance shares; the paper reports ~75% top-2 for LAT vs ~44% for the others);
+* ``self_ablation``: refusal with the model's own difference-in-means direction of each layer
+  (at the selected position) ablated.
+
+Directions come from :func:`safetyscope.pipelines.refusal.select` on each model's train and
+validation prompts; claims are on the test split (organisms: held-out combinations).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from safetyscope import __version__
+from safetyscope.activations import Positions, Site, collect
+from safetyscope.causal.controls import random_like
+from safetyscope.causal.selection import candidate_directions
+from safetyscope.directions.geometry import paired_spectrum
+from safetyscope.errors import OptionError
+from safetyscope.evaluation.generate import generate
+from safetyscope.evaluation.metrics import Rate, refusal_rate
+from safetyscope.interventions import ablate
+from safetyscope.model.loading import LoadedModel, load_model
+from safetyscope.pipelines.refusal import RefusalPrompts, judge_for, refusal_prompts, select
+
+__all__ = ["RobustnessResult", "robustness"]
+
+
+@dataclass
+class RobustnessResult:
+    """The matrix (rows: ablated model, cols: direction source), its CIs, controls and spectra."""
+
+    models: list[str]
+    matrix: list[list[float | None]]
+    ci: list[list[list[float] | None]]
+    counts: list[list[list[int] | None]]
+    control: list[dict[str, Any]]
+    baseline: list[dict[str, Any]]
+    spectra: list[dict[str, Any]]
+    self_ablation: list[list[dict[str, Any]]]
+    directions: list[dict[str, Any]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+def _refusal(
+    lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int, direction: torch.Tensor | None
+) -> Rate:
+    judge = judge_for(lm)
+    if direction is None:
+        outs = generate(lm, list(prompts), max_new_tokens=max_new_tokens, progress=False)
+    else:
+        with ablate(lm, direction.float()):
+            outs = generate(lm, list(prompts), max_new_tokens=max_new_tokens, progress=False)
+    return refusal_rate(judge.label_many(zip(prompts, outs, strict=True)))
+
+
+def _spectrum(lm: LoadedModel, p: RefusalPrompts, layer: int, position: int) -> dict[str, Any]:
+    n = min(len(p.harmful_train), len(p.harmless_train))
+    pos, site = Positions("eoi", index=position), Site(layer)
+    a = collect(lm, p.harmful_train[:n], [site], pos, "none", progress=False).per_prompt(site)[:, 0].double()
+    b = collect(lm, p.harmless_train[:n], [site], pos, "none", progress=False).per_prompt(site)[:, 0].double()
+    s = paired_spectrum(a, b, layer=layer)
+    return {
+        "layer": layer,
+        "position": position,
+        "n_pairs": n,
+        "top1": s.top1,
+        "top2": s.top2,
+        "explained_variance": s.explained_variance[:10],
+        "cos_mean_diff_top1": s.cos_mean_diff_top1,
+    }
+
+
+def robustness(
+    specs: Sequence[str],
+    *,
+    n_train: int = 64,
+    n_val: int = 32,
+    n_test: int = 100,
+    max_new_tokens: int | None = None,
+    by_layer: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> RobustnessResult:
+    """Select each model's direction, then fill the matrix, controls, spectra and self-ablation curves."""
+    if not specs:
+        raise OptionError("Give at least one model.")
+    t0 = time.perf_counter()
+    lms = [load_model(s) for s in specs]
+    prompts, dirs, info, spectra, baseline, control, by_layer_rows = [], [], [], [], [], [], []
+    for spec, lm in zip(specs, lms, strict=True):
+        p = refusal_prompts(lm, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+        sel, direction = select(lm, p)
+        unit = direction.vector.float()
+        prompts.append(p)
+        dirs.append(unit)
+        info.append(
+            {
+                "model": spec,
+                "layer": sel.best.layer,
+                "position": sel.best.position,
+                "point": sel.best.point,
+                "raw_norm": direction.raw_norm,
+                "fingerprint": lm.fingerprint(),
+            }
+        )
+        spectra.append(_spectrum(lm, p, sel.best.layer, sel.best.position))
+        tokens = max_new_tokens or (16 if judge_for(lm).name == "organism" else 48)
+        baseline.append(_refusal(lm, p.harmful_test, tokens, None).to_dict())
+        control.append(_refusal(lm, p.harmful_test, tokens, random_like(unit, seed)).to_dict())
+        rows = []
+        if by_layer:
+            cands = candidate_directions(lm, p.harmful_train, p.harmless_train, list(range(lm.n_layers)))
+            for layer in range(lm.n_layers):
+                vec = cands[(layer, sel.best.position)]
+                rows.append({"layer": layer, **_refusal(lm, p.harmful_test, tokens, vec).to_dict()})
+        by_layer_rows.append(rows)
+        if progress:
+            print(f"  {spec}: layer {sel.best.layer}, refusal {baseline[-1]['rate']:.3f}", flush=True)
+    matrix: list[list[float | None]] = []
+    ci: list[list[list[float] | None]] = []
+    counts: list[list[list[int] | None]] = []
+    for i, lm in enumerate(lms):
+        tokens = max_new_tokens or (16 if judge_for(lm).name == "organism" else 48)
+        mrow, crow, krow = [], [], []
+        for j in range(len(lms)):
+            if dirs[j].shape[-1] != lm.d_model:
+                mrow.append(None)
+                crow.append(None)
+                krow.append(None)
+                continue
+            r = _refusal(lm, prompts[i].harmful_test, tokens, dirs[j])
+            mrow.append(r.rate)
+            crow.append([r.ci_low, r.ci_high])
+            krow.append([r.k, r.n])
+        matrix.append(mrow)
+        ci.append(crow)
+        counts.append(krow)
+    prov = {
+        "version": __version__,
+        "seed": seed,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+        "prompts": [p.source for p in prompts],
+        "seconds": round(time.perf_counter() - t0, 2),
+        "ablation": "directional ablation from every residual write (interventions.ablate)",
+        "control": "random direction of equal norm (causal.controls.random_like, seed)",
+    }
+    return RobustnessResult(
+        list(specs), matrix, ci, counts, control, baseline, spectra, by_layer_rows, info, prov
+    )
