@@ -17,6 +17,15 @@ from safetyscope.analysis.sequences import Pairs, make_pairs
 from safetyscope.errors import PromptError, SafetyscopeError
 
 
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """Only the tiny random Llama (the shared ``tiny_lms`` fixture loads every family)."""
+    from safetyscope import load_model
+    from safetyscope.model.tiny import save_tiny
+
+    return load_model(save_tiny("llama", tmp_path_factory.mktemp("llama") / "m"))
+
+
 def _seqs(n: int, length: int = 6, vocab: int = 97, seed: int = 0) -> list[tuple[int, ...]]:
     g = torch.Generator().manual_seed(seed)
     return [tuple(int(t) for t in torch.randint(3, vocab, (length,), generator=g)) for _ in range(n)]

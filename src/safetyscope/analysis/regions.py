@@ -205,3 +205,21 @@ def _measure(lm: LoadedModel, pairs: Pairs, site: Site, path: str, alphas: Tenso
         curves=curves.float().tolist(), logit_diff=ld[keep].tolist(), slopes=max_slope(curves).tolist(),
         pair_index=[list(pairs.pairs[i]) for i in kept], top_tokens=[[int(top_a[i]), int(top_b[i])] for i in kept],
         n_dropped=int((~keep).sum()), endpoint_error=endpoint, provenance=provenance)
+
+
+def regions_study(lm: LoadedModel, *, pairs: str = "different", n: int = 100, seq_len: int = 8,
+                  texts: Sequence[str] | None = None, seed: int = 0, site: Site | None = None, steps: int = 21,
+                  path: str = "line", max_batch_tokens: int | None = None, progress: bool = False) -> RegionsResult:
+    """One model, end to end: cut ``texts`` (default :func:`~safetyscope.analysis.sequences.default_texts`)
+    into ``seq_len``-token sequences, draw ``n`` pairs of kind ``pairs``, and run :func:`stable_regions`."""
+    from safetyscope.analysis.sequences import default_texts, make_pairs, token_sequences
+
+    source = "user texts"
+    if texts is None:
+        texts, source = default_texts(lm, n=max(400, 4 * n))
+    seqs = token_sequences(lm.tokenizer, texts, seq_len)
+    drawn = make_pairs(seqs, pairs, n, seed)
+    result = stable_regions(lm, drawn, site=site, steps=steps, path=path, max_batch_tokens=max_batch_tokens,
+                            progress=progress)
+    result.provenance["texts"] = source
+    return result

@@ -95,6 +95,6 @@ def make_pairs(seqs: Sequence[tuple[int, ...]], kind: str, n: int, seed: int = 0
     pairs = []
     for a in rng.sample(range(len(pool)), n):
         swap = rng.choice([t for t in lasts if t != pool[a][-1]])
-        out_seqs.append(pool[a][:-1] + (swap,))
+        out_seqs.append((*pool[a][:-1], swap))
         pairs.append((a, len(out_seqs) - 1))
     return Pairs(tuple(out_seqs), tuple(pairs), kind, seed)
