@@ -5,10 +5,10 @@ User errors (:class:`~safetyscope.errors.SafetyscopeError`) are printed without 
 and exit with status 2. Commands live in topic modules that register on one typer ``app``.
 """
 
-from safetyscope.cli import analysis, audit, interventions, models, patching
+from safetyscope.cli import analysis, audit, interop, interventions, models, patching
 from safetyscope.cli._app import app
 
-__all__ = ["analysis", "app", "audit", "interventions", "main", "models", "patching"]
+__all__ = ["analysis", "app", "audit", "interop", "interventions", "main", "models", "patching"]
 
 
 def main() -> None:  # pragma: no cover - console entry point
