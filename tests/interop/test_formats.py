@@ -20,15 +20,32 @@ def _dset(layers: list[int], point: str = "resid_post", d: int = 32, seed: int =
     dirs = []
     for layer in layers:
         v = torch.randn(d, generator=g, dtype=torch.float64)
-        dirs.append(Direction("diff_means", layer, v / v.norm(), raw_norm=3.5 + layer, mean_gap=2.25 + layer,
-                              provenance={"eoi_position": -2, "model_type": "llama"}, point=point,
-                              model_fingerprint="abc123"))
+        dirs.append(
+            Direction(
+                "diff_means",
+                layer,
+                v / v.norm(),
+                raw_norm=3.5 + layer,
+                mean_gap=2.25 + layer,
+                provenance={"eoi_position": -2, "model_type": "llama"},
+                point=point,
+                model_fingerprint="abc123",
+            )
+        )
     return DirectionSet("diff_means", dirs, {"model_type": "llama", "note": "test"})
 
 
 def _out(tmp: Path, fmt: str) -> Path:
-    return tmp / {"llamacpp": "v.gguf", "svec": "v.svec", "refusal-direction": "rd",
-                  "steering-vectors": "sv.safetensors", "safetyscope": "ours.safetensors"}[fmt]
+    return (
+        tmp
+        / {
+            "llamacpp": "v.gguf",
+            "svec": "v.svec",
+            "refusal-direction": "rd",
+            "steering-vectors": "sv.safetensors",
+            "safetyscope": "ours.safetensors",
+        }[fmt]
+    )
 
 
 @pytest.mark.parametrize("fmt", PEERS)
@@ -44,7 +61,12 @@ def test_roundtrip_restores_everything(tmp_path: Path, fmt: str) -> None:
     a, b = DirectionSet.load(src), DirectionSet.load(tmp_path / "back.safetensors")
     for x, y in zip(a, b, strict=True):  # our description comes back through the peer's file
         assert (x.method, x.site, x.model_fingerprint, x.raw_norm, x.mean_gap) == (
-            y.method, y.site, y.model_fingerprint, y.raw_norm, y.mean_gap)
+            y.method,
+            y.site,
+            y.model_fingerprint,
+            y.raw_norm,
+            y.mean_gap,
+        )
         assert torch.allclose(x.vector, y.vector, atol=1e-6)
         assert x.provenance["eoi_position"] == y.provenance["eoi_position"]
 
@@ -52,8 +74,15 @@ def test_roundtrip_restores_everything(tmp_path: Path, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", PEERS)
 def test_sign_and_magnitude_of_added_vector_kept(tmp_path: Path, fmt: str) -> None:
     d = _dset([3]).directions[0]
-    neg = DirectionSet("diff_means", [Direction("diff_means", 3, d.vector, 4.0, -1.75, provenance={"eoi_position": -1}, point="resid_post")],
-                       {"model_type": "llama"})
+    neg = DirectionSet(
+        "diff_means",
+        [
+            Direction(
+                "diff_means", 3, d.vector, 4.0, -1.75, provenance={"eoi_position": -1}, point="resid_post"
+            )
+        ],
+        {"model_type": "llama"},
+    )
     res = convert(neg.save(tmp_path / "in.safetensors"), _out(tmp_path, fmt), fmt)
     back, _ = read_directions(res.out)
     want = scaled_vectors(neg)[3]
@@ -63,8 +92,11 @@ def test_sign_and_magnitude_of_added_vector_kept(tmp_path: Path, fmt: str) -> No
 
 def test_foreign_file_without_our_metadata_reads_as_scaled_vector(tmp_path: Path) -> None:
     v = torch.arange(1, 9, dtype=torch.float32) * 0.5
-    (tmp_path / "x.svec").write_text(json.dumps({"model_type": "qwen2", "directions": {"4": v.tolist()},
-                                                   "explained_variances": {"4": 0.9}}))
+    (tmp_path / "x.svec").write_text(
+        json.dumps(
+            {"model_type": "qwen2", "directions": {"4": v.tolist()}, "explained_variances": {"4": 0.9}}
+        )
+    )
     dset, fmt = read_directions(tmp_path / "x.svec")
     d = dset.directions[0]
     assert fmt == "svec" and d.site is not None and d.site.key == "L4.resid_pre"  # where IBM adds it
@@ -88,7 +120,7 @@ def test_detection_ignores_extension(tmp_path: Path) -> None:
     disguised.write_bytes(Path(res.out).read_bytes())
     assert detect_format(disguised) == "llamacpp"
     (tmp_path / "junk.gguf").write_text('{"hello": 1}')
-    with pytest.raises(FormatError, match="not an .svec"):
+    with pytest.raises(FormatError, match=r"not an \.svec"):
         detect_format(tmp_path / "junk.gguf")
 
 
@@ -99,26 +131,43 @@ def test_refusals(tmp_path: Path) -> None:
     one = convert(two, tmp_path / "rd", "refusal-direction", layer="2")
     assert json.loads((tmp_path / "rd" / "direction_metadata.json").read_text()) == {"pos": -2, "layer": 3}
     assert one.sites == ["L2.resid_post"]
-    pre0 = DirectionSet("x", [Direction("x", 0, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.0, point="resid_pre")],
-                        {"model_type": "llama"}).save(tmp_path / "pre0.safetensors")
+    pre0 = DirectionSet(
+        "x",
+        [Direction("x", 0, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.0, point="resid_pre")],
+        {"model_type": "llama"},
+    ).save(tmp_path / "pre0.safetensors")
     with pytest.raises(FormatError, match="embedding output"):
         convert(pre0, tmp_path / "p.gguf", "llamacpp")
-    no_family = DirectionSet("x", [Direction("x", 2, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.0,
-                                             point="resid_post")]).save(tmp_path / "nf.safetensors")
+    no_family = DirectionSet(
+        "x", [Direction("x", 2, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.0, point="resid_post")]
+    ).save(tmp_path / "nf.safetensors")
     with pytest.raises(FormatError, match="--model"):
         convert(no_family, tmp_path / "nf.gguf", "llamacpp")
     with pytest.raises(FormatError, match="--pos"):
         convert(no_family, tmp_path / "nf_rd", "refusal-direction")
-    nosite = DirectionSet("x", [Direction("x", None, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.0)],
-                          {"model_type": "llama"}).save(tmp_path / "ns.safetensors")
+    nosite = DirectionSet(
+        "x",
+        [Direction("x", None, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.0)],
+        {"model_type": "llama"},
+    ).save(tmp_path / "ns.safetensors")
     with pytest.raises(FormatError, match="no stream point"):
         convert(nosite, tmp_path / "ns.gguf", "llamacpp", layer="4")
     assert convert(nosite, tmp_path / "ns.gguf", "llamacpp", layer="4.resid_post").sites == ["L4.resid_post"]
-    sub = Direction("x", 2, torch.eye(32, dtype=torch.float64)[0], 1.0, 1.0, basis=torch.eye(32, dtype=torch.float64)[:2],
-                    point="resid_post")
+    sub = Direction(
+        "x",
+        2,
+        torch.eye(32, dtype=torch.float64)[0],
+        1.0,
+        1.0,
+        basis=torch.eye(32, dtype=torch.float64)[:2],
+        point="resid_post",
+    )
     with pytest.raises(FormatError, match="subspace"):
-        convert(DirectionSet("x", [sub], {"model_type": "llama"}).save(tmp_path / "sub.safetensors"),
-                tmp_path / "sub.svec", "svec")
+        convert(
+            DirectionSet("x", [sub], {"model_type": "llama"}).save(tmp_path / "sub.safetensors"),
+            tmp_path / "sub.svec",
+            "svec",
+        )
     with pytest.raises(FormatError, match="--to"):
         convert(two, tmp_path / "x.bin")
 
@@ -127,14 +176,17 @@ def test_model_option_checks_width_and_records_family(tmp_path: Path) -> None:
     from safetyscope.model.tiny import save_tiny
 
     model = save_tiny("qwen2", tmp_path / "m")
-    nf = DirectionSet("x", [Direction("x", 2, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.5,
-                                      point="resid_post")]).save(tmp_path / "nf.safetensors")
+    nf = DirectionSet(
+        "x", [Direction("x", 2, torch.ones(32, dtype=torch.float64) / 32**0.5, 1.0, 1.5, point="resid_post")]
+    ).save(tmp_path / "nf.safetensors")
     convert(nf, tmp_path / "v.gguf", "llamacpp", model=str(model))
     import gguf
 
     field = gguf.GGUFReader(str(tmp_path / "v.gguf")).get_field("controlvector.model_hint")
     assert bytes(field.parts[field.data[0]]).decode() == "qwen2"
-    wide = DirectionSet("x", [Direction("x", 2, torch.ones(64, dtype=torch.float64) / 8, 1.0, 1.0, point="resid_post")])
+    wide = DirectionSet(
+        "x", [Direction("x", 2, torch.ones(64, dtype=torch.float64) / 8, 1.0, 1.0, point="resid_post")]
+    )
     with pytest.raises(FormatError, match="d_model 32"):
         convert(wide.save(tmp_path / "w.safetensors"), tmp_path / "w.gguf", "llamacpp", model=str(model))
 

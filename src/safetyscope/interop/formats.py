@@ -52,28 +52,36 @@ def detect_format(path: str | Path) -> str:
     if path.is_dir():
         if refusal_direction.folder_of(path) is not None:
             return "refusal-direction"
-        raise FormatError(f"{path} is a folder but not a refusal-direction folder "
-                          f"({refusal_direction.VECTOR_FILE} + {refusal_direction.META_FILE}).")
+        raise FormatError(
+            f"{path} is a folder but not a refusal-direction folder "
+            f"({refusal_direction.VECTOR_FILE} + {refusal_direction.META_FILE})."
+        )
     with path.open("rb") as fh:
         head = fh.read(16)
     if head.startswith(llamacpp.GGUF_MAGIC):
         arch = llamacpp.gguf_architecture(path)
         if arch != llamacpp.ARCH:
-            raise FormatError(f"{path} is a GGUF model ({arch!r}), not a control vector; edit it with `safetyscope edit`.")
+            raise FormatError(
+                f"{path} is a GGUF model ({arch!r}), not a control vector; edit it with `safetyscope edit`."
+            )
         return "llamacpp"
     if head.startswith(b"PK\x03\x04"):  # torch.save's zip
         if refusal_direction.folder_of(path) is not None:
             return "refusal-direction"
-        raise FormatError(f"{path} is a torch file without a {refusal_direction.META_FILE} beside it; a "
-                          "refusal-direction artefact needs both (the layer is in the JSON).")
+        raise FormatError(
+            f"{path} is a torch file without a {refusal_direction.META_FILE} beside it; a "
+            "refusal-direction artefact needs both (the layer is in the JSON)."
+        )
     meta = _safetensors_metadata(head, path)
     if meta is not None:
         if steering_vectors_io.LAYER_TYPE_KEY in meta:
             return "steering-vectors"
         if "safetyscope.directions" in meta:
             return "safetyscope"
-        raise FormatError(f"{path} is a safetensors file with none of the metadata of a known direction format "
-                          f"(keys: {sorted(meta)[:8]}).")
+        raise FormatError(
+            f"{path} is a safetensors file with none of the metadata of a known direction format "
+            f"(keys: {sorted(meta)[:8]})."
+        )
     if head.lstrip()[:1] == b"{":
         try:
             data = json.loads(path.read_text())
@@ -88,21 +96,35 @@ def detect_format(path: str | Path) -> str:
 def read_directions(path: str | Path) -> tuple[DirectionSet, str]:
     """Read any supported format; returns the set and the detected format."""
     fmt = detect_format(path)
-    readers = {"safetyscope": DirectionSet.load, "llamacpp": llamacpp.read, "svec": svec.read,
-               "refusal-direction": refusal_direction.read, "steering-vectors": steering_vectors_io.read}
+    readers = {
+        "safetyscope": DirectionSet.load,
+        "llamacpp": llamacpp.read,
+        "svec": svec.read,
+        "refusal-direction": refusal_direction.read,
+        "steering-vectors": steering_vectors_io.read,
+    }
     return readers[fmt](path), fmt
 
 
-def write_directions(dset: DirectionSet, out: str | Path, fmt: str, *, model_type: str | None = None,
-                     pos: int | None = None, force: bool = False) -> Path:
+def write_directions(
+    dset: DirectionSet,
+    out: str | Path,
+    fmt: str,
+    *,
+    model_type: str | None = None,
+    pos: int | None = None,
+    force: bool = False,
+) -> Path:
     """Write ``dset`` in ``fmt`` (``model_type`` for llamacpp/svec; ``pos`` for refusal-direction)."""
     if fmt not in FORMATS:
         raise FormatError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     if fmt in NEEDS_MODEL_TYPE:
         model_type = model_type_of(dset, model_type)
         if model_type is None:
-            raise FormatError(f"{fmt} records the model family (HF model_type, e.g. llama) and the input does not "
-                              "say which; pass --model MODEL (its config is read, not its weights).")
+            raise FormatError(
+                f"{fmt} records the model family (HF model_type, e.g. llama) and the input does not "
+                "say which; pass --model MODEL (its config is read, not its weights)."
+            )
     if fmt == "safetyscope":
         return dset.save(out)
     if fmt == "llamacpp":
@@ -123,7 +145,9 @@ def parse_layer(text: str | int | None) -> tuple[int, str | None] | None:
     try:
         n = int(layer)
     except ValueError as exc:
-        raise FormatError(f"--layer {text!r}: give a layer number or LAYER.POINT, e.g. 5 or 5.resid_post.") from exc
+        raise FormatError(
+            f"--layer {text!r}: give a layer number or LAYER.POINT, e.g. 5 or 5.resid_post."
+        ) from exc
     if point:
         Site(n, point)  # type: ignore[arg-type]  # validates the point
     return n, point or None
@@ -138,18 +162,24 @@ def select_layer(dset: DirectionSet, layer: str | int | None) -> DirectionSet:
     sited = [d for d in dset.directions if d.site is not None]
     if not sited:
         if len(dset) != 1:
-            raise FormatError(f"The input holds {len(dset)} directions without sites; convert them one file at a time.")
+            raise FormatError(
+                f"The input holds {len(dset)} directions without sites; convert them one file at a time."
+            )
         d = dset.directions[0]
         point = point or d.point
         if point is None:
-            raise FormatError(f"The direction records no stream point; give it with the layer, e.g. --layer {n}.resid_post.")
+            raise FormatError(
+                f"The direction records no stream point; give it with the layer, e.g. --layer {n}.resid_post."
+            )
         return replace(dset, directions=[replace(d, layer=n, point=point)])
     want = [d for d in sited if d.layer == n and (point is None or d.point == point)]
     if point is not None and not want:  # the same tensor under the other name
         alt = Site(n - 1, "resid_post") if point == "resid_pre" and n > 0 else Site(n + 1, "resid_pre")
         want = [d for d in sited if d.site == alt]
     if not want:
-        raise FormatError(f"No direction at layer {layer} in the input; it holds {[d.site.key for d in sited]}.")  # type: ignore[union-attr]
+        raise FormatError(
+            f"No direction at layer {layer} in the input; it holds {[d.site.key for d in sited]}."
+        )  # type: ignore[union-attr]
     return replace(dset, directions=want[:1])
 
 
@@ -178,14 +208,18 @@ def model_info(spec: str) -> ModelInfo:
 def _check_model(dset: DirectionSet, info: ModelInfo) -> DirectionSet:
     bad = {d.d for d in dset.directions} - {info.d_model}
     if bad:
-        raise FormatError(f"The vectors have width {sorted(bad)} but {info.spec} has d_model {info.d_model}; "
-                          "they were made for another model.")
+        raise FormatError(
+            f"The vectors have width {sorted(bad)} but {info.spec} has d_model {info.d_model}; "
+            "they were made for another model."
+        )
     deep = [d.site.key for d in dset.directions if d.site is not None and d.site.layer >= info.n_layers]
     if deep:
         raise FormatError(f"Sites {deep} are beyond {info.spec}'s {info.n_layers} layers.")
     recorded = model_type_of(dset, None)
     if recorded is not None and recorded != info.model_type:
-        raise FormatError(f"The input was made for a {recorded!r} model, but {info.spec} is {info.model_type!r}.")
+        raise FormatError(
+            f"The input was made for a {recorded!r} model, but {info.spec} is {info.model_type!r}."
+        )
     prov = dset.provenance | {"model_type": info.model_type, "model": info.spec}
     return replace(dset, provenance=prov)
 
@@ -227,16 +261,26 @@ def roundtrip_error(a: DirectionSet, b: DirectionSet) -> tuple[float, float]:
     return max(x for x, _ in diffs), max(r for _, r in diffs)
 
 
-def convert(inp: str | Path, out: str | Path, to: str | None = None, *, model: str | None = None,
-            layer: str | int | None = None, pos: int | None = None, force: bool = False) -> Conversion:
+def convert(
+    inp: str | Path,
+    out: str | Path,
+    to: str | None = None,
+    *,
+    model: str | None = None,
+    layer: str | int | None = None,
+    pos: int | None = None,
+    force: bool = False,
+) -> Conversion:
     """Convert a direction file between formats (see the module docstring), then read it back to check it."""
     from safetyscope.outputs import check_output
 
     out = Path(out)
     if to is None:
         if out.suffix != ".safetensors":
-            raise FormatError(f"Say which format to write with --to ({', '.join(FORMATS)}); only a .safetensors "
-                              "output defaults (to the safetyscope format).")
+            raise FormatError(
+                f"Say which format to write with --to ({', '.join(FORMATS)}); only a .safetensors "
+                "output defaults (to the safetyscope format)."
+            )
         to = "safetyscope"
     if to not in FORMATS:
         raise FormatError(f"Unknown format {to!r}; use one of {', '.join(FORMATS)}.")

@@ -16,7 +16,14 @@ import numpy as np
 import torch
 
 from safetyscope.directions import DirectionSet
-from safetyscope.interop.peer import META_KEY, FormatError, embedded_meta, from_vectors, peer_layer, scaled_vector
+from safetyscope.interop.peer import (
+    META_KEY,
+    FormatError,
+    embedded_meta,
+    from_vectors,
+    peer_layer,
+    scaled_vector,
+)
 
 ARCH = "controlvector"
 GGUF_MAGIC = b"GGUF"
@@ -44,8 +51,10 @@ def read(path: str | Path) -> DirectionSet:
     reader = gguf.GGUFReader(str(path))
     arch = _field_str(reader, "general.architecture")
     if arch != ARCH:
-        raise FormatError(f"{path} is a GGUF file of architecture {arch!r}, not a control vector "
-                          f"(general.architecture = {ARCH!r}). A model GGUF is an input to `safetyscope edit`.")
+        raise FormatError(
+            f"{path} is a GGUF file of architecture {arch!r}, not a control vector "
+            f"(general.architecture = {ARCH!r}). A model GGUF is an input to `safetyscope edit`."
+        )
     vectors: dict[int, torch.Tensor] = {}
     for t in reader.tensors:
         if not t.name.startswith("direction."):
@@ -70,10 +79,14 @@ def write(dset: DirectionSet, out: str | Path, model_type: str) -> Path:
     for d in dset.directions:
         n = peer_layer(d, "block-output", "llamacpp")
         if n == 0:
-            raise FormatError("llama.cpp cannot load direction.0 (the output of block 0, our resid_post 0 / "
-                              "resid_pre 1); use a later layer.")
+            raise FormatError(
+                "llama.cpp cannot load direction.0 (the output of block 0, our resid_post 0 / "
+                "resid_pre 1); use a later layer."
+            )
         if n in tensors:
-            raise FormatError(f"Two directions land on llama.cpp layer {n}; convert one at a time with --layer.")
+            raise FormatError(
+                f"Two directions land on llama.cpp layer {n}; convert one at a time with --layer."
+            )
         tensors[n] = scaled_vector(d, "llamacpp").numpy()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,16 +44,20 @@ def peer_layer(d: Direction, convention: Convention, fmt: str) -> int:
     if site is None:
         raise FormatError(
             f"{fmt} records the layer each vector is added at, but this direction records no site "
-            f"(layer {d.layer}, point {d.point}). Give it one with --layer, e.g. --layer 5.resid_post.")
+            f"(layer {d.layer}, point {d.point}). Give it one with --layer, e.g. --layer 5.resid_post."
+        )
     if site.point not in ("resid_pre", "resid_post"):
         raise FormatError(
             f"{fmt} adds vectors to the residual stream; {site.key} is a {site.point} site, which it cannot "
-            "express. Convert a resid_pre/resid_post direction.")
+            "express. Convert a resid_pre/resid_post direction."
+        )
     if convention == "block-output":
         n = site.layer if site.point == "resid_post" else site.layer - 1
         if n < 0:
-            raise FormatError(f"{fmt} adds to the output of a block; {site.key} is the embedding output, before "
-                              "block 0, which it cannot express.")
+            raise FormatError(
+                f"{fmt} adds to the output of a block; {site.key} is the embedding output, before "
+                "block 0, which it cannot express."
+            )
         return n
     return site.layer if site.point == "resid_pre" else site.layer + 1
 
@@ -66,15 +70,23 @@ def site_of(n: int, convention: Convention) -> Site:
 def scaled_vector(d: Direction, fmt: str) -> Tensor:
     """``vector · mean_gap`` as float32; refuses subspaces (peers hold one vector per layer)."""
     if d.rank > 1:
-        raise FormatError(f"{fmt} holds one vector per layer; this direction is a rank-{d.rank} subspace. "
-                          "Keep it in the safetyscope format (.safetensors) or convert one direction of it.")
+        raise FormatError(
+            f"{fmt} holds one vector per layer; this direction is a rank-{d.rank} subspace. "
+            "Keep it in the safetyscope format (.safetensors) or convert one direction of it."
+        )
     return (d.vector.double() * d.mean_gap).float()
 
 
 def embedded_meta(dset: DirectionSet) -> str:
     """Our JSON description of ``dset`` (no tensors), for a peer file's metadata."""
-    return json.dumps({"method": dset.method, "provenance": dset.provenance,
-                       "directions": [d.meta() for d in dset.directions]}, default=str)
+    return json.dumps(
+        {
+            "method": dset.method,
+            "provenance": dset.provenance,
+            "directions": [d.meta() for d in dset.directions],
+        },
+        default=str,
+    )
 
 
 def _matching(meta: dict[str, Any] | None, site: Site, norm: float) -> dict[str, Any] | None:
@@ -82,17 +94,24 @@ def _matching(meta: dict[str, Any] | None, site: Site, norm: float) -> dict[str,
         layer, point = m.get("layer"), m.get("point")
         if layer is None or point not in ("resid_pre", "resid_post"):
             continue
-        same = Site(layer, point) == site or (
-            point == "resid_pre" and site.point == "resid_post" and layer == site.layer + 1) or (
-            point == "resid_post" and site.point == "resid_pre" and layer + 1 == site.layer)
+        same = (
+            Site(layer, point) == site
+            or (point == "resid_pre" and site.point == "resid_post" and layer == site.layer + 1)
+            or (point == "resid_post" and site.point == "resid_pre" and layer + 1 == site.layer)
+        )
         gap = float(m.get("mean_gap", 0.0))
         if same and abs(abs(gap) - norm) <= 1e-5 * max(norm, 1e-12) + 1e-7 and int(m.get("rank", 1)) == 1:
             return m
     return None
 
 
-def from_vectors(vectors: dict[int, Tensor], convention: Convention, fmt: str,
-                 meta_json: str | None = None, provenance: dict[str, Any] | None = None) -> DirectionSet:
+def from_vectors(
+    vectors: dict[int, Tensor],
+    convention: Convention,
+    fmt: str,
+    meta_json: str | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> DirectionSet:
     """Directions from a peer's ``{layer: added vector}``, restoring our embedded description where it still matches."""
     meta = None
     if meta_json:
@@ -112,21 +131,54 @@ def from_vectors(vectors: dict[int, Tensor], convention: Convention, fmt: str,
         if m is not None:  # our own file, unchanged since: restore method, provenance, naming
             gap = float(m["mean_gap"])
             unit = v / norm * (1.0 if gap >= 0 else -1.0)
-            dirs.append(Direction(method=m["method"], layer=m["layer"], vector=unit, raw_norm=float(m["raw_norm"]),
-                                  mean_gap=gap, provenance=dict(m.get("provenance") or {}), point=m["point"],
-                                  model_fingerprint=m.get("model_fingerprint")))
+            dirs.append(
+                Direction(
+                    method=m["method"],
+                    layer=m["layer"],
+                    vector=unit,
+                    raw_norm=float(m["raw_norm"]),
+                    mean_gap=gap,
+                    provenance=dict(m.get("provenance") or {}),
+                    point=m["point"],
+                    model_fingerprint=m.get("model_fingerprint"),
+                )
+            )
         else:
-            dirs.append(Direction(method=f"imported:{fmt}", layer=site.layer, vector=v / norm, raw_norm=norm,
-                                  mean_gap=norm, provenance=prov, point=site.point))
+            dirs.append(
+                Direction(
+                    method=f"imported:{fmt}",
+                    layer=site.layer,
+                    vector=v / norm,
+                    raw_norm=norm,
+                    mean_gap=norm,
+                    provenance=prov,
+                    point=site.point,
+                )
+            )
     if not dirs:
         raise FormatError(f"The {fmt} file holds no vectors.")
     methods = {d.method for d in dirs}
     method = methods.pop() if len(methods) == 1 else f"imported:{fmt}"
     if len({d.method for d in dirs}) > 1:
-        dirs = [Direction(method=method, layer=d.layer, vector=d.vector, raw_norm=d.raw_norm, mean_gap=d.mean_gap,
-                          provenance=d.provenance, point=d.point, model_fingerprint=d.model_fingerprint) for d in dirs]
-    set_prov = (meta or {}).get("provenance", prov) if meta and all(
-        _matching(meta, site_of(n, convention), float(vectors[n].double().norm())) for n in vectors) else prov
+        dirs = [
+            Direction(
+                method=method,
+                layer=d.layer,
+                vector=d.vector,
+                raw_norm=d.raw_norm,
+                mean_gap=d.mean_gap,
+                provenance=d.provenance,
+                point=d.point,
+                model_fingerprint=d.model_fingerprint,
+            )
+            for d in dirs
+        ]
+    set_prov = (
+        (meta or {}).get("provenance", prov)
+        if meta
+        and all(_matching(meta, site_of(n, convention), float(vectors[n].double().norm())) for n in vectors)
+        else prov
+    )
     return DirectionSet(method, dirs, dict(set_prov))
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 import torch
 
 from safetyscope.directions import DirectionSet
-from safetyscope.interop.peer import META_KEY, FormatError, embedded_meta, from_vectors, peer_layer, scaled_vector
+from safetyscope.interop.peer import (
+    META_KEY,
+    FormatError,
+    embedded_meta,
+    from_vectors,
+    peer_layer,
+    scaled_vector,
+)
 
 VECTOR_FILE = "direction.pt"
 META_FILE = "direction_metadata.json"
@@ -43,8 +50,10 @@ def read(path: str | Path) -> DirectionSet:
         raise FormatError(f"{folder / META_FILE} must hold an integer 'layer' (and 'pos').")
     vec = torch.load(folder / VECTOR_FILE, map_location="cpu", weights_only=True)
     if not isinstance(vec, torch.Tensor) or vec.dim() != 1:
-        raise FormatError(f"{folder / VECTOR_FILE} must hold one 1-D tensor; got {type(vec).__name__} "
-                          f"{tuple(vec.shape) if isinstance(vec, torch.Tensor) else ''}.")
+        raise FormatError(
+            f"{folder / VECTOR_FILE} must hold one 1-D tensor; got {type(vec).__name__} "
+            f"{tuple(vec.shape) if isinstance(vec, torch.Tensor) else ''}."
+        )
     ours = (folder / OURS_FILE).read_text() if (folder / OURS_FILE).is_file() else meta.get(META_KEY)
     prov = {"source_file": str(folder), "eoi_position": meta.get("pos")}
     return from_vectors({meta["layer"]: vec.double()}, "block-input", "refusal-direction", ours, prov)
@@ -55,15 +64,19 @@ def write(dset: DirectionSet, out: str | Path, pos: int | None = None, force: bo
     from safetyscope.paths import atomic_output_dir
 
     if len(dset.directions) != 1:
-        raise FormatError(f"refusal-direction holds one direction; the input holds {len(dset)} "
-                          f"(layers {dset.layers}). Pick one with --layer.")
+        raise FormatError(
+            f"refusal-direction holds one direction; the input holds {len(dset)} "
+            f"(layers {dset.layers}). Pick one with --layer."
+        )
     d = dset.directions[0]
     layer = peer_layer(d, "block-input", "refusal-direction")
     if pos is None:
         pos = d.provenance.get("eoi_position")
     if pos is None:
-        raise FormatError("refusal-direction records the token position ('pos') the direction was read at, and "
-                          "this direction does not say; pass --pos (e.g. -1: the last post-instruction token).")
+        raise FormatError(
+            "refusal-direction records the token position ('pos') the direction was read at, and "
+            "this direction does not say; pass --pos (e.g. -1: the last post-instruction token)."
+        )
     with atomic_output_dir(Path(out), force=force) as tmp:
         torch.save(scaled_vector(d, "refusal-direction").clone(), tmp / VECTOR_FILE)
         (tmp / META_FILE).write_text(json.dumps({"pos": int(pos), "layer": layer}, indent=4))

@@ -18,7 +18,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from safetyscope.directions import DirectionSet
-from safetyscope.interop.peer import META_KEY, FormatError, embedded_meta, from_vectors, peer_layer, scaled_vector
+from safetyscope.interop.peer import (
+    META_KEY,
+    FormatError,
+    embedded_meta,
+    from_vectors,
+    peer_layer,
+    scaled_vector,
+)
 
 LAYER_TYPE_KEY = "steering_vectors.layer_type"
 RESIDUAL_LAYER_TYPE = "decoder_block"
@@ -29,15 +36,21 @@ def _vectors(dset: DirectionSet) -> dict[int, torch.Tensor]:
     for d in dset.directions:
         n = peer_layer(d, "block-output", "steering-vectors")
         if n in out:
-            raise FormatError(f"Two directions land on steering-vectors layer {n}; convert one at a time with --layer.")
+            raise FormatError(
+                f"Two directions land on steering-vectors layer {n}; convert one at a time with --layer."
+            )
         out[n] = scaled_vector(d, "steering-vectors")
     return out
 
 
-def _from(vectors: dict[int, torch.Tensor], layer_type: str, meta: str | None, prov: dict[str, Any]) -> DirectionSet:
+def _from(
+    vectors: dict[int, torch.Tensor], layer_type: str, meta: str | None, prov: dict[str, Any]
+) -> DirectionSet:
     if layer_type != RESIDUAL_LAYER_TYPE:
-        raise FormatError(f"steering-vectors layer type {layer_type!r} is not a residual-stream site; only "
-                          f"{RESIDUAL_LAYER_TYPE!r} (a block's output, our resid_post) converts.")
+        raise FormatError(
+            f"steering-vectors layer type {layer_type!r} is not a residual-stream site; only "
+            f"{RESIDUAL_LAYER_TYPE!r} (a block's output, our resid_post) converts."
+        )
     return from_vectors(vectors, "block-output", "steering-vectors", meta, prov)
 
 
@@ -47,7 +60,9 @@ def read(path: str | Path) -> DirectionSet:
     with safe_open(str(path), "pt") as fh:
         meta = fh.metadata() or {}
         if LAYER_TYPE_KEY not in meta:
-            raise FormatError(f"{path} is safetensors without '{LAYER_TYPE_KEY}' metadata: not a steering-vectors file.")
+            raise FormatError(
+                f"{path} is safetensors without '{LAYER_TYPE_KEY}' metadata: not a steering-vectors file."
+            )
         vectors = {int(k.split(".", 1)[1]): fh.get_tensor(k) for k in fh.keys() if k.startswith("layer.")}  # noqa: SIM118
     return _from(vectors, meta[LAYER_TYPE_KEY], meta.get(META_KEY), {"source_file": str(path)})
 
@@ -59,7 +74,9 @@ def write(dset: DirectionSet, out: str | Path) -> Path:
     tensors = {f"layer.{n}": v.contiguous() for n, v in _vectors(dset).items()}
     out = Path(out)
     with atomic_file(out) as tmp:
-        save_file(tensors, str(tmp), metadata={LAYER_TYPE_KEY: RESIDUAL_LAYER_TYPE, META_KEY: embedded_meta(dset)})
+        save_file(
+            tensors, str(tmp), metadata={LAYER_TYPE_KEY: RESIDUAL_LAYER_TYPE, META_KEY: embedded_meta(dset)}
+        )
     return out
 
 
@@ -68,8 +85,9 @@ def to_steering_vector(dset: DirectionSet) -> Any:
     try:
         from steering_vectors import SteeringVector
     except ImportError as exc:
-        raise FormatError("to_steering_vector needs the steering-vectors package: "
-                          "pip install 'safetyscope[interop]'.") from exc
+        raise FormatError(
+            "to_steering_vector needs the steering-vectors package: pip install 'safetyscope[interop]'."
+        ) from exc
     return SteeringVector(layer_activations=_vectors(dset), layer_type=RESIDUAL_LAYER_TYPE)
 
 

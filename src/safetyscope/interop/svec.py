@@ -19,7 +19,14 @@ from typing import Any
 import torch
 
 from safetyscope.directions import DirectionSet
-from safetyscope.interop.peer import META_KEY, FormatError, embedded_meta, from_vectors, peer_layer, scaled_vector
+from safetyscope.interop.peer import (
+    META_KEY,
+    FormatError,
+    embedded_meta,
+    from_vectors,
+    peer_layer,
+    scaled_vector,
+)
 
 
 def looks_like(data: Any) -> bool:
@@ -32,11 +39,15 @@ def read(path: str | Path) -> DirectionSet:
     path = Path(path)
     data = json.loads(path.read_text())
     if not looks_like(data):
-        raise FormatError(f"{path} is JSON but not an .svec file (needs 'model_type' and a 'directions' object).")
+        raise FormatError(
+            f"{path} is JSON but not an .svec file (needs 'model_type' and a 'directions' object)."
+        )
     try:
         vectors = {int(k): torch.tensor(v, dtype=torch.float64) for k, v in data["directions"].items()}
     except (TypeError, ValueError) as exc:
-        raise FormatError(f"{path}: .svec directions must map layer numbers to lists of floats ({exc}).") from exc
+        raise FormatError(
+            f"{path}: .svec directions must map layer numbers to lists of floats ({exc})."
+        ) from exc
     prov: dict[str, Any] = {"source_file": str(path), "model_type": data.get("model_type")}
     if data.get("explained_variances"):
         prov["explained_variances"] = data["explained_variances"]
@@ -57,8 +68,12 @@ def write(dset: DirectionSet, out: str | Path, model_type: str) -> Path:
         ev = (d.provenance.get("explained_variances") or {}).get(str(n))
         if ev is not None:
             variances[str(n)] = ev
-    data = {"model_type": model_type, "directions": directions, "explained_variances": variances,
-            META_KEY: embedded_meta(dset)}
+    data = {
+        "model_type": model_type,
+        "directions": directions,
+        "explained_variances": variances,
+        META_KEY: embedded_meta(dset),
+    }
     out = Path(out)
     with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(data))
