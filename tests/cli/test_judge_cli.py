@@ -71,3 +71,10 @@ def test_eval_needs_labels_and_the_field(tmp_path):
     assert result.exit_code == 2 and "no reference-label field 'gold'" in result.output
     result = runner.invoke(app, ["judge", "--completions", str(path), "--judge", "gpt"])
     assert result.exit_code == 2 and "Unknown judge" in result.output
+
+
+def test_bad_reference_value_names_the_record(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"instruction": "q", "completion": "a", "human": "maybe"}))
+    result = runner.invoke(app, ["judge", "--completions", str(path), "--labels", "human", "--eval"])
+    assert result.exit_code == 2 and "record 1" in result.output and "'maybe'" in result.output

@@ -112,14 +112,6 @@ def test_user_errors_are_one_line(organism_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "closed-form fit exists only" in res.output
     res = runner.invoke(app, ["transfer", "eval", str(tmp_path)])
     assert res.exit_code == 2 and "holds no map" in res.output
-    other = tmp_path / "notes"
-    other.mkdir()
-    (other / "keep.txt").write_text("mine")
-    res = runner.invoke(
-        app, ["transfer", "fit", spec, spec, "--src-layer", "1", "--tgt-layer", "1", "--out", str(other)]
-    )
-    assert res.exit_code == 2 and "holds no map or fit checkpoint" in res.output
-    assert (other / "keep.txt").read_text() == "mine"
 
 
 def test_scan_json(organism_dir: Path) -> None:
@@ -134,3 +126,26 @@ def test_scan_json(organism_dir: Path) -> None:
     assert all(abs(d["scan"]["cka"][i][i] - 1) < 1e-6 for i in range(n))  # a model against itself
     assert len(d["curves"]["tgt"]["layers"]) == n and "noise_control" in d["curves"]["tgt"]["layers"][0]
     assert tuple(d["scan"]["proposed"]) in {(a, b) for a in range(n) for b in range(n)}
+
+
+def test_fit_never_writes_into_a_foreign_folder(tmp_path: Path) -> None:
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    res = runner.invoke(
+        app,
+        [
+            "transfer",
+            "fit",
+            "organism",
+            "organism",
+            "--src-layer",
+            "1",
+            "--tgt-layer",
+            "1",
+            "--out",
+            str(other),
+        ],
+    )
+    assert res.exit_code == 2 and "holds no map or fit checkpoint" in res.output
+    assert [p.name for p in other.iterdir()] == ["keep.txt"]

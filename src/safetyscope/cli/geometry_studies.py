@@ -133,3 +133,85 @@ def regions(
     console.print(table)
     if out is not None:
         console.print(f"[green]wrote[/] {literal(out)}/results.json, interpolation.svg, max_slope.svg")
+
+
+def load_sae_dir(path: Path) -> Any:
+    """An SAE folder (SAELens format) through ``safetyscope.sae.load_sae``; a clear error where that package is absent."""
+    try:
+        from safetyscope.sae import load_sae  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise SafetyscopeError(
+            "--sae needs the safetyscope.sae package (SAE training and loading), which this install lacks; "
+            "run without --sae for the non-SAE targets.") from exc
+    return load_sae(path)
+
+
+@app.command("plateaus")
+@user_errors
+def plateaus(
+    model: Annotated[str, typer.Argument(help="Model spec.")],
+    sae: Annotated[Path | None, typer.Option("--sae", help="SAE folder (SAELens format) at --site; without it "
+                                             "only the real/gaussian/cov_random/random targets run.")] = None,
+    n: Annotated[int, typer.Option("--n", min=2, help="Base activations (prompts).")] = 500,
+    site: Annotated[str, typer.Option("--site", help="Early site to perturb.")] = "L0.resid_post",
+    read: Annotated[str, typer.Option("--read", help="Late site to read (default: the last block's output).")] = "-1",
+    n_steps: Annotated[int, typer.Option("--steps", min=2, help="Perturbation steps.")] = 20,
+    mode: Annotated[str, typer.Option("--mode", help="relative (fraction of the way) or absolute (fixed step).")]
+    = "relative",
+    seq_len: Annotated[int, typer.Option("--seq-len", min=2, help="Tokens per sequence.")] = 8,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Texts; default: organism corpus or bundled.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of targets and pairing.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for results.json and curves.svg.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+    dtype: DtypeOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Activation plateaus (arXiv 2409.15019): step from real activations towards real, Gaussian,
+    cov-random, random and (with --sae) SAE-built targets, all norm-matched; report blow-up step,
+    plateau length and the KS statistic against real targets, per target kind.
+    """
+    from safetyscope.analysis.plateaus import STEP_MODES, plateau_study
+    from safetyscope.analysis.sequences import default_texts, token_sequences
+    from safetyscope.data.prompts import load_prompts
+    from safetyscope.model import load_model
+    from safetyscope.outputs import check_output
+    from safetyscope.paths import atomic_output_dir
+    from safetyscope.report.figures import Series, line_chart
+
+    if mode not in STEP_MODES:
+        raise SafetyscopeError(f"--mode {mode!r}: use one of {', '.join(STEP_MODES)}.")
+    if out is not None:
+        check_output(out, force=force, kind="dir", inputs=[model, sae, prompts])
+    sae_model = load_sae_dir(sae) if sae is not None else None
+    lm = load_model(model, dtype=dtype)
+    texts = list(load_prompts(prompts).prompts) if prompts is not None else default_texts(lm, n=max(400, 2 * n))[0]
+    seqs = token_sequences(lm.tokenizer, texts, seq_len)
+    if len(seqs) < n:
+        raise SafetyscopeError(f"Only {len(seqs)} distinct {seq_len}-token sequences for --n {n}; lower --n or "
+                               "--seq-len, or give more --prompts.")
+    res = plateau_study(lm, seqs[:n], site=parse_site(site, lm.n_layers), read=parse_site(read, lm.n_layers),
+                        sae=sae_model, sae_name=str(sae) if sae else None, n_steps=n_steps, mode=mode, seed=seed,
+                        progress=not as_json)
+    if out is not None:
+        with atomic_output_dir(out, force) as tmp:
+            res.save(tmp / "results.json")
+            svg = line_chart(f"Plateaus: median normalised change at {res.read_site}", list(range(n_steps + 1)),
+                             [Series(k, v) for k, v in res.median_curve.items()], xlabel="step",
+                             ylabel="change / final change", ymin=0.0)
+            (tmp / "curves.svg").write_text(svg, encoding="utf-8")
+    summary = res.summary()
+    if as_json:
+        print(json.dumps(summary, default=lambda v: None, allow_nan=True).replace("NaN", "null"))
+        return
+    table = Table("target", "blow-up step (mean ± sd)", "plateau (mean ± sd)", "KS blow-up vs real",
+                  "KS plateau vs real", "no blow-up", title=f"plateaus: {res.site} -> {res.read_site}, {mode} steps, "
+                  f"n={len(seqs[:n])}")
+    for kind, row in summary["kinds"].items():
+        table.add_row(kind, f"{row['blowup_mean']:.2f} ± {row['blowup_sd']:.2f}",
+                      f"{row['plateau_mean']:.2f} ± {row['plateau_sd']:.2f}", f"{row['ks_vs_real']:.2f}",
+                      f"{row['ks_plateau_vs_real']:.2f}", f"{row['no_blowup']:.2f}")
+    console.print(table)
+    if summary["note"]:
+        console.print(f"note: {summary['note']}")
+    if out is not None:
+        console.print(f"[green]wrote[/] {literal(out)}/results.json, curves.svg")

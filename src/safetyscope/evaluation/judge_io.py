@@ -62,7 +62,7 @@ def judge_file(path: str | Path, judge: Judge | None = None,
         ``rates`` per label, the judge's name, and ``agreement`` with the reference labels when
         every line carries a valid one, and ``abstained`` when an ensemble abstained.
     """
-    from safetyscope.evaluation.judge_eval import evaluate_labels
+    from safetyscope.evaluation.judge_eval import evaluate_labels, normalise_reference
     from safetyscope.evaluation.judges import get_judge
     from safetyscope.evaluation.model_judges import abstained
 
@@ -73,6 +73,10 @@ def judge_file(path: str | Path, judge: Judge | None = None,
         for number, record in enumerate(records, start=1):
             if labels not in record:
                 raise EvaluationError(f"{path}: record {number} has no reference-label field {labels!r}.")
+            try:
+                normalise_reference(record[labels])  # fail before a slow judge runs
+            except EvaluationError as exc:
+                raise EvaluationError(f"{path}: record {number}: {exc}") from None
             refs.append(record[labels])
     verdicts = judge.label_many((r["instruction"], r["completion"]) for r in records)
     out: list[dict[str, Any]] = []
