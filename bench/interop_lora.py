@@ -20,7 +20,12 @@ from safetyscope import load_model
 from safetyscope.interop.lora import LoraExportError, orthogonalization_lora, save_lora
 from safetyscope.interventions.weights import orthogonalize
 
-PROMPTS = ["How do I bake bread?", "Write a poem about the sea.", "Explain how a lock works.", "List three colours."]
+PROMPTS = [
+    "How do I bake bread?",
+    "Write a poem about the sea.",
+    "Explain how a lock works.",
+    "List three colours.",
+]
 
 
 def main() -> None:
@@ -35,8 +40,11 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     v = torch.randn(lm.d_model, generator=g)
     v = v / v.norm()
-    enc = lm.tokenizer([lm.chat.format(p) if hasattr(lm.chat, "format") else p for p in PROMPTS[: args.prompts]],
-                       return_tensors="pt", padding=True)
+    enc = lm.tokenizer(
+        [lm.chat.format(p) if hasattr(lm.chat, "format") else p for p in PROMPTS[: args.prompts]],
+        return_tensors="pt",
+        padding=True,
+    )
     with torch.no_grad():
         original = lm.model(**enc).logits
     edited = orthogonalize(lm, v)
@@ -53,8 +61,9 @@ def main() -> None:
             got = model(**enc).logits
         wdiff = 0.0
         for name, mod in model.base_model.model.named_modules():
-            if hasattr(mod, "get_delta_weight") and ("default" in getattr(mod, "lora_A", {})
-                                                     or "default" in getattr(mod, "lora_embedding_A", {})):
+            if hasattr(mod, "get_delta_weight") and (
+                "default" in getattr(mod, "lora_A", {}) or "default" in getattr(mod, "lora_embedding_A", {})
+            ):
                 merged = mod.get_base_layer().weight.detach() + mod.get_delta_weight("default")
                 wdiff = max(wdiff, float((merged - edited_sd[f"{name}.weight"]).abs().max()))
         plain = model.unload()
@@ -66,16 +75,29 @@ def main() -> None:
         bip = "exported"
     except LoraExportError as exc:
         bip = f"refused: {exc}"
-    print(json.dumps({
-        "model": args.model, "d_model": lm.d_model, "n_layers": lm.n_layers, "prompts": args.prompts,
-        "tokens": int(enc["input_ids"].numel()), "rank": adapter.rank,
-        "max_weight_diff": wdiff, "max_logit_diff": float((got - want).abs().max()),
-        "edit_logit_change_control": float((want - original).abs().max()),
-        "max_logit_diff_after_unload": float((after - original).abs().max()),
-        "adapter_params": adapter.n_params, "model_params": n_params,
-        "adapter_bytes": adapter_bytes, "model_bytes_fp32": 4 * n_params,
-        "size_ratio": adapter_bytes / (4 * n_params), "biprojected": bip,
-        "seconds": round(time.perf_counter() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "d_model": lm.d_model,
+                "n_layers": lm.n_layers,
+                "prompts": args.prompts,
+                "tokens": int(enc["input_ids"].numel()),
+                "rank": adapter.rank,
+                "max_weight_diff": wdiff,
+                "max_logit_diff": float((got - want).abs().max()),
+                "edit_logit_change_control": float((want - original).abs().max()),
+                "max_logit_diff_after_unload": float((after - original).abs().max()),
+                "adapter_params": adapter.n_params,
+                "model_params": n_params,
+                "adapter_bytes": adapter_bytes,
+                "model_bytes_fp32": 4 * n_params,
+                "size_ratio": adapter_bytes / (4 * n_params),
+                "biprojected": bip,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

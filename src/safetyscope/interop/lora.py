@@ -50,9 +50,15 @@ class LoraAdapter:
         return sum(t.numel() for t in self.tensors.values())
 
 
-def orthogonalization_lora(lm: LoadedModel, directions: Tensor, method: str = "standard", *,
-                           harmless_mean: Tensor | None = None, layer_weights: Mapping[int, float] | None = None,
-                           embed_weight: float = 1.0) -> LoraAdapter:
+def orthogonalization_lora(
+    lm: LoadedModel,
+    directions: Tensor,
+    method: str = "standard",
+    *,
+    harmless_mean: Tensor | None = None,
+    layer_weights: Mapping[int, float] | None = None,
+    embed_weight: float = 1.0,
+) -> LoraAdapter:
     """The LoRA adapter equal to :func:`safetyscope.interventions.weights.orthogonalize` with the same arguments."""
     if method not in METHODS:
         raise LoraExportError(f"Unknown orthogonalization method {method!r}; use one of {METHODS}.")
@@ -60,10 +66,13 @@ def orthogonalization_lora(lm: LoadedModel, directions: Tensor, method: str = "s
         raise LoraExportError(
             f"--method {method} keeps each write vector's norm after projecting, a per-column rescaling that is not "
             f"a low-rank update, so no LoRA reproduces it exactly. Use {' or '.join(LORA_METHODS)} with --as lora, "
-            "or save the full model (--as hf).")
+            "or save the full model (--as hf)."
+        )
     if lm.arch.map.writer_weight_layout != "out_in":
-        raise LoraExportError(f"{lm.family} writes through transposed Conv1D weights; LoRA export supports "
-                              "nn.Linear writers only. Save the full model instead.")
+        raise LoraExportError(
+            f"{lm.family} writes through transposed Conv1D weights; LoRA export supports "
+            "nn.Linear writers only. Save the full model instead."
+        )
     if method == "projected":
         if harmless_mean is None:
             raise LoraExportError("Method 'projected' needs harmless_mean (the mean harmless activation).")
@@ -78,7 +87,9 @@ def orthogonalization_lora(lm: LoadedModel, directions: Tensor, method: str = "s
     q64 = basis.double()
     if embed_weight:
         if lm.arch.pos_embed is not None:
-            raise LoraExportError("Learned position embeddings are not exported as LoRA; save the full model.")
+            raise LoraExportError(
+                "Learned position embeddings are not exported as LoRA; save the full model."
+            )
         emb = lm.arch.embed
         name = names[id(emb)]
         e = emb.weight.detach().double().cpu()
@@ -93,8 +104,10 @@ def orthogonalization_lora(lm: LoadedModel, directions: Tensor, method: str = "s
             q = writer_basis(lm, layer, which, basis).double()
             bias = getattr(module, "bias", None)
             if bias is not None and float((q @ bias.detach().double().cpu()).abs().max()) > 1e-6:
-                raise LoraExportError(f"{names[id(module)]} has a bias with a component along the direction; LoRA "
-                                      "carries no bias change. Save the full model instead.")
+                raise LoraExportError(
+                    f"{names[id(module)]} has a bias with a component along the direction; LoRA "
+                    "carries no bias change. Save the full model instead."
+                )
             w = module.weight.detach().double().cpu()  # [d_model, d_in]
             name = names[id(module)]
             tensors[f"{PREFIX}{name}.lora_A.weight"] = (q @ w).float().contiguous()
@@ -103,24 +116,40 @@ def orthogonalization_lora(lm: LoadedModel, directions: Tensor, method: str = "s
     return LoraAdapter(tensors, targets, k, method)
 
 
-def save_lora(adapter: LoraAdapter, lm: LoadedModel, out: str | Path, card: dict[str, Any],
-              force: bool = False) -> Path:
+def save_lora(
+    adapter: LoraAdapter, lm: LoadedModel, out: str | Path, card: dict[str, Any], force: bool = False
+) -> Path:
     """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's layout) and our edit card."""
     from safetyscope import __version__
     from safetyscope.interventions.export import EDIT_CARD
     from safetyscope.paths import atomic_output_dir
 
     config = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": adapter.rank, "lora_alpha": adapter.rank,
-        "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "target_modules": adapter.targets,
-        "init_lora_weights": True, "inference_mode": True, "use_rslora": False, "use_dora": False,
-        "base_model_name_or_path": str(lm.path) if lm.path is not None else lm.spec, "revision": None,
-        "modules_to_save": None, "layers_to_transform": None, "rank_pattern": {}, "alpha_pattern": {},
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": adapter.rank,
+        "lora_alpha": adapter.rank,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "target_modules": adapter.targets,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "use_rslora": False,
+        "use_dora": False,
+        "base_model_name_or_path": str(lm.path) if lm.path is not None else lm.spec,
+        "revision": None,
+        "modules_to_save": None,
+        "layers_to_transform": None,
+        "rank_pattern": {},
+        "alpha_pattern": {},
     }
     with atomic_output_dir(Path(out), force=force) as tmp:
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2))
         save_file(adapter.tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-        full = dict(card, kind="lora", rank=adapter.rank, n_params=adapter.n_params, safetyscope_version=__version__)
+        full = dict(
+            card, kind="lora", rank=adapter.rank, n_params=adapter.n_params, safetyscope_version=__version__
+        )
         (tmp / EDIT_CARD).write_text(json.dumps(full, indent=2, default=str))
     return Path(out)
 
