@@ -108,8 +108,10 @@ def edit(
     harmless: Annotated[Path | None, typer.Option("--harmless", help="Harmless prompts for the mean used by projected methods.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     dtype: DtypeOpt = "auto",
+    as_: Annotated[str, typer.Option(
+        "--as", help="hf: a full HF model directory; lora: a PEFT LoRA adapter (exact for standard/projected).")] = "hf",
 ) -> None:
-    """Orthogonalize every residual-writing matrix against a direction and save a new model."""
+    """Orthogonalize every residual-writing matrix against a direction and save a new model (or the edit as a LoRA adapter)."""
     from safetyscope.activations import collect
     from safetyscope.interventions.export import save_edited
     from safetyscope.interventions.weights import orthogonalize
@@ -117,6 +119,16 @@ def edit(
     from safetyscope.outputs import check_output
     from safetyscope.pipelines.refusal import refusal_prompts
 
+    if as_ not in ("hf", "lora"):
+        from safetyscope.errors import OptionError
+
+        raise OptionError(f"--as {as_!r}: use hf or lora (GGUF export is not implemented yet).")
+    if as_ == "lora":
+        from safetyscope.interop.lora import LORA_METHODS, LoraExportError
+
+        if method not in LORA_METHODS:
+            raise LoraExportError(f"--method {method} keeps each write vector's norm, which is not a low-rank update: "
+                                  f"no LoRA reproduces it. Use --method {' or '.join(LORA_METHODS)} with --as lora.")
     check_output(out, force=force, kind="dir", inputs=[model, direction, harmless])
     lm = load_model(model, dtype=dtype)
     check_output(out, force=force, kind="dir", inputs=[lm.path])
@@ -130,10 +142,18 @@ def edit(
 
         site = resolve_sites(lm, None, d, f"edit --method {method}")[0]  # the mean is read where d was
         mean = collect(lm, texts, site, "eoi:-1", "mean", progress=False).mean(site).float()
+    card = {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": method,
+            "direction_file": str(direction), "direction_layer": d.layer, "direction_provenance": d.provenance}
+    if as_ == "lora":
+        from safetyscope.interop.lora import orthogonalization_lora, save_lora
+
+        adapter = orthogonalization_lora(lm, d.vector.float(), method, harmless_mean=mean)
+        save_lora(adapter, lm, out, card, force=force)
+        console.print(f"[green]saved[/] {literal(method)} orthogonalization as a rank-{adapter.rank} LoRA adapter "
+                      f"({adapter.n_params} parameters) to {literal(out)}")
+        return
     edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean)
-    save_edited(edited, out, {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": method,
-                              "direction_file": str(direction), "direction_layer": d.layer,
-                              "direction_provenance": d.provenance}, force=force)
+    save_edited(edited, out, card, force=force)
     console.print(f"[green]saved[/] {literal(method)}-orthogonalized model to {literal(out)}")
 
 

@@ -86,7 +86,7 @@ def to_steering_vector(dset: DirectionSet) -> Any:
         from steering_vectors import SteeringVector
     except ImportError as exc:
         raise FormatError(
-            "to_steering_vector needs the steering-vectors package: pip install 'safetyscope[interop]'."
+            "to_steering_vector needs the steering-vectors package: pip install 'safetyscope[peers]'."
         ) from exc
     return SteeringVector(layer_activations=_vectors(dset), layer_type=RESIDUAL_LAYER_TYPE)
 

@@ -160,7 +160,7 @@ def run_training(
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise OptionError("--lora needs peft: pip install 'safetyscope[training]'.") from exc
+            raise OptionError("--lora needs peft: pip install 'safetyscope[peft]'.") from exc
         peft_model = get_peft_model(
             lm.model,
             LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=0.0, target_modules="all-linear"),
