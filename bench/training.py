@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--epsilon", type=float, default=0.5)
+    ap.add_argument("--adv-steps", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--no-layers", action="store_true")
@@ -57,7 +58,12 @@ def main() -> None:
                 m,
                 out,
                 config=TrainingConfig(
-                    method=m, steps=args.steps, seed=args.seed, lr=args.lr, epsilon=args.epsilon
+                    method=m,
+                    steps=args.steps,
+                    seed=args.seed,
+                    lr=args.lr,
+                    epsilon=args.epsilon,
+                    adv_steps=args.adv_steps,
                 ),
                 progress=False,
             )

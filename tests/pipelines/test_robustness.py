@@ -42,3 +42,4 @@ def test_cli_json_keys(organism_dir: Path) -> None:
     data = json.loads(res.stdout)
     assert {"models", "matrix", "ci", "control", "spectra"} <= set(data)
     assert len(data["self_ablation"][0]) == 3 and len(data["matrix"]) == 1
+    assert data["self_ablation"][0][0]["rate"] is None  # resid_pre 0 at a template token: no difference

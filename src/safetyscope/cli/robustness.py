@@ -84,6 +84,7 @@ def robustness_command(
         line = f"{i}: spectrum at layer {s['layer']} (eoi {s['position']}): top-1 {s['top1']:.3f}, top-2 {s['top2']:.3f}"
         if res.self_ablation[i]:
             line += "; self-ablation by layer: " + ", ".join(
-                f"L{r['layer']} {r['rate']:.2f}" for r in res.self_ablation[i]
+                f"L{r['layer']} " + ("n/a" if r["rate"] is None else f"{r['rate']:.2f}")
+                for r in res.self_ablation[i]
             )
         console.print(literal(line))

@@ -133,6 +133,11 @@ def robustness(
             cands = candidate_directions(lm, p.harmful_train, p.harmless_train, list(range(lm.n_layers)))
             for layer in range(lm.n_layers):
                 vec = cands[(layer, sel.best.position)]
+                if (
+                    not float(vec.norm()) > 0
+                ):  # e.g. resid_pre 0 at a template token: one embedding for both sets
+                    rows.append({"layer": layer, "rate": None, "reason": "zero difference in means"})
+                    continue
                 rows.append({"layer": layer, **_refusal(lm, p.harmful_test, tokens, vec).to_dict()})
         by_layer_rows.append(rows)
         if progress:
