@@ -52,7 +52,8 @@ def test_top_contexts_find_the_maximum(llama, tmp_path):
     store = stream_activations(llama, corpus, site, progress=False)
     sae = SparseAutoencoder.random(SAEConfig("standard", llama.d_model, 16), seed=0)
     got = top_contexts(llama, sae, store, corpus, [3, 5], n=2)
-    f = sae.encode(store.all_rows())
+    with torch.no_grad():
+        f = sae.encode(store.all_rows())
     assert got[3][0].activation == pytest.approx(float(f[:, 3].max()), rel=1e-5)
     assert got[3][0].activation >= got[3][1].activation
     assert "[[" in got[5][0].text
