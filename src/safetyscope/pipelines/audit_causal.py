@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from torch import Tensor
@@ -44,10 +45,16 @@ def step_interventions(ctx: AuditContext, dirs: dict[str, Tensor], best_layer: i
                                    params={"layer": best_layer, "site": site.key, "positions": "prompt",
                                            "norm": float(raw.norm())}, **kw).to_dict()
     tick(1)
-    arms = [Arm("intervened", orthogonalize(lm, unit)),
-            Arm("control", orthogonalize(lm, random_like(unit, cfg.seed)))]
-    reports["orthogonalized"] = run_arms(lm, arms, ctx.test_sets, ctx.judge, intervention="orthogonalize",
-                                         params={"method": "standard"}, **kw).to_dict()
+    # one edited copy at a time: two copies of a 1.5B model beside the original outgrow a 24 GB machine
+    ortho: dict[str, Any] = {}
+    for name, vec in (("intervened", unit), ("control", random_like(unit, cfg.seed))):
+        edited = orthogonalize(lm, vec)
+        part = run_arms(lm, [Arm(name, edited)], ctx.test_sets, ctx.judge, intervention="orthogonalize",
+                        params={"method": "standard"}, **kw).to_dict()
+        del edited
+        gc.collect()
+        ortho = part if not ortho else {**ortho, "arms": {**ortho["arms"], **part["arms"]}}
+    reports["orthogonalized"] = ortho
     tick(1)
     return _clean(reports), None
 
