@@ -9,7 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import planted_store
+from test_sae_train import planted_store
 
 from safetyscope.sae import TrainConfig, train_sae
 from safetyscope.sae.distributed import train_data_parallel
