@@ -125,7 +125,7 @@ def test_lora_training_of_a_real_model_merges_adapters(tmp_path: Path) -> None:
         progress=False,
     )
     assert card.lora is not None and 0 < card.lora["trainable_params"] < card.extra["n_params"] / 5
-    assert card.judge == "rules" and card.data["n_harmful"] == 4 and card.after["harmful"]["n"] == 4
+    assert card.judge == "linear" and card.data["n_harmful"] == 4 and card.after["harmful"]["n"] == 4
     trained = load_model(out, dtype="float32")
     a = dict(base.model.named_parameters())
     b = dict(trained.model.named_parameters())
