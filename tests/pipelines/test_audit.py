@@ -126,14 +126,13 @@ def test_compare_puts_two_audits_on_one_page(audit_run: tuple[Path, float], tmp_
 
 
 def test_rerun_resumes_from_cache(audit_run: tuple[Path, float], organism_dir: Path) -> None:
-    out, first = audit_run
-    start = time.perf_counter()
+    out, _first = audit_run
+    before = json.loads((out / "results.json").read_text())
     res = run_audit(str(organism_dir), out, quick=True, progress=False)
-    again = time.perf_counter() - start
     assert res.resumed
     steps = {k: v for k, v in res.results["timings"].items() if k not in ("load", "total", "report")}  # report: redrawn
-    assert steps and all(v["cached"] for v in steps.values())
-    assert again < first / 2
+    assert steps and all(v["cached"] for v in steps.values())  # nothing recomputed (no wall-clock assertion)
+    assert res.results["interventions"] == before["interventions"]
 
 
 def test_existing_other_folder_is_refused(tmp_path: Path, organism_dir: Path) -> None:
