@@ -100,3 +100,64 @@ def test_last_token_logits_under_equals_each_context_alone(tiny_dir, family: str
         with make():
             torch.testing.assert_close(together[i], last_token_logits(lm, PROMPTS, batch_size=2), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(together[0], together[1])
+
+
+@contextlib.contextmanager
+def _raw_hook(lm):
+    """An intervention that bypasses ``edit``: a plain forward hook that scales a block's output."""
+
+    def hook(_m, _args, out):
+        return (out[0] * 3.0, *out[1:]) if isinstance(out, tuple) else out * 3.0
+
+    handle = lm.model.model.layers[1].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def _weight_change(lm):
+    w = lm.model.model.layers[0].mlp.down_proj.weight
+    saved = w.detach().clone()
+    with torch.no_grad():
+        w.mul_(0.0)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            w.copy_(saved)
+
+
+def test_interventions_outside_edit_are_refused_in_shared_batches(tiny_dir) -> None:
+    from safetyscope.activations import routes_by_rows
+
+    lm = load_model(tiny_dir("llama"))
+    v = _vector(lm, 1)
+    assert routes_by_rows(lm.model, lambda: ablate(lm, v))
+    for bad in (_raw_hook, _weight_change):
+        assert not routes_by_rows(lm.model, lambda bad=bad: bad(lm))
+        with pytest.raises(SafetyscopeError, match="cannot share a batch"):
+            generate_ids_under(lm, PROMPTS, [contextlib.nullcontext, lambda bad=bad: bad(lm)], max_new_tokens=4,
+                               progress=False)
+        with pytest.raises(SafetyscopeError, match="cannot share a batch"):
+            arms_kl(lm, PROMPTS, [[1]] * len(PROMPTS), [(None, lambda bad=bad: bad(lm))])
+    assert sum(len(m._forward_hooks) for m in lm.model.modules()) == 0  # refused contexts were exited
+
+
+def test_run_arms_runs_raw_hook_arms_alone(tiny_dir) -> None:
+    from safetyscope.causal import Arm, run_arms
+    from safetyscope.causal.arms import decode
+    from safetyscope.evaluation.rule_judge import RuleJudge
+
+    lm = load_model(tiny_dir("llama"))
+    v = _vector(lm, 1)
+    arms = [Arm("baseline", lm), Arm("ablate", lm, lambda: ablate(lm, v)), Arm("raw", lm, lambda: _raw_hook(lm))]
+    sets = {"harmless": PROMPTS}
+    report = run_arms(lm, arms, sets, RuleJudge(), intervention="mixed", max_new_tokens=6, batch_size=2)
+    with _raw_hook(lm):
+        alone = generate_ids(lm, PROMPTS, max_new_tokens=6, batch_size=2, progress=False)
+    assert [c for _, c, _ in report.arms["raw"].samples["harmless"]] == decode(lm, alone)[:3]
+    raw_kl = first_token_kl(lm, PROMPTS, intervention=lambda: _raw_hook(lm), batch_size=2)
+    assert report.arms["raw"].kl_first_token == pytest.approx(raw_kl.mean, rel=1e-4)
+    assert report.arms["raw"].kl_first_token > 1e-6

@@ -1,7 +1,7 @@
 """Residual-stream activations: sites, hooks, batched collection, streaming statistics, cache."""
 
 from safetyscope.activations.collect import NonFiniteActivationError, collect
-from safetyscope.activations.hooks import RowBlock, SiteEdit, edit, only_rows, record
+from safetyscope.activations.hooks import RowBlock, SiteEdit, edit, enter_on_rows, only_rows, record, routes_by_rows
 from safetyscope.activations.result import ActivationResult
 from safetyscope.activations.sites import (
     HEAD_POINTS,
@@ -26,7 +26,9 @@ __all__ = [
     "SiteEdit",
     "collect",
     "edit",
+    "enter_on_rows",
     "only_rows",
+    "routes_by_rows",
     "parse_layers",
     "record",
 ]

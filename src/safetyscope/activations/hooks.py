@@ -13,7 +13,7 @@ never run, which is where most of the speed of :func:`safetyscope.activations.co
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +51,7 @@ class RowBlock:
 
 
 _ROWS: ContextVar[RowBlock | None] = ContextVar("safetyscope_edit_rows", default=None)
+_CREATED: ContextVar[list[RemovableHandle] | None] = ContextVar("safetyscope_edit_handles", default=None)
 
 
 @contextmanager
@@ -66,6 +67,50 @@ def only_rows(block: RowBlock) -> Iterator[None]:
         yield
     finally:
         _ROWS.reset(token)
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def _weights_state(model: nn.Module) -> list[tuple[int, int]]:
+    return [(p.data_ptr(), p._version) for p in model.parameters()]
+
+
+def _enter_routed(stack: ExitStack, model: nn.Module, make: Callable[[], AbstractContextManager[Any]],
+                  block: RowBlock) -> bool:
+    hooks, weights = _hook_count(model), _weights_state(model)
+    created: list[RemovableHandle] = []
+    token = _CREATED.set(created)
+    try:
+        with only_rows(block):
+            stack.enter_context(make())
+    finally:
+        _CREATED.reset(token)
+    return _hook_count(model) - hooks == len(created) and _weights_state(model) == weights
+
+
+def enter_on_rows(stack: ExitStack, model: nn.Module, make: Callable[[], AbstractContextManager[Any]],
+                  block: RowBlock) -> None:
+    """Enter ``make()`` on ``stack`` so that it rewrites only ``block``'s rows, or raise.
+
+    Only interventions built on :func:`edit` can be confined to rows. One that registers its
+    own forward hooks or changes the weights would act on every arm sharing the batch, so it is
+    refused with a :class:`SafetyscopeError` (the context stays on ``stack`` and is exited with it).
+    """
+    if not _enter_routed(stack, model, make, block):
+        raise SafetyscopeError(
+            "This intervention registers forward hooks outside safetyscope.activations.edit or changes "
+            "the model's weights, so it cannot share a batch with other interventions (it would act on "
+            "every row). Run it on its own: one call per intervention, or as an arm on its own model.")
+
+
+def routes_by_rows(model: nn.Module, make: Callable[[], AbstractContextManager[Any]]) -> bool:
+    """Whether the intervention ``make()`` acts on ``model`` only through :func:`edit`, so that
+    :func:`only_rows` confines it and it can share a batch with other interventions (it is
+    entered and exited once to find out)."""
+    with ExitStack() as stack:
+        return _enter_routed(stack, model, make, RowBlock(0, 1))
 
 
 class StopForward(Exception):
@@ -133,6 +178,8 @@ def record(arch: ResolvedArchitecture, sites: Sequence[Site], capture: Capture,
                         raise StopForward
 
                 handles.append(module.register_forward_hook(post_hook))
+        if (created := _CREATED.get()) is not None:
+            created.extend(handles)
         yield
     finally:
         for handle in handles:
@@ -201,6 +248,8 @@ def edit(arch: ResolvedArchitecture, sites: Site | Sequence[Site], fn: SiteEdit)
                     return fn(_site, output)
 
                 handles.append(module.register_forward_hook(post_hook))
+        if (created := _CREATED.get()) is not None:
+            created.extend(handles)
         yield
     finally:
         for handle in handles:

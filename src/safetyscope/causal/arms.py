@@ -23,6 +23,7 @@ from typing import Any
 from torch import Tensor
 
 from safetyscope import __version__
+from safetyscope.activations.hooks import routes_by_rows
 from safetyscope.causal.controls import random_like
 from safetyscope.evaluation.generate import generate_ids, generate_ids_under
 from safetyscope.evaluation.metrics import Rate, arms_kl, label_rate
@@ -139,16 +140,20 @@ def run_arms(reference: LoadedModel, arms: Sequence[Arm], prompt_sets: dict[str,
              baseline: BaselineCache | None = None) -> InterventionReport:
     """Generate, judge and measure every arm on every prompt set (see module docstring).
 
-    Hook arms on ``reference`` generate together, one batch repeated per arm
-    (:func:`~safetyscope.evaluation.generate.generate_ids_under`), and all arms' KLs share one
-    reference pass (:func:`~safetyscope.evaluation.metrics.arms_kl`); arms on other models run
-    on their own.
+    Hook arms on ``reference`` whose interventions are built on
+    :func:`~safetyscope.activations.edit` generate together, one batch repeated per arm
+    (:func:`~safetyscope.evaluation.generate.generate_ids_under`), and their KLs share one
+    reference pass (:func:`~safetyscope.evaluation.metrics.arms_kl`). Arms on other models, and
+    arms whose context registers its own hooks or changes weights
+    (:func:`~safetyscope.activations.routes_by_rows` is false), run on their own.
     """
     names = [arm.name for arm in arms]
     if len(set(names)) != len(names):
         raise ValueError(f"arm names repeat: {names}")
     cache = baseline if baseline is not None else BaselineCache()
-    hooked = [arm for arm in arms if arm.lm is reference and not arm.is_baseline]
+    on_ref = [arm for arm in arms if arm.lm is reference and not arm.is_baseline]
+    hooked = [arm for arm in on_ref if routes_by_rows(reference.model, arm.context)]
+    solo = {arm.name for arm in on_ref if arm not in hooked}  # hook arms that cannot share a batch
     completions: dict[tuple[str, str], list[str]] = {}
     for set_name, prompts in prompt_sets.items():
         if hooked:
@@ -159,7 +164,7 @@ def run_arms(reference: LoadedModel, arms: Sequence[Arm], prompt_sets: dict[str,
         for arm in arms:
             if arm.is_baseline:
                 completions[arm.name, set_name] = cache.texts(arm.lm, prompts, max_new_tokens, batch_size)
-            elif arm.lm is not reference:
+            elif arm.lm is not reference or arm.name in solo:
                 with arm.context():
                     rows = generate_ids(arm.lm, list(prompts), max_new_tokens=max_new_tokens,
                                         batch_size=batch_size, progress=False)
@@ -178,10 +183,16 @@ def run_arms(reference: LoadedModel, arms: Sequence[Arm], prompt_sets: dict[str,
     if kl_set is not None and kl_set in prompt_sets and measured:
         kl_prompts = list(prompt_sets[kl_set])
         conts = cache.ids(reference, kl_prompts, max_new_tokens, batch_size)
-        kls = arms_kl(reference, kl_prompts, conts,
-                      [(None if arm.lm is reference else arm.lm, None if arm.is_baseline else arm.context)
-                       for arm in measured], batch_size=batch_size)
-        for arm, kl in zip(measured, kls, strict=True):
+        shared = [arm for arm in measured if arm.name not in solo]
+        kls = dict(zip([arm.name for arm in shared], arms_kl(
+            reference, kl_prompts, conts, [(None if arm.lm is reference else arm.lm, None if arm.is_baseline
+                                            else arm.context) for arm in shared], batch_size=batch_size)
+            if shared else [], strict=True))
+        for arm in measured:  # a pass of their own (``other`` = the reference), outside the shared hooks
+            if arm.name in solo:
+                kls[arm.name] = arms_kl(reference, kl_prompts, conts, [(reference, arm.context)], batch_size=batch_size)[0]
+        for arm in measured:
+            kl = kls[arm.name]
             results[arm.name].kl_first_token = kl.first_token.mean
             results[arm.name].kl_continuation = kl.continuation.mean
     provenance = {"model": reference.spec, "model_fingerprint": reference.fingerprint(), "judge": judge.name,

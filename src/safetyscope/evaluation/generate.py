@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 
-from safetyscope.activations.hooks import RowBlock, only_rows
+from safetyscope.activations.hooks import RowBlock, enter_on_rows
 from safetyscope.batching import (
     ModelLike,
     check_texts,
@@ -153,8 +153,7 @@ def generate_ids_under(
         if do_sample and seed is not None:
             torch.manual_seed(seed)
         for i, make in enumerate(contexts):
-            with only_rows(RowBlock(i, n)):  # edits created here act on block i only
-                stack.enter_context(make())
+            enter_on_rows(stack, model, make, RowBlock(i, n))  # context i edits block i only
         per_prompt = run_batched([len(p) for p in prompts], batch_size, run, progress=progress,
                                  description="generating")
     return [[row[a] for row in per_prompt] for a in range(n)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from safetyscope.activations.hooks import RowBlock, only_rows
+from safetyscope.activations.hooks import RowBlock, enter_on_rows
 from safetyscope.batching import (
     ModelLike,
     check_texts,
@@ -244,8 +244,7 @@ def arms_kl(reference: ModelLike, instructions: Sequence[str], continuations: Se
 
     with contextlib.ExitStack() as stack:
         for j, k in enumerate(shared):
-            with only_rows(RowBlock(j + 1, 1 + len(shared))):
-                stack.enter_context(arms[k][1]())  # type: ignore[misc]
+            enter_on_rows(stack, ref_model, arms[k][1], RowBlock(j + 1, 1 + len(shared)))  # type: ignore[arg-type]
         rows = run_batched([len(s) for s in seqs], max(1, batch_size), run, progress=progress, description="KL")
     out = []
     for k in range(len(arms)):

@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from safetyscope.activations.hooks import RowBlock, only_rows
+from safetyscope.activations.hooks import RowBlock, enter_on_rows
 from safetyscope.batching import run_batched
 from safetyscope.errors import SafetyscopeError
 from safetyscope.evaluation.logits import forward_logits, forward_logits_shared_prefix
@@ -86,8 +86,7 @@ def last_token_logits_under(lm: LoadedModel, instructions: Sequence[str],
 
     with ExitStack() as stack:
         for i, make in enumerate(contexts):
-            with only_rows(RowBlock(i, k)):
-                stack.enter_context(make())
+            enter_on_rows(stack, lm.model, make, RowBlock(i, k))
         rows = run_batched([len(e) for e in encoded], max(1, batch_size // k), run, progress=False)
     return torch.stack(rows, 1)
 
