@@ -1,7 +1,15 @@
 """Residual-stream activations: sites, hooks, batched collection, streaming statistics, cache."""
 
 from safetyscope.activations.collect import NonFiniteActivationError, collect
-from safetyscope.activations.hooks import RowBlock, SiteEdit, edit, enter_on_rows, only_rows, record, routes_by_rows
+from safetyscope.activations.hooks import (
+    RowBlock,
+    SiteEdit,
+    edit,
+    enter_on_rows,
+    only_rows,
+    record,
+    routes_by_rows,
+)
 from safetyscope.activations.result import ActivationResult
 from safetyscope.activations.sites import (
     HEAD_POINTS,
@@ -28,7 +36,7 @@ __all__ = [
     "edit",
     "enter_on_rows",
     "only_rows",
-    "routes_by_rows",
     "parse_layers",
     "record",
+    "routes_by_rows",
 ]
