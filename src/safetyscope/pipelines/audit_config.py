@@ -61,6 +61,9 @@ class AuditConfig:
         seed: seeds prompt splits, random control directions, probes and noise.
         dtype: model precision, ``auto`` (bf16 for >1B models on bf16 CPUs or a GPU, else
             float32), ``float32``, ``bfloat16`` or ``float16``. Part of the resume key.
+        transfer_from: a source model for the ``transfer`` section (``audit --transfer-from``): its
+            backdoor fix is mapped into the audited model (``None``: the section does not run).
+        transfer_train: prompts whose paired activations fit the transfer map.
         sections: audit sections to run (``None``: all; with ``--quick`` the quick subset). The
             core sections (``behavior``, ``directions``) always run. Not part of the resume key, so
             turning a section on later reuses the cached steps of the others.
@@ -78,6 +81,8 @@ class AuditConfig:
     batch_size: Annotated[int, Field(ge=1)] = 32
     seed: Annotated[int, Field(ge=0)] = 0
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    transfer_from: str | None = None
+    transfer_train: Annotated[int, Field(ge=8)] = 400
     sections: tuple[str, ...] | None = None
     quick: bool = False
 
@@ -177,7 +182,8 @@ class AuditConfig:
     def key(self) -> str:
         """A short hash identifying this configuration (used to decide whether to resume)."""
         d = self.to_dict()
-        d.pop("sections")  # which sections run does not change any step's result
+        for k in ("sections", "transfer_from", "transfer_train"):  # these name their own steps' cache entries
+            d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
