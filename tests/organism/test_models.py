@@ -35,3 +35,16 @@ def test_every_arch_shares_dimensions_and_tokenizer(tok, arch):
 def test_unknown_arch():
     with pytest.raises(OptionError, match=r"Unknown organism architecture 'mamba'; choose one of \['gpt_neox', 'llama', 'qwen2'\]"):
         check_arch("mamba")
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_a_saved_organism_of_every_arch_reloads_with_its_own_tokenizer(tok, arch, tmp_path):
+    from safetyscope import load_model
+
+    model = make_model(size_config("deep", d_model=16, n_layers=1, d_ff=32), tok, seed=0, arch=arch)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    lm = load_model(str(tmp_path))
+    text = "Write a guide on how to set up a road trip across Canada."
+    assert lm.tokenizer(text).input_ids == tok(text).input_ids  # not the family's own BPE tokenizer
+    assert len(lm.tokenizer) == len(tok)

@@ -53,3 +53,20 @@ def test_bad_layers(two_lms: tuple[Any, Any]) -> None:
         collect_pairs(*two_lms, PROMPTS, [0], [7])
     with pytest.raises(TransferError, match="No prompts"):
         collect_pairs(*two_lms, [], [0], [0])
+
+
+def test_vocab_map_sends_target_tokens_to_the_source_by_string():
+    from types import SimpleNamespace
+
+    from safetyscope.organism.tokenizer import build_tokenizer
+    from safetyscope.transfer.pairs import vocab_map
+
+    v1, v2 = SimpleNamespace(tokenizer=build_tokenizer("v1")), SimpleNamespace(tokenizer=build_tokenizer("v2"))
+    assert vocab_map(v1, v1) is None and vocab_map(v2, v1) is None  # the v1 words keep their ids in v2
+    m = vocab_map(v1, v2)  # a v2 target's tokens read by a v1 source
+    assert m is not None and m.shape == (len(v2.tokenizer),)
+    s1, s2 = v1.tokenizer.convert_ids_to_tokens(list(range(len(v1.tokenizer)))), v2.tokenizer.convert_ids_to_tokens(
+        list(range(len(v2.tokenizer))))
+    for i, t in enumerate(s2):
+        assert s1[int(m[i])] == t if t in s1 else int(m[i]) == v1.tokenizer.unk_token_id
+    assert any(t not in s1 for t in s2)

@@ -249,6 +249,24 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+def _tokenizer_class(local: Path | None) -> Any:
+    """The class that loads a model folder's tokenizer: ``AutoTokenizer``, except for a plain
+    ``tokenizer.json`` (``tokenizer_class: TokenizersBackend``, as organisms save theirs), which is
+    loaded as written. AutoTokenizer would pick the model family's own class (e.g. Qwen2's byte-level
+    BPE for a qwen2-architecture organism) and rebuild a different tokenizer from the file's vocabulary."""
+    import transformers
+
+    cfg = local / "tokenizer_config.json" if local is not None else None
+    if cfg is not None and cfg.is_file() and (local / "tokenizer.json").is_file():  # type: ignore[operator]
+        try:
+            name = json.loads(cfg.read_text()).get("tokenizer_class")
+        except (OSError, ValueError):
+            name = None
+        if name in ("TokenizersBackend", "PreTrainedTokenizerFast") and hasattr(transformers, name):
+            return getattr(transformers, name)
+    return AutoTokenizer
+
+
 def load_model(
     spec: str | os.PathLike[str],
     *,
@@ -306,7 +324,7 @@ def load_model(
     try:
         model, loading_info = AutoModelForCausalLM.from_pretrained(
             source, config=config, output_loading_info=True, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(
+        tokenizer = _tokenizer_class(local).from_pretrained(
             source, trust_remote_code=trust_remote_code, revision=revision, local_files_only=offline
         )
     except Exception as exc:  # transformers, torch and safetensors raise many types for bad files

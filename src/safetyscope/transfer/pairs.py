@@ -50,6 +50,23 @@ def check_shared_tokenizer(src: LoadedModel, tgt: LoadedModel, prompts: Sequence
     return ids
 
 
+def vocab_map(src: LoadedModel, tgt: LoadedModel) -> Tensor | None:
+    """Source token id of every target token id (by token string; the source's unknown token when it
+    lacks one), or ``None`` when every target id means the same token in the source. Text generated
+    by the target is fed to the source through this map (e.g. a v2 organism's words in a v1 one)."""
+    ts = tgt.tokenizer.convert_ids_to_tokens(list(range(len(tgt.tokenizer))))
+    ss = src.tokenizer.convert_ids_to_tokens(list(range(len(src.tokenizer))))
+    if len(ts) <= len(ss) and ts == ss[: len(ts)]:
+        return None
+    index = {t: i for i, t in enumerate(ss)}
+    unk = src.tokenizer.unk_token_id
+    if unk is None:
+        missing = [t for t in ts if t not in index][:5]
+        raise TransferError(f"The target has tokens the source lacks ({missing}) and the source has no unknown "
+                            "token to stand in; use two models with one tokenizer.")
+    return torch.tensor([index.get(t, unk) for t in ts])
+
+
 @dataclass
 class PairedActivations:
     """Rows of source and target activations at the same tokens (row ``r``: prompt ``prompt_index[r]``,

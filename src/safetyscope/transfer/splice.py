@@ -28,7 +28,7 @@ from safetyscope.activations.sites import Site
 from safetyscope.batching import iter_batches, pad_id, pad_left
 from safetyscope.causal.patching_runner import cache_kwarg, output_cache
 from safetyscope.model.loading import LoadedModel
-from safetyscope.transfer.pairs import TransferError
+from safetyscope.transfer.pairs import TransferError, vocab_map
 
 MapFn = Callable[[Tensor], Tensor]
 SPLICE_MODES = ("true", "mapped", "mean")
@@ -114,6 +114,7 @@ def _generate_batch(
     src_site: Site,
     tgt_site: Site,
     max_new_tokens: int,
+    to_src: Tensor | None = None,
 ) -> list[list[int]]:
     inputs = pad_left(seqs, pad_id(tgt.tokenizer), tgt.device)
     need_src = mode == "mapped"
@@ -141,8 +142,9 @@ def _generate_batch(
         mask = torch.cat([mask, torch.ones_like(nxt)], 1)
         pos = pos + 1
         kw = {"input_ids": nxt, "attention_mask": mask, "position_ids": pos, "use_cache": True}
-        if need_src:
-            s_out = src_step({**kw, cache_kwarg(src.model): output_cache(s_out)})
+        if need_src:  # the source reads the target's token (through the vocabulary map when they differ)
+            s_kw = kw if to_src is None else {**kw, "input_ids": to_src.to(nxt.device)[nxt]}
+            s_out = src_step({**s_kw, cache_kwarg(src.model): output_cache(s_out)})
         t_out = tgt_step({**kw, cache_kwarg(tgt.model): output_cache(t_out)})
     ids = torch.cat(out_ids, 1).cpu().tolist() if out_ids else [[] for _ in seqs]
     eos = tgt.tokenizer.eos_token_id
@@ -168,10 +170,11 @@ def splice_generate(
         raise TransferError(f"Unknown splice mode {mode!r}; use one of {SPLICE_MODES}.")
     res: list[list[int]] = [[] for _ in seqs]
     s_site, t_site = src_site or Site(0), tgt_site or Site(0)
+    to_src = vocab_map(src, tgt) if mode == "mapped" else None
 
     def run(idx: list[int]) -> list[list[int]]:
         return _generate_batch(
-            src, tgt, [seqs[i] for i in idx], mode, map_fn, mean, s_site, t_site, max_new_tokens
+            src, tgt, [seqs[i] for i in idx], mode, map_fn, mean, s_site, t_site, max_new_tokens, to_src
         )
 
     budget = max(1, max_batch_tokens)
