@@ -12,7 +12,11 @@ columns the direction's source; the diagonal is self-ablation. Beside it, per mo
   selected (layer, position) (:func:`~safetyscope.directions.geometry.paired_spectrum`: top-1 and
   top-2 variance shares; the paper reports ~75% top-2 for LAT vs ~44% for the others);
 * ``self_ablation``: refusal with the model's own difference-in-means direction of each layer
-  (at the selected position) ablated.
+  (at the selected position) ablated;
+* with ``defenses=True`` (:mod:`safetyscope.pipelines.defenses`): ``compliance[i][j]`` (harmful
+  compliance in every matrix cell), ``orthogonalized[i]`` (refusal and compliance of the model
+  weight-orthogonalized against its own direction, and against a random one), and ``health[i]``
+  (harmless refusal / compliance and the perplexity of the first model's harmless answers).
 
 Directions come from :func:`safetyscope.pipelines.refusal.select` on each model's train and
 validation prompts; claims are on the test split (organisms: held-out combinations).
@@ -37,6 +41,7 @@ from safetyscope.evaluation.generate import generate
 from safetyscope.evaluation.metrics import Rate, refusal_rate
 from safetyscope.interventions import ablate
 from safetyscope.model.loading import LoadedModel, load_model
+from safetyscope.pipelines.defenses import health, outcome, weight_attack
 from safetyscope.pipelines.refusal import RefusalPrompts, judge_for, refusal_prompts, select
 
 __all__ = ["RobustnessResult", "robustness"]
@@ -56,6 +61,9 @@ class RobustnessResult:
     self_ablation: list[list[dict[str, Any]]]
     directions: list[dict[str, Any]]
     provenance: dict[str, Any] = field(default_factory=dict)
+    compliance: list[list[dict[str, Any] | None]] = field(default_factory=list)
+    orthogonalized: list[dict[str, Any]] = field(default_factory=list)
+    health: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -101,8 +109,12 @@ def robustness(
     by_layer: bool = True,
     seed: int = 0,
     progress: bool = True,
+    defenses: bool = False,
 ) -> RobustnessResult:
-    """Select each model's direction, then fill the matrix, controls, spectra and self-ablation curves."""
+    """Select each model's direction, then fill the matrix, controls, spectra and self-ablation curves.
+
+    ``defenses``: also the compliance matrix, orthogonalization and harmless health (module docs).
+    """
     if not specs:
         raise OptionError("Give at least one model.")
     t0 = time.perf_counter()
@@ -145,22 +157,41 @@ def robustness(
     matrix: list[list[float | None]] = []
     ci: list[list[list[float] | None]] = []
     counts: list[list[list[int] | None]] = []
+    compliance: list[list[dict[str, Any] | None]] = []
     for i, lm in enumerate(lms):
         tokens = max_new_tokens or (16 if judge_for(lm).name == "organism" else 48)
-        mrow, crow, krow = [], [], []
+        mrow, crow, krow, comp = [], [], [], []
         for j in range(len(lms)):
             if dirs[j].shape[-1] != lm.d_model:
                 mrow.append(None)
                 crow.append(None)
                 krow.append(None)
+                comp.append(None)
                 continue
-            r = _refusal(lm, prompts[i].harmful_test, tokens, dirs[j])
-            mrow.append(r.rate)
-            crow.append([r.ci_low, r.ci_high])
-            krow.append([r.k, r.n])
+            o = outcome(lm, judge_for(lm), prompts[i].harmful_test, tokens, dirs[j])
+            r = o.refusal
+            mrow.append(r["rate"])
+            crow.append([r["ci_low"], r["ci_high"]])
+            krow.append([r["k"], r["n"]])
+            comp.append(o.compliance)
         matrix.append(mrow)
         ci.append(crow)
         counts.append(krow)
+        compliance.append(comp)
+    ortho, healths = [], []
+    if defenses:
+        ref_tokens = max_new_tokens or (16 if judge_for(lms[0]).name == "organism" else 48)
+        answers = generate(lms[0], prompts[0].harmless_test, max_new_tokens=ref_tokens, progress=False)
+        for i, lm in enumerate(lms):
+            judge = judge_for(lm)
+            tokens = max_new_tokens or (16 if judge.name == "organism" else 48)
+            ortho.append(
+                {"baseline": outcome(lm, judge, prompts[i].harmful_test, tokens).to_dict()}
+                | weight_attack(lm, judge, prompts[i].harmful_test, dirs[i], tokens, seed)
+            )
+            healths.append(health(lm, judge, prompts[0].harmless_test, answers, tokens))
+            if progress:
+                print(f"  {specs[i]}: orthogonalized and health measured", flush=True)
     prov = {
         "version": __version__,
         "seed": seed,
@@ -171,7 +202,24 @@ def robustness(
         "seconds": round(time.perf_counter() - t0, 2),
         "ablation": "directional ablation from every residual write (interventions.ablate)",
         "control": "random direction of equal norm (causal.controls.random_like, seed)",
+        "max_new_tokens": max_new_tokens,
+        "defenses": defenses,
     }
+    if defenses:
+        prov["orthogonalization"] = "interventions.orthogonalize (standard) with the model's own direction"
+        prov["perplexity_answers"] = f"greedy harmless answers of {specs[0]} (the first model)"
     return RobustnessResult(
-        list(specs), matrix, ci, counts, control, baseline, spectra, by_layer_rows, info, prov
+        list(specs),
+        matrix,
+        ci,
+        counts,
+        control,
+        baseline,
+        spectra,
+        by_layer_rows,
+        info,
+        prov,
+        compliance,
+        ortho,
+        healths,
     )

@@ -1,0 +1,94 @@
+"""Per-model measurements of the robustness matrix that make a defense readable.
+
+A defense against direction attacks (circuit breakers, extended refusal) is judged on three
+things besides the ablation matrix, all on held-out prompts with 95% Wilson intervals:
+
+* **orthogonalization**: harmful refusal (and compliance) of a weight-orthogonalized copy
+  (:func:`safetyscope.interventions.orthogonalize`, every residual writer and the embeddings) with
+  the model's own selected direction, beside the same edit with a random direction of equal norm;
+* **harmful compliance**: refusal is not the only way not to comply (a circuit-broken model
+  may answer with noise), so every cell also reports the compliance rate;
+* **harmless health**: harmless refusal and compliance rates, and the perplexity of reference
+  harmless answers (:func:`~safetyscope.evaluation.answer_perplexity.answer_perplexity`): a
+  defense that refuses everything, or can no longer answer, is visible here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from safetyscope.causal.controls import random_like
+from safetyscope.evaluation.answer_perplexity import answer_perplexity
+from safetyscope.evaluation.generate import generate
+from safetyscope.evaluation.metrics import label_rate
+from safetyscope.evaluation.verdict import Judge
+from safetyscope.interventions import ablate, orthogonalize
+from safetyscope.model.loading import LoadedModel
+
+__all__ = ["Outcome", "health", "outcome", "weight_attack"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Refusal and compliance rates (with Wilson intervals) of one set of completions."""
+
+    refusal: dict[str, Any]
+    compliance: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"refusal": self.refusal, "compliance": self.compliance}
+
+
+def outcome(
+    lm: LoadedModel,
+    judge: Judge,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    direction: torch.Tensor | None = None,
+) -> Outcome:
+    """Greedy completions of ``prompts`` (with ``direction`` ablated when given), judged."""
+    if direction is None:
+        outs = generate(lm, list(prompts), max_new_tokens=max_new_tokens, progress=False)
+    else:
+        with ablate(lm, direction.float()):
+            outs = generate(lm, list(prompts), max_new_tokens=max_new_tokens, progress=False)
+    verdicts = judge.label_many(zip(prompts, outs, strict=True))
+    return Outcome(label_rate(verdicts, "refusal").to_dict(), label_rate(verdicts, "compliance").to_dict())
+
+
+def weight_attack(
+    lm: LoadedModel,
+    judge: Judge,
+    prompts: Sequence[str],
+    direction: torch.Tensor,
+    max_new_tokens: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Harmful outcome of the model orthogonalized against ``direction`` and against a random control."""
+    out: dict[str, Any] = {}
+    for name, vec in (("direction", direction), ("control", random_like(direction, seed))):
+        edited = orthogonalize(lm, vec.float())
+        out[name] = outcome(edited, judge, prompts, max_new_tokens).to_dict()
+        del edited
+    return out
+
+
+def health(
+    lm: LoadedModel,
+    judge: Judge,
+    harmless: Sequence[str],
+    answers: Sequence[str],
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """Harmless refusal / compliance and the perplexity of the reference ``answers``."""
+    ppl = answer_perplexity(lm, harmless, answers)
+    return {
+        "harmless": outcome(lm, judge, harmless, max_new_tokens).to_dict(),
+        "perplexity": ppl.perplexity,
+        "perplexity_tokens": ppl.n_tokens,
+    }
