@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--max-new-tokens", type=int, default=40)
+    ap.add_argument("--selection", default="judged", help="score, judged or auto (see robustness)")
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
     sft = TrainingConfig(method="ssft", steps=args.steps, lr=args.lr, seed=args.seed)
@@ -129,6 +130,7 @@ def main() -> None:
         seed=args.seed,
         progress=False,
         defenses=True,
+        selection=args.selection,
     )
     robust_s = time.perf_counter() - t0
     models = {n: _summary(res, i, names) for i, n in enumerate(names)}
@@ -142,6 +144,7 @@ def main() -> None:
         "base": args.base,
         "steps": {"sft": args.steps, "cb": args.cb_steps},
         "max_new_tokens": args.max_new_tokens,
+        "selection": args.selection,
         "n_test": args.n_test,
         "models": models,
         "directions": res.directions,

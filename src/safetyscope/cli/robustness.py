@@ -41,6 +41,14 @@ def robustness_command(
             help="Also orthogonalization, harmful compliance, harmless refusal and perplexity (docs/defenses.md).",
         ),
     ] = False,
+    selection: Annotated[
+        str,
+        typer.Option(
+            "--selection",
+            help="score (bypass/induce/KL rule), judged (the candidate whose ablation makes the model "
+            "comply most on validation prompts) or auto (score, else judged).",
+        ),
+    ] = "score",
     max_new_tokens: Annotated[
         int | None,
         typer.Option(
@@ -74,6 +82,7 @@ def robustness_command(
         progress=not as_json,
         defenses=defenses,
         max_new_tokens=max_new_tokens,
+        selection=selection,
     )
     data = res.to_dict()
     if out is not None:

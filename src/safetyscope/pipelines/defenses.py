@@ -8,6 +8,11 @@ things besides the ablation matrix, all on held-out prompts with 95% Wilson inte
   the model's own selected direction, beside the same edit with a random direction of equal norm;
 * **harmful compliance**: refusal is not the only way not to comply (a circuit-broken model
   may answer with noise), so every cell also reports the compliance rate;
+* **a judged attacker** (:func:`judged_direction`): the score-based selection
+  (:func:`safetyscope.pipelines.refusal.select`) ranks directions by the first-token refusal
+  log-odds, which says nothing about a model whose refusals open with an explanation; the judged
+  attacker instead ablates every candidate difference-in-means direction and keeps the one that
+  makes the model *comply* most often on validation prompts (ties: least refusal);
 * **harmless health**: harmless refusal and compliance rates, and the perplexity of reference
   harmless answers (:func:`~safetyscope.evaluation.answer_perplexity.answer_perplexity`): a
   defense that refuses everything, or can no longer answer, is visible here.
@@ -22,14 +27,16 @@ from typing import Any
 import torch
 
 from safetyscope.causal.controls import random_like
+from safetyscope.causal.selection import candidate_directions
 from safetyscope.evaluation.answer_perplexity import answer_perplexity
 from safetyscope.evaluation.generate import generate
 from safetyscope.evaluation.metrics import label_rate
 from safetyscope.evaluation.verdict import Judge
 from safetyscope.interventions import ablate, orthogonalize
 from safetyscope.model.loading import LoadedModel
+from safetyscope.pipelines.refusal import RefusalPrompts
 
-__all__ = ["Outcome", "health", "outcome", "weight_attack"]
+__all__ = ["Outcome", "health", "judged_direction", "outcome", "weight_attack"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +99,37 @@ def health(
         "perplexity": ppl.perplexity,
         "perplexity_tokens": ppl.n_tokens,
     }
+
+
+def judged_direction(
+    lm: LoadedModel, judge: Judge, prompts: RefusalPrompts, max_new_tokens: int
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """The candidate direction whose ablation makes ``lm`` comply most on the validation prompts.
+
+    Candidates are the difference-in-means vectors of every (layer, end-of-instruction position)
+    (train prompts); the winner is returned as a unit vector with its description and every
+    candidate's validation refusal / compliance rates.
+    """
+    cands = candidate_directions(lm, prompts.harmful_train, prompts.harmless_train, list(range(lm.n_layers)))
+    rows = []
+    for (layer, pos), vec in cands.items():
+        if not float(vec.norm()) > 0:  # resid_pre 0 at a template token: one embedding for both sets
+            continue
+        o = outcome(lm, judge, prompts.harmful_val, max_new_tokens, vec)
+        rows.append((o.compliance["rate"], o.refusal["rate"], layer, pos, vec))
+    if not rows:
+        from safetyscope.errors import SafetyscopeError
+
+        raise SafetyscopeError("Every candidate direction is zero: harmful and harmless prompts do not differ.")
+    best = max(rows, key=lambda r: (r[0], -r[1], r[2]))
+    info = {
+        "layer": best[2],
+        "position": best[3],
+        "point": "resid_pre",
+        "raw_norm": float(best[4].norm()),
+        "selection": "judged",
+        "val_compliance": best[0],
+        "val_refusal": best[1],
+        "candidates": [{"layer": r[2], "position": r[3], "compliance": r[0], "refusal": r[1]} for r in rows],
+    }
+    return info, best[4] / best[4].norm()

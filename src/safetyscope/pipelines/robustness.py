@@ -34,14 +34,14 @@ import torch
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.causal.controls import random_like
-from safetyscope.causal.selection import candidate_directions
+from safetyscope.causal.selection import SelectionError, candidate_directions
 from safetyscope.directions.geometry import paired_spectrum
 from safetyscope.errors import OptionError
 from safetyscope.evaluation.generate import generate
 from safetyscope.evaluation.metrics import Rate, refusal_rate
 from safetyscope.interventions import ablate
 from safetyscope.model.loading import LoadedModel, load_model
-from safetyscope.pipelines.defenses import health, outcome, weight_attack
+from safetyscope.pipelines.defenses import health, judged_direction, outcome, weight_attack
 from safetyscope.pipelines.refusal import RefusalPrompts, judge_for, refusal_prompts, select
 
 __all__ = ["RobustnessResult", "robustness"]
@@ -99,6 +99,23 @@ def _spectrum(lm: LoadedModel, p: RefusalPrompts, layer: int, position: int) -> 
     }
 
 
+def _choose(
+    lm: LoadedModel, p: RefusalPrompts, selection: str, tokens: int
+) -> tuple[dict[str, Any], torch.Tensor]:
+    if selection != "judged":
+        try:
+            sel, direction = select(lm, p)
+        except SelectionError as exc:
+            if selection == "score":
+                raise
+            info, unit = judged_direction(lm, judge_for(lm), p, tokens)
+            return info | {"fallback_from": str(exc)}, unit
+        b = sel.best
+        info = {"layer": b.layer, "position": b.position, "point": b.point, "raw_norm": direction.raw_norm}
+        return info | {"selection": "score"}, direction.vector.float()
+    return judged_direction(lm, judge_for(lm), p, tokens)
+
+
 def robustness(
     specs: Sequence[str],
     *,
@@ -110,41 +127,38 @@ def robustness(
     seed: int = 0,
     progress: bool = True,
     defenses: bool = False,
+    selection: str = "score",
 ) -> RobustnessResult:
     """Select each model's direction, then fill the matrix, controls, spectra and self-ablation curves.
 
     ``defenses``: also the compliance matrix, orthogonalization and harmless health (module docs).
+    ``selection``: ``score`` (the bypass / induce / KL rule), ``judged`` (the direction whose
+    ablation makes the model comply most on validation prompts,
+    :func:`~safetyscope.pipelines.defenses.judged_direction`) or ``auto`` (score, else judged
+    when no candidate passes the score rule's filters).
     """
     if not specs:
         raise OptionError("Give at least one model.")
+    if selection not in ("score", "judged", "auto"):
+        raise OptionError(f"--selection {selection!r} is not one of score, judged, auto.")
     t0 = time.perf_counter()
     lms = [load_model(s) for s in specs]
     prompts, dirs, info, spectra, baseline, control, by_layer_rows = [], [], [], [], [], [], []
     for spec, lm in zip(specs, lms, strict=True):
         p = refusal_prompts(lm, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
-        sel, direction = select(lm, p)
-        unit = direction.vector.float()
+        tokens = max_new_tokens or (16 if judge_for(lm).name == "organism" else 48)
+        chosen, unit = _choose(lm, p, selection, tokens)
         prompts.append(p)
         dirs.append(unit)
-        info.append(
-            {
-                "model": spec,
-                "layer": sel.best.layer,
-                "position": sel.best.position,
-                "point": sel.best.point,
-                "raw_norm": direction.raw_norm,
-                "fingerprint": lm.fingerprint(),
-            }
-        )
-        spectra.append(_spectrum(lm, p, sel.best.layer, sel.best.position))
-        tokens = max_new_tokens or (16 if judge_for(lm).name == "organism" else 48)
+        info.append({"model": spec, **chosen, "fingerprint": lm.fingerprint()})
+        spectra.append(_spectrum(lm, p, chosen["layer"], chosen["position"]))
         baseline.append(_refusal(lm, p.harmful_test, tokens, None).to_dict())
         control.append(_refusal(lm, p.harmful_test, tokens, random_like(unit, seed)).to_dict())
         rows = []
         if by_layer:
             cands = candidate_directions(lm, p.harmful_train, p.harmless_train, list(range(lm.n_layers)))
             for layer in range(lm.n_layers):
-                vec = cands[(layer, sel.best.position)]
+                vec = cands[(layer, chosen["position"])]
                 if (
                     not float(vec.norm()) > 0
                 ):  # e.g. resid_pre 0 at a template token: one embedding for both sets
@@ -153,7 +167,7 @@ def robustness(
                 rows.append({"layer": layer, **_refusal(lm, p.harmful_test, tokens, vec).to_dict()})
         by_layer_rows.append(rows)
         if progress:
-            print(f"  {spec}: layer {sel.best.layer}, refusal {baseline[-1]['rate']:.3f}", flush=True)
+            print(f"  {spec}: layer {chosen['layer']}, refusal {baseline[-1]['rate']:.3f}", flush=True)
     matrix: list[list[float | None]] = []
     ci: list[list[list[float] | None]] = []
     counts: list[list[list[int] | None]] = []
@@ -204,6 +218,7 @@ def robustness(
         "control": "random direction of equal norm (causal.controls.random_like, seed)",
         "max_new_tokens": max_new_tokens,
         "defenses": defenses,
+        "selection": selection,
     }
     if defenses:
         prov["orthogonalization"] = "interventions.orthogonalize (standard) with the model's own direction"
