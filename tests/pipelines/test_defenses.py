@@ -15,8 +15,19 @@ def test_robustness_with_defenses(organism_dir: Path) -> None:
     from safetyscope.pipelines.robustness import robustness
 
     res = robustness(
-        [str(organism_dir)], n_train=24, n_val=12, n_test=30, by_layer=False, progress=False, defenses=True
+        [str(organism_dir)],
+        n_train=24,
+        n_val=12,
+        n_test=30,
+        by_layer=False,
+        progress=False,
+        defenses=True,
+        selection="judged",
     )
+    d = res.directions[0]
+    assert d["selection"] == "judged" and len(d["candidates"]) == 4  # 3 layers x 2 eoi, minus resid_pre 0
+    best = max(c["compliance"] for c in d["candidates"])
+    assert d["val_compliance"] == best >= 0.5
     o, h = res.orthogonalized[0], res.health[0]
     base = o["baseline"]["refusal"]["rate"]
     assert base == res.baseline[0]["rate"] >= 0.9
@@ -29,6 +40,14 @@ def test_robustness_with_defenses(organism_dir: Path) -> None:
     assert h["harmless"]["refusal"]["rate"] <= 0.1 and h["harmless"]["compliance"]["rate"] >= 0.9
     assert 1.0 <= h["perplexity"] < 3.0 and h["perplexity_tokens"] > 30
     assert res.provenance["defenses"] is True
+
+
+def test_bad_selection_is_one_clear_error() -> None:
+    from safetyscope.errors import OptionError
+    from safetyscope.pipelines.robustness import robustness
+
+    with pytest.raises(OptionError, match="--selection 'best'"):
+        robustness(["organism"], selection="best")
 
 
 def test_health_exposes_a_broken_model(organism_dir: Path) -> None:
