@@ -69,6 +69,12 @@ def train_command(
     cb_alpha: Annotated[
         float, typer.Option("--cb-alpha", help="circuit-breakers: loss scale alpha of the schedule.")
     ] = 1.0,
+    cb_retain: Annotated[
+        float,
+        typer.Option(
+            "--cb-retain", help="circuit-breakers: retain-loss multiplier lambda (1: the paper's schedule)."
+        ),
+    ] = 1.0,
     n_train: Annotated[
         int | None,
         typer.Option(
@@ -126,6 +132,7 @@ def train_command(
         cb_layers=layers,
         cb_loss=cb_loss,
         cb_alpha=cb_alpha,
+        cb_retain=cb_retain,
     )
     lo = LoraOptions(lora_rank, lora_alpha, merge=not save_adapters) if lora else None
     path, card = run_training(

@@ -136,6 +136,7 @@ def _method_extra(cfg: TrainingConfig, n_layers: int) -> dict[str, Any]:
                 "sites": [f"L{x}.resid_pre" for x in layers],
                 "loss": cfg.cb_loss,
                 "alpha": cfg.cb_alpha,
+                "retain_multiplier": cfg.cb_retain,
                 "rerouted": "compliance-answer positions of harmful requests",
                 "retained": "every real position of harmless + helpful and harmful + refusal examples",
             }

@@ -10,8 +10,9 @@ helpful answers, and harmful requests with refusals):
              = mean_{l, t ∈ answer}  cos(h_l,t, h⁰_l,t)                ("cosine": maximise 1 - cos)
     L_retain = mean_{l, t ∈ real}    ‖h_l,t − h⁰_l,t‖₂
     L        = c_rr(s) · L_rr + c_ret(s) · L_retain,
-    c_rr(s)  = α (1 − s / 2S),   c_ret(s) = α s / 2S                   (s: step, S: steps)
+    c_rr(s)  = α (1 − s / 2S),   c_ret(s) = λ α s / 2S                 (s: step, S: steps)
 
+λ = 1 is the paper's schedule; a larger λ (``--cb-retain``) protects harmless behaviour more.
 ``h`` is the tuned model's ``resid_pre`` of each chosen layer, ``h⁰`` the frozen model's on the
 same ids. Rerouting acts on the compliance answer's positions only (the request positions are
 shared with the refusal examples of the retain set, so rerouting them would fight the retain
@@ -60,10 +61,10 @@ def circuit_breaker_layers(n_layers: int, layers: Sequence[int] | None = None) -
     return sorted({min(n_layers - 1, max(1, round(n_layers * f))) for f in (1 / 3, 2 / 3)})
 
 
-def coefficients(step: int, steps: int, alpha: float) -> tuple[float, float]:
-    """``(c_rr, c_retain)`` at ``step`` of ``steps``: rerouting fades from α to α/2, retain grows to α/2."""
+def coefficients(step: int, steps: int, alpha: float, retain: float = 1.0) -> tuple[float, float]:
+    """``(c_rr, c_retain)`` at ``step`` of ``steps``: rerouting fades from α to α/2, retain grows to λα/2."""
     t = step / (2 * max(1, steps))
-    return alpha * (1 - t), alpha * t
+    return alpha * (1 - t), retain * alpha * t
 
 
 def rerouting_loss(tuned: Tensor, frozen: Tensor, mask: Tensor, kind: str = "relu-cosine") -> Tensor:

@@ -48,8 +48,9 @@ STATE_FILE = "state.pt"
 class TrainingConfig:
     """Hyper-parameters of one run (``layer=None``: about a quarter of the depth for LAT).
 
-    ``cb_layers`` (``None``: about 1/3 and 2/3 of the depth), ``cb_loss`` and ``cb_alpha`` set the
-    circuit breakers' rerouted layers, rerouting loss and loss scale α.
+    ``cb_layers`` (``None``: about 1/3 and 2/3 of the depth), ``cb_loss``, ``cb_alpha`` and
+    ``cb_retain`` set the circuit breakers' rerouted layers, rerouting loss, loss scale α and
+    retain multiplier λ.
     """
 
     method: str = "ssft"
@@ -68,6 +69,7 @@ class TrainingConfig:
     cb_layers: tuple[int, ...] | None = None
     cb_loss: str = "relu-cosine"
     cb_alpha: float = 1.0
+    cb_retain: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -76,6 +78,8 @@ class TrainingConfig:
             raise OptionError(f"--cb-loss {self.cb_loss!r} is not one of {', '.join(CB_LOSSES)}.")
         if not self.cb_alpha > 0:
             raise OptionError(f"--cb-alpha must be > 0 (got {self.cb_alpha}).")
+        if not self.cb_retain >= 0:
+            raise OptionError(f"--cb-retain must be >= 0 (got {self.cb_retain}).")
         if self.steps < 1 or self.batch_size < 2 or not self.lr > 0:
             raise OptionError("Training needs steps >= 1, batch size >= 2 and lr > 0.")
 
@@ -223,7 +227,7 @@ def train(
                         batch_items,
                         cb_layers,
                         kind=cfg.cb_loss,
-                        coef=coefficients(step, cfg.steps, cfg.cb_alpha),
+                        coef=coefficients(step, cfg.steps, cfg.cb_alpha, cfg.cb_retain),
                         pad_id=pid,
                     )
                     for k, v in parts.items():
