@@ -70,6 +70,7 @@ def test_schedule_and_layers_and_errors() -> None:
     assert coefficients(0, 100, 2.0) == (2.0, 0.0)
     assert coefficients(100, 100, 2.0) == (1.0, 1.0)
     assert coefficients(50, 100, 2.0) == (1.5, 0.5)
+    assert coefficients(50, 100, 2.0, retain=10.0) == (1.5, 5.0)
     assert circuit_breaker_layers(3) == [1, 2]
     assert circuit_breaker_layers(32) == [11, 21]
     assert circuit_breaker_layers(8, [5, 3, 5]) == [3, 5]
@@ -79,6 +80,8 @@ def test_schedule_and_layers_and_errors() -> None:
         TrainingConfig(method="circuit-breakers", cb_loss="l2")
     with pytest.raises(OptionError, match="--cb-alpha"):
         TrainingConfig(method="circuit-breakers", cb_alpha=0)
+    with pytest.raises(OptionError, match="--cb-retain"):
+        TrainingConfig(method="circuit-breakers", cb_retain=-1)
     with pytest.raises(OptionError, match="--cb-loss"):
         rerouting_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool), "l1")
 
