@@ -12,7 +12,7 @@ The base itself is the first row (unless ``--no-base-row``).
 
 Then the robustness matrix with ``defenses=True``: harmful refusal and compliance with no edit,
 after self-ablation (own direction), cross-model ablation (the other models' directions), and
-weight orthogonalization with the own direction, each with a 95% Wilson interval and the
+weight orthogonalization with the own direction, every candidate direction ablated at once, each with a 95% Wilson interval and the
 random-direction control; harmless refusal and the perplexity of the SSFT model's harmless
 answers. Prints one JSON line with, per model, the drop in harmful refusal (points) under each
 attack beside the paper's claim (Abu Shairah et al. 2025: at most 10 points for
@@ -74,12 +74,15 @@ def _summary(res: Any, i: int, names: list[str]) -> dict[str, Any]:
         },
         "orthogonalized": orth["direction"],
         "orthogonalized_control": orth["control"],
+        "subspace_ablation": orth["subspace_ablation"],
         "ablation_control": res.control[i],
         "drop_points": {
             "self_ablation": _pts(base, res.matrix[i][i]),
             "cross_ablation": {k: _pts(base, v) for k, v in cross.items()},
             "orthogonalized": _pts(base, orth["direction"]["refusal"]["rate"]),
             "random_control": _pts(base, res.control[i]["rate"]),
+            "subspace_ablation": _pts(base, orth["subspace_ablation"]["subspace"]["refusal"]["rate"]),
+            "subspace_control": _pts(base, orth["subspace_ablation"]["control"]["refusal"]["rate"]),
         },
         "harmless": h["harmless"],
         "perplexity": h["perplexity"],

@@ -13,6 +13,9 @@ things besides the ablation matrix, all on held-out prompts with 95% Wilson inte
   log-odds, which says nothing about a model whose refusals open with an explanation; the judged
   attacker instead ablates every candidate difference-in-means direction and keeps the one that
   makes the model *comply* most often on validation prompts (ties: least refusal);
+* **a subspace attack** (:func:`subspace_attack`): every candidate difference-in-means direction
+  (each layer × end-of-instruction position) ablated at once, beside a random subspace of the
+  same dimension: an attacker that does not have to pick one direction;
 * **harmless health**: harmless refusal and compliance rates, and the perplexity of reference
   harmless answers (:func:`~safetyscope.evaluation.answer_perplexity.answer_perplexity`): a
   defense that refuses everything, or can no longer answer, is visible here.
@@ -36,7 +39,7 @@ from safetyscope.interventions import ablate, orthogonalize
 from safetyscope.model.loading import LoadedModel
 from safetyscope.pipelines.refusal import RefusalPrompts
 
-__all__ = ["Outcome", "health", "judged_direction", "outcome", "weight_attack"]
+__all__ = ["Outcome", "health", "judged_direction", "outcome", "subspace_attack", "weight_attack"]
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ def judged_direction(
     if not rows:
         from safetyscope.errors import SafetyscopeError
 
-        raise SafetyscopeError("Every candidate direction is zero: harmful and harmless prompts do not differ.")
+        raise SafetyscopeError(
+            "Every candidate direction is zero: harmful and harmless prompts do not differ."
+        )
     best = max(rows, key=lambda r: (r[0], -r[1], r[2]))
     info = {
         "layer": best[2],
@@ -133,3 +138,30 @@ def judged_direction(
         "candidates": [{"layer": r[2], "position": r[3], "compliance": r[0], "refusal": r[1]} for r in rows],
     }
     return info, best[4] / best[4].norm()
+
+
+def subspace_attack(
+    lm: LoadedModel, judge: Judge, prompts: RefusalPrompts, max_new_tokens: int, seed: int
+) -> dict[str, Any]:
+    """Harmful outcome with every non-zero candidate direction ablated at once, and a random control.
+
+    The control is a random subspace of the same dimension (rows of equal norms,
+    :func:`~safetyscope.causal.controls.random_like`).
+    """
+    cands = candidate_directions(lm, prompts.harmful_train, prompts.harmless_train, list(range(lm.n_layers)))
+    keys = [k for k, v in cands.items() if float(v.norm()) > 0]
+    if not keys:
+        from safetyscope.errors import SafetyscopeError
+
+        raise SafetyscopeError(
+            "Every candidate direction is zero: harmful and harmless prompts do not differ."
+        )
+    basis = torch.stack([cands[k] for k in keys])
+    return {
+        "dimension": len(keys),
+        "sites": [{"layer": k[0], "position": k[1]} for k in keys],
+        "subspace": outcome(lm, judge, prompts.harmful_test, max_new_tokens, basis).to_dict(),
+        "control": outcome(
+            lm, judge, prompts.harmful_test, max_new_tokens, random_like(basis, seed)
+        ).to_dict(),
+    }

@@ -15,7 +15,8 @@ columns the direction's source; the diagonal is self-ablation. Beside it, per mo
   (at the selected position) ablated;
 * with ``defenses=True`` (:mod:`safetyscope.pipelines.defenses`): ``compliance[i][j]`` (harmful
   compliance in every matrix cell), ``orthogonalized[i]`` (refusal and compliance of the model
-  weight-orthogonalized against its own direction, and against a random one), and ``health[i]``
+  weight-orthogonalized against its own direction, and against a random one; and, under
+  ``subspace_ablation``, every candidate direction ablated at once vs a random subspace), and ``health[i]``
   (harmless refusal / compliance and the perplexity of the first model's harmless answers).
 
 Directions come from :func:`safetyscope.pipelines.refusal.select` on each model's train and
@@ -41,7 +42,13 @@ from safetyscope.evaluation.generate import generate
 from safetyscope.evaluation.metrics import Rate, refusal_rate
 from safetyscope.interventions import ablate
 from safetyscope.model.loading import LoadedModel, load_model
-from safetyscope.pipelines.defenses import health, judged_direction, outcome, weight_attack
+from safetyscope.pipelines.defenses import (
+    health,
+    judged_direction,
+    outcome,
+    subspace_attack,
+    weight_attack,
+)
 from safetyscope.pipelines.refusal import RefusalPrompts, judge_for, refusal_prompts, select
 
 __all__ = ["RobustnessResult", "robustness"]
@@ -202,6 +209,7 @@ def robustness(
             ortho.append(
                 {"baseline": outcome(lm, judge, prompts[i].harmful_test, tokens).to_dict()}
                 | weight_attack(lm, judge, prompts[i].harmful_test, dirs[i], tokens, seed)
+                | {"subspace_ablation": subspace_attack(lm, judge, prompts[i], tokens, seed)}
             )
             healths.append(health(lm, judge, prompts[0].harmless_test, answers, tokens))
             if progress:
