@@ -44,6 +44,7 @@ __all__ = [
     "coefficients",
     "rerouting_loss",
     "retain_loss",
+    "states",
 ]
 
 CB_LOSSES: tuple[str, ...] = ("relu-cosine", "cosine")
