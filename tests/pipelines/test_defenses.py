@@ -135,3 +135,30 @@ def test_cli_defense_errors(base: Path, tmp_path: Path) -> None:
     assert out_of_range.exit_code == 2 and "outside 1..2" in out_of_range.output
     loss = runner.invoke(app, [*common, "--cb-loss", "mse"])
     assert loss.exit_code == 2 and "relu-cosine" in loss.output
+
+
+def test_lora_circuit_breakers_of_a_real_model(tmp_path: Path) -> None:
+    pytest.importorskip("peft")
+    from safetyscope import load_model
+    from safetyscope.model.tiny import save_tiny
+    from safetyscope.pipelines.training import LoraOptions, run_training
+    from safetyscope.training import TrainingConfig
+
+    src = save_tiny("llama", tmp_path / "tiny")
+    cfg = TrainingConfig(method="circuit-breakers", steps=3, batch_size=4, lr=1e-2, cb_layers=(1,))
+    out, card = run_training(
+        str(src),
+        "circuit-breakers",
+        tmp_path / "cb",
+        config=cfg,
+        lora=LoraOptions(rank=2),
+        n_train=4,
+        n_eval=4,
+        progress=False,
+    )
+    assert card.lora is not None and card.extra["circuit_breakers"]["sites"] == ["L1.resid_pre"]
+    rr = card.log["parts"]["rerouting"]
+    assert len(rr) == 3 and rr[0] == pytest.approx(1.0, abs=1e-5) and rr[-1] < rr[0]
+    base, trained = load_model(src, dtype="float32"), load_model(out, dtype="float32")
+    a, b = dict(base.model.named_parameters()), dict(trained.model.named_parameters())
+    assert set(a) == set(b) and any(not torch.equal(a[k], b[k]) for k in a)  # merged adapters
