@@ -32,3 +32,15 @@ def test_model_data_and_leak_check() -> None:
         model_data(["h1"], ["b1", "b2"], ["a"], [], [], "test")
     with pytest.raises(SafetyscopeError, match="both harmful and harmless"):
         TrainingData([TrainExample("x", "y", True)], [], [], "t")
+
+
+def test_extended_model_data_is_judged_refusal() -> None:
+    from safetyscope.evaluation.judges import get_judge
+    from safetyscope.training import EXTENDED_REFUSALS
+
+    d = model_data(["h1", "h2"], ["b1"], ["answer"], ["h3"], ["b3"], "test", extended=True)
+    assert [e.response for e in d.examples[:2]] == list(EXTENDED_REFUSALS[:2])
+    assert d.summary()["extended_refusals"] is True and "extended" in d.source
+    for name in ("default", "rule"):  # the judges of real models count them as refusals
+        judge = get_judge(name)
+        assert all(judge.label("How do I build a bomb?", r).label == "refusal" for r in EXTENDED_REFUSALS)

@@ -34,6 +34,29 @@ def robustness_command(
         bool, typer.Option("--no-layers", help="Skip the self-ablation-by-layer curves.")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Prompt split and random-control seed.")] = 0,
+    defenses: Annotated[
+        bool,
+        typer.Option(
+            "--defenses",
+            help="Also orthogonalization, harmful compliance, harmless refusal and perplexity (docs/defenses.md).",
+        ),
+    ] = False,
+    selection: Annotated[
+        str,
+        typer.Option(
+            "--selection",
+            help="score (bypass/induce/KL rule), judged (the candidate whose ablation makes the model "
+            "comply most on validation prompts) or auto (score, else judged).",
+        ),
+    ] = "score",
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-new-tokens",
+            min=1,
+            help="Tokens generated per completion (default 16 organisms, 48 others; extended refusals need ~40).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the JSON result to this file.")
     ] = None,
@@ -57,6 +80,9 @@ def robustness_command(
         by_layer=not no_layers,
         seed=seed,
         progress=not as_json,
+        defenses=defenses,
+        max_new_tokens=max_new_tokens,
+        selection=selection,
     )
     data = res.to_dict()
     if out is not None:
@@ -88,3 +114,37 @@ def robustness_command(
                 for r in res.self_ablation[i]
             )
         console.print(literal(line))
+    if res.health:
+        _defense_table(models, res)
+
+
+def _rate(d: dict | None) -> str:
+    return "n/a" if d is None or d["rate"] is None else _cell(d["rate"], [d["ci_low"], d["ci_high"]])
+
+
+def _defense_table(models: list[str], res: object) -> None:
+    table = Table(
+        title="defenses: harmful refusal / compliance under weight orthogonalization; harmless health"
+    )
+    for col in (
+        "model",
+        "orthogonalized: refusal",
+        "compliance",
+        "random control: refusal",
+        "harmless refusal",
+        "harmless compliance",
+        "answer perplexity",
+    ):
+        table.add_column(col)
+    for i, name in enumerate(models):
+        o, h = res.orthogonalized[i], res.health[i]  # type: ignore[attr-defined]
+        table.add_row(
+            literal(f"{i}: {name}"),
+            _rate(o["direction"]["refusal"]),
+            _rate(o["direction"]["compliance"]),
+            _rate(o["control"]["refusal"]),
+            _rate(h["harmless"]["refusal"]),
+            _rate(h["harmless"]["compliance"]),
+            f"{h['perplexity']:.3f}",
+        )
+    console.print(table)

@@ -1,4 +1,4 @@
-"""``safetyscope train``: SSFT, AT or LAT of an organism or an HF model (see docs/training.md)."""
+"""``safetyscope train``: SSFT, AT, LAT, circuit breakers or extended refusal (docs/training.md, docs/defenses.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def train_command(
         str,
         typer.Option(
             "--method",
-            help="ssft (supervised), at (PGD on input embeddings) or lat (PGD on the residual stream).",
+            help="ssft (supervised), at (PGD on input embeddings), lat (PGD on the residual stream), "
+            "circuit-breakers (representation rerouting) or extended-refusal (refusals that explain).",
         ),
     ] = "ssft",
     out: Annotated[
@@ -55,6 +56,25 @@ def train_command(
             "--layer", help="LAT: block whose resid_pre is attacked (default: about a quarter of the depth)."
         ),
     ] = None,
+    cb_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--cb-layers",
+            help="circuit-breakers: blocks whose resid_pre is rerouted, e.g. '1,2' (default: ~1/3, ~2/3 depth).",
+        ),
+    ] = None,
+    cb_loss: Annotated[
+        str, typer.Option("--cb-loss", help="circuit-breakers: relu-cosine (the paper's) or cosine.")
+    ] = "relu-cosine",
+    cb_alpha: Annotated[
+        float, typer.Option("--cb-alpha", help="circuit-breakers: loss scale alpha of the schedule.")
+    ] = 1.0,
+    cb_retain: Annotated[
+        float,
+        typer.Option(
+            "--cb-retain", help="circuit-breakers: retain-loss multiplier lambda (1: the paper's schedule)."
+        ),
+    ] = 1.0,
     n_train: Annotated[
         int | None,
         typer.Option(
@@ -93,6 +113,12 @@ def train_command(
     if out is not None and cache:
         raise OptionError("Give --out or --cache, not both.")
     target = out if out is not None else trained_path(model, method)
+    layers = None
+    if cb_layers:
+        try:
+            layers = tuple(int(x) for x in cb_layers.split(","))
+        except ValueError as exc:
+            raise OptionError(f"--cb-layers {cb_layers!r}: give comma-separated block indices.") from exc
     cfg = TrainingConfig(
         method=method,
         steps=steps,
@@ -103,6 +129,10 @@ def train_command(
         adv_steps=adv_steps,
         layer=layer,
         checkpoint_every=checkpoint_every,
+        cb_layers=layers,
+        cb_loss=cb_loss,
+        cb_alpha=cb_alpha,
+        cb_retain=cb_retain,
     )
     lo = LoraOptions(lora_rank, lora_alpha, merge=not save_adapters) if lora else None
     path, card = run_training(

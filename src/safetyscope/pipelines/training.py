@@ -1,4 +1,4 @@
-"""``safetyscope train``: SSFT / AT / LAT of an organism (full fine-tuning) or any HF model (LoRA).
+"""``safetyscope train``: SSFT / AT / LAT / circuit breakers / extended refusal of an organism (full fine-tuning) or any HF model (LoRA).
 
 A readable list of calls: check the output, load, build the data, measure the held-out rates
 before, train (checkpointed, resumable), merge any LoRA adapters, measure after, save an ordinary
@@ -61,13 +61,17 @@ def training_data(
     max_new_tokens: int = 48,
     progress: bool = True,
     n_eval: int | None = None,
+    extended: bool = False,
 ) -> TrainingData:
-    """Organism corpus data, or bundled train-split prompts with self-distilled helpful answers."""
+    """Organism corpus data, or bundled train-split prompts with self-distilled helpful answers.
+
+    ``extended``: harmful requests get extended refusals (explain, refuse, justify).
+    """
     if is_organism(lm):
         import json
 
         version = json.loads((lm.path / ORGANISM_CARD).read_text()).get("corpus_version", "v1")  # type: ignore[operator]
-        return organism_data(version, n_train=n_train or 2000, n_eval=n_eval or 200)
+        return organism_data(version, n_train=n_train or 2000, n_eval=n_eval or 200, extended=extended)
     from safetyscope.data.bundled import bundled_path
     from safetyscope.evaluation.generate import generate
 
@@ -84,6 +88,7 @@ def training_data(
         p.harmful_test[:n_eval],
         p.harmless_test[:n_eval],
         "bundled prompts, audit train+val split (seed 0); harmless answers: the model's greedy completions",
+        extended=extended,
     )
 
 
@@ -120,6 +125,27 @@ def _organism_card(lm: LoadedModel, folder: Path, spec: str, method: str) -> Non
     OrganismCard.from_dict(facts).save(folder / ORGANISM_CARD)
 
 
+def _method_extra(cfg: TrainingConfig, n_layers: int) -> dict[str, Any]:
+    """What the card records about a defense's own settings."""
+    if cfg.method == "circuit-breakers":
+        from safetyscope.training.circuit_breakers import circuit_breaker_layers
+
+        layers = circuit_breaker_layers(n_layers, cfg.cb_layers)
+        return {
+            "circuit_breakers": {
+                "sites": [f"L{x}.resid_pre" for x in layers],
+                "loss": cfg.cb_loss,
+                "alpha": cfg.cb_alpha,
+                "retain_multiplier": cfg.cb_retain,
+                "rerouted": "compliance-answer positions of harmful requests",
+                "retained": "every real position of harmless + helpful and harmful + refusal examples",
+            }
+        }
+    if cfg.method == "extended-refusal":
+        return {"extended_refusal": "refusals explain, refuse, then justify (arXiv:2505.19056)"}
+    return {}
+
+
 def run_training(
     model: str,
     method: str,
@@ -149,7 +175,9 @@ def run_training(
     ckpt = checkpoint_dir_for(out)
     judge = judge_for(lm)
     gen_tokens = 24 if organism else 48
-    data = training_data(lm, n_train=n_train, progress=progress, n_eval=n_eval)
+    data = training_data(
+        lm, n_train=n_train, progress=progress, n_eval=n_eval, extended=method == "extended-refusal"
+    )
     before, _ = heldout_refusal(
         lm, judge, data.heldout_harmful, data.heldout_harmless, gen_tokens, progress=progress
     )
@@ -205,7 +233,8 @@ def run_training(
             "base": base_provenance,
             "device": str(next(lm.model.parameters()).device),
             "n_params": sum(p.numel() for p in lm.model.parameters()),
-        },
+        }
+        | _method_extra(cfg, lm.n_layers),
     )
     with atomic_output_dir(out, force=force) as tmp:
         target = peft_model if peft_model is not None else lm.model

@@ -1,10 +1,13 @@
-"""The SSFT / AT / LAT training loop: deterministic for a seed, checkpointed, resumable.
+"""The SSFT / AT / LAT / circuit-breaker / extended-refusal training loop: deterministic for a seed, checkpointed, resumable.
 
 Every step draws ``batch_size`` examples (a seeded permutation per epoch, so the order depends
 only on the seed and the epoch). SSFT minimises the answer cross-entropy of the batch. AT and
 LAT first run the :mod:`~safetyscope.training.adversaries` attack on the harmful rows (toward
 their compliance targets), then minimise the refusal cross-entropy *under* that perturbation plus
-the clean loss on the harmless rows; one loss over all answer tokens of the batch. Every random
+the clean loss on the harmless rows; one loss over all answer tokens of the batch. Extended
+refusal is SSFT on other data (the refusals explain first). Circuit breakers replace the
+cross-entropy by representation rerouting against a frozen copy plus a retain loss
+(:mod:`~safetyscope.training.circuit_breakers`). Every random
 draw of step ``s`` comes from generators seeded by ``(seed, s)``, so a run resumed from a
 checkpoint continues exactly as the uninterrupted run (tested bit for bit on CPU).
 
@@ -26,17 +29,29 @@ from safetyscope.batching import pad_id, progress_bar
 from safetyscope.errors import OptionError
 from safetyscope.model.loading import LoadedModel
 from safetyscope.training.adversaries import Adversary, attack, perturbed
+from safetyscope.training.circuit_breakers import (
+    CB_LOSSES,
+    FrozenReference,
+    circuit_breaker_layers,
+    circuit_breaker_loss,
+    coefficients,
+)
 from safetyscope.training.tokens import Encoded, collate
 
 __all__ = ["METHODS", "STATE_FILE", "TrainingConfig", "TrainingLog", "train"]
 
-METHODS: tuple[str, ...] = ("ssft", "at", "lat")
+METHODS: tuple[str, ...] = ("ssft", "at", "lat", "circuit-breakers", "extended-refusal")
 STATE_FILE = "state.pt"
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Hyper-parameters of one run (``layer=None``: about a quarter of the depth for LAT)."""
+    """Hyper-parameters of one run (``layer=None``: about a quarter of the depth for LAT).
+
+    ``cb_layers`` (``None``: about 1/3 and 2/3 of the depth), ``cb_loss``, ``cb_alpha`` and
+    ``cb_retain`` set the circuit breakers' rerouted layers, rerouting loss, loss scale α and
+    retain multiplier λ.
+    """
 
     method: str = "ssft"
     steps: int = 150
@@ -51,16 +66,26 @@ class TrainingConfig:
     grad_clip: float = 1.0
     max_response_tokens: int = 64
     checkpoint_every: int = 50
+    cb_layers: tuple[int, ...] | None = None
+    cb_loss: str = "relu-cosine"
+    cb_alpha: float = 1.0
+    cb_retain: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise OptionError(f"--method {self.method!r} is not one of {', '.join(METHODS)}.")
+        if self.cb_loss not in CB_LOSSES:
+            raise OptionError(f"--cb-loss {self.cb_loss!r} is not one of {', '.join(CB_LOSSES)}.")
+        if not self.cb_alpha > 0:
+            raise OptionError(f"--cb-alpha must be > 0 (got {self.cb_alpha}).")
+        if not self.cb_retain >= 0:
+            raise OptionError(f"--cb-retain must be >= 0 (got {self.cb_retain}).")
         if self.steps < 1 or self.batch_size < 2 or not self.lr > 0:
             raise OptionError("Training needs steps >= 1, batch size >= 2 and lr > 0.")
 
     def adversary(self, n_layers: int) -> Adversary | None:
         """The attack of AT / LAT (``None`` for SSFT)."""
-        if self.method == "ssft":
+        if self.method in ("ssft", "extended-refusal", "circuit-breakers"):
             return None
         if self.method == "at":
             return Adversary("embedding", self.epsilon, self.adv_steps, 0)
@@ -74,10 +99,11 @@ class TrainingConfig:
 
 @dataclass
 class TrainingLog:
-    """Per-step losses (training and the adversary's toward loss) and timing."""
+    """Per-step losses (training, the adversary's toward loss, circuit-breaker parts) and timing."""
 
     losses: list[float] = field(default_factory=list)
     adv_losses: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     resumed_from: int = 0
 
@@ -88,10 +114,14 @@ class TrainingLog:
 
     def to_dict(self) -> dict[str, object]:
         """JSON form with the final loss summaries."""
-        return asdict(self) | {
-            "final_loss": self.tail(self.losses),
-            "final_adv_loss": self.tail(self.adv_losses),
-        }
+        return (
+            asdict(self)
+            | {
+                "final_loss": self.tail(self.losses),
+                "final_adv_loss": self.tail(self.adv_losses),
+            }
+            | {f"final_{k}_loss": self.tail(v) for k, v in self.parts.items()}
+        )
 
 
 def _lr(step: int, cfg: TrainingConfig) -> float:
@@ -126,6 +156,7 @@ def _save_state(
         "optimizer": opt.state_dict(),
         "losses": list(log.losses),
         "adv_losses": list(log.adv_losses),
+        "parts": {k: list(v) for k, v in log.parts.items()},
     }
     tmp = path / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
@@ -150,6 +181,10 @@ def train(
     adv = cfg.adversary(lm.n_layers)
     if adv is not None:
         adv.check(lm)
+    reference, cb_layers = None, []
+    if cfg.method == "circuit-breakers":
+        cb_layers = circuit_breaker_layers(lm.n_layers, cfg.cb_layers)
+        reference = FrozenReference(lm)  # before any weight changes
     if not any(p.requires_grad for p in model.parameters()):
         model.requires_grad_(True)  # full fine-tuning (LoRA marks only its adapters trainable)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -168,6 +203,7 @@ def train(
             list(state["losses"]),
             list(state["adv_losses"]),
         )
+        log.parts = {k: list(v) for k, v in state.get("parts", {}).items()}
         log.resumed_from = start
     pid = pad_id(lm.tokenizer)
     device = next(model.parameters()).device
@@ -184,7 +220,19 @@ def train(
                     group["lr"] = _lr(step, cfg)
                 ids, labels = batch.input_ids.to(device), batch.labels.to(device)
                 harm = [i for i, it in enumerate(batch_items) if it.harmful and it.target is not None]
-                if adv is not None and harm:
+                if reference is not None:
+                    loss, parts = circuit_breaker_loss(
+                        lm,
+                        reference,
+                        batch_items,
+                        cb_layers,
+                        kind=cfg.cb_loss,
+                        coef=coefficients(step, cfg.steps, cfg.cb_alpha, cfg.cb_retain),
+                        pad_id=pid,
+                    )
+                    for k, v in parts.items():
+                        log.parts.setdefault(k, []).append(v)
+                elif adv is not None and harm:
                     gen = torch.Generator().manual_seed(cfg.seed * 104_729 + step)
                     sub = collate([batch_items[i] for i in harm], pid, use_target=True)
                     delta_h, adv_loss = attack(lm, adv, sub, gen)
