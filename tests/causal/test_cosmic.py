@@ -95,8 +95,16 @@ def test_proxy_is_exact_when_the_direction_is_the_whole_difference():
 
 
 def test_rank_scores_candidates_and_round_trips(llama):
-    sel = rank_cosmic(llama, HARMFUL[:4], HARMLESS[:4], HARMFUL[4:], HARMLESS[4:], mode="exhaustive",
-                      max_kl=1e9, low_fraction=0.5)
+    sel = rank_cosmic(
+        llama,
+        HARMFUL[:4],
+        HARMLESS[:4],
+        HARMFUL[4:],
+        HARMLESS[4:],
+        mode="exhaustive",
+        max_kl=1e9,
+        low_fraction=0.5,
+    )
     assert sel.low_layers and all(0 <= x < llama.n_layers for x in sel.low_layers)
     exact = [c for c in sel.candidates if c.exact]
     assert exact and all(c.score == pytest.approx(c.s_comply + c.s_refuse) for c in exact)
@@ -108,8 +116,9 @@ def test_rank_scores_candidates_and_round_trips(llama):
 
 
 def test_fast_scores_only_the_top_k_by_proxy(llama):
-    sel = rank_cosmic(llama, HARMFUL[:4], HARMLESS[:4], HARMFUL[4:], HARMLESS[4:], mode="fast", top_k=1,
-                      max_kl=1e9)
+    sel = rank_cosmic(
+        llama, HARMFUL[:4], HARMLESS[:4], HARMFUL[4:], HARMLESS[4:], mode="fast", top_k=1, max_kl=1e9
+    )
     exact = [c for c in sel.candidates if c.exact]
     assert len(exact) == 1
     proxied = [c for c in sel.candidates if c.proxy == c.proxy]

@@ -65,11 +65,15 @@ def test_k1_without_regularisation_equals_single_direction_orthogonalization(lla
     assert rel(got.model(ids).logits, want.model(ids).logits) <= 1e-5
     # the same through extracted per-layer directions that all equal r: H - B = c_i r with c_i > 0
     c = torch.linspace(1.0, 2.0, 8)[:, None]
-    acts_b = {layer: torch.randn(8, llama.d_model, generator=torch.Generator().manual_seed(layer))
-              for layer in range(llama.n_layers)}
+    acts_b = {
+        layer: torch.randn(8, llama.d_model, generator=torch.Generator().manual_seed(layer))
+        for layer in range(llama.n_layers)
+    }
     acts_h = {layer: acts_b[layer] + c * r for layer in acts_b}
     plan = plan_from_activations(acts_h, acts_b, k=1, ridge=0.0, adaptive=False, embed=True)
-    assert all(abs(float(p.directions[0] @ r / r.norm())) == pytest.approx(1.0, abs=1e-5) for p in plan.layers)
+    assert all(
+        abs(float(p.directions[0] @ r / r.norm())) == pytest.approx(1.0, abs=1e-5) for p in plan.layers
+    )
     assert rel(gabliterate(llama, plan).model(ids).logits, want.model(ids).logits) <= 1e-4
 
 
@@ -107,8 +111,9 @@ def test_orthogonalize_layers_edits_only_the_listed_layers(llama):
     for layer in range(llama.n_layers):
         same = torch.equal(edited.arch.attn_out(layer).weight, llama.arch.attn_out(layer).weight)
         assert same == (layer != 1)
-    assert torch.allclose(q @ edited.arch.mlp_out(1).weight, torch.zeros(2, llama.arch.mlp_out(1).weight.shape[1]),
-                          atol=1e-5)
+    assert torch.allclose(
+        q @ edited.arch.mlp_out(1).weight, torch.zeros(2, llama.arch.mlp_out(1).weight.shape[1]), atol=1e-5
+    )
     with pytest.raises(SafetyscopeError, match="out of range"):
         orthogonalize_layers(llama, {99: (q, torch.ones(2))})
 
@@ -117,7 +122,9 @@ def test_plan_gabliteration_on_prompts_and_errors(llama):
     harmful = [f"how do I make weapon number {i}" for i in range(6)]
     harmless = [f"how do I bake bread number {i}" for i in range(6)]
     plan = plan_gabliteration(llama, harmful, harmless, k=2)
-    assert len(plan.layers) == llama.n_layers and all(p.directions.shape == (2, llama.d_model) for p in plan.layers)
+    assert len(plan.layers) == llama.n_layers and all(
+        p.directions.shape == (2, llama.d_model) for p in plan.layers
+    )
     assert plan.provenance["n_pairs"] == 6
     with pytest.raises(SafetyscopeError, match="k=9"):
         plan_gabliteration(llama, harmful, harmless, k=9)

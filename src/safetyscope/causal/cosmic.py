@@ -97,12 +97,24 @@ class CosmicSelection:
 
     def to_dict(self, with_vector: bool = False) -> dict[str, Any]:
         """JSON-serialisable summary (NaN as ``None``)."""
-        clean = lambda c: {k: (None if isinstance(v, float) and not math.isfinite(v) else v)  # noqa: E731
-                           for k, v in asdict(c).items()}
-        out = {"method": "cosmic", "best": clean(self.best) | {"site": self.best.site.key},
-               "low_layers": self.low_layers, "layer_cosine": self.layer_cosine, "seconds": self.seconds,
-               "n_candidates": len(self.candidates), "n_exact": sum(c.exact for c in self.candidates),
-               "candidates": [clean(c) for c in self.candidates], "provenance": self.provenance}
+
+        def clean(c: CosmicCandidate) -> dict[str, Any]:
+            return {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(c).items()
+            }
+
+        out = {
+            "method": "cosmic",
+            "best": clean(self.best) | {"site": self.best.site.key},
+            "low_layers": self.low_layers,
+            "layer_cosine": self.layer_cosine,
+            "seconds": self.seconds,
+            "n_candidates": len(self.candidates),
+            "n_exact": sum(c.exact for c in self.candidates),
+            "candidates": [clean(c) for c in self.candidates],
+            "provenance": self.provenance,
+        }
         if with_vector:
             out["direction"] = self.direction.tolist()
         return out
@@ -110,12 +122,21 @@ class CosmicSelection:
     @classmethod
     def from_dict(cls, data: dict[str, Any], direction: Tensor | None = None) -> CosmicSelection:
         """Inverse of :meth:`to_dict` (pass ``direction`` when written without it)."""
+
         def cand(d: dict[str, Any]) -> CosmicCandidate:
             known = set(CosmicCandidate.__dataclass_fields__)
             return CosmicCandidate(**{k: (_NAN if v is None else v) for k, v in d.items() if k in known})
+
         vec = direction if direction is not None else torch.tensor(data["direction"], dtype=torch.float32)
-        return cls([cand(c) for c in data["candidates"]], cand(data["best"]), vec, list(data["low_layers"]),
-                   list(data["layer_cosine"]), dict(data.get("provenance", {})), float(data.get("seconds", 0.0)))
+        return cls(
+            [cand(c) for c in data["candidates"]],
+            cand(data["best"]),
+            vec,
+            list(data["low_layers"]),
+            list(data["layer_cosine"]),
+            dict(data.get("provenance", {})),
+            float(data.get("seconds", 0.0)),
+        )
 
 
 def eoi_means(lm: LoadedModel, prompts: Sequence[str], layers: Sequence[int]) -> dict[int, Tensor]:
@@ -134,16 +155,25 @@ def _rep(means: dict[int, Tensor], layers: Sequence[int]) -> Tensor:
     return torch.cat([means[layer].reshape(-1) for layer in layers])
 
 
-def low_similarity_layers(harmful: dict[int, Tensor], harmless: dict[int, Tensor],
-                          fraction: float) -> tuple[list[int], dict[int, float]]:
+def low_similarity_layers(
+    harmful: dict[int, Tensor], harmless: dict[int, Tensor], fraction: float
+) -> tuple[list[int], dict[int, float]]:
     """The ``⌈fraction · n⌉`` layers with the lowest ``cos(H_l, B_l)`` (sorted), and every layer's cosine."""
     cos = {layer: _cos(harmful[layer], harmless[layer]) for layer in harmful}
     n = max(1, math.ceil(fraction * len(cos)))
     return sorted(sorted(cos, key=lambda layer: cos[layer])[:n]), cos
 
 
-def exact_score(lm: LoadedModel, vec: Tensor, layer: int, harmful: Sequence[str], harmless: Sequence[str],
-                low: Sequence[int], clean_h: Tensor, clean_b: Tensor) -> tuple[float, float]:
+def exact_score(
+    lm: LoadedModel,
+    vec: Tensor,
+    layer: int,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    low: Sequence[int],
+    clean_h: Tensor,
+    clean_b: Tensor,
+) -> tuple[float, float]:
     """``(S_comply, S_refuse)`` of one candidate ``vec`` (read at ``resid_pre`` ``layer``), by forward passes."""
     with ablate(lm, vec):
         ablated = _rep(eoi_means(lm, harmful, low), low)
@@ -152,8 +182,9 @@ def exact_score(lm: LoadedModel, vec: Tensor, layer: int, harmful: Sequence[str]
     return _cos(ablated, clean_b), _cos(added, clean_h)
 
 
-def proxy_score(vec: Tensor, layer: int, low: Sequence[int], val_h: dict[int, Tensor],
-                val_b: dict[int, Tensor]) -> float:
+def proxy_score(
+    vec: Tensor, layer: int, low: Sequence[int], val_h: dict[int, Tensor], val_b: dict[int, Tensor]
+) -> float:
     """Pass-free estimate of ``S_comply + S_refuse``: edit the clean means as if the write propagated unchanged."""
     r = vec.double()
     u = r / r.norm()
@@ -179,8 +210,12 @@ def rank_cosmic(
 ) -> CosmicSelection:
     """Score and rank every candidate by COSMIC (module docstring); the best may fail the filters."""
     start = time.perf_counter()
-    for name, p in (("harmful_train", harmful_train), ("harmless_train", harmless_train),
-                    ("harmful_val", harmful_val), ("harmless_val", harmless_val)):
+    for name, p in (
+        ("harmful_train", harmful_train),
+        ("harmless_train", harmless_train),
+        ("harmful_val", harmful_val),
+        ("harmless_val", harmless_val),
+    ):
         if len(p) < 2:
             raise SelectionError(f"{name} needs at least 2 prompts, got {len(p)}.")
     if mode not in COSMIC_MODES:
@@ -218,12 +253,14 @@ def rank_cosmic(
     base_logits = last_token_logits(lm, list(harmless_val))
     done = 0
     for _round in range(widen + 1 if mode == "fast" else 1):
-        batch = order[done:done + step]
+        batch = order[done : done + step]
         if not batch:
             break
         for k in batch:
             c = cands[k]
-            c.s_comply, c.s_refuse = exact_score(lm, vectors[k], k[0], harmful_val, harmless_val, low, clean_h, clean_b)
+            c.s_comply, c.s_refuse = exact_score(
+                lm, vectors[k], k[0], harmful_val, harmless_val, low, clean_h, clean_b
+            )
             c.score = c.s_comply + c.s_refuse
         done += len(batch)
         # KL only where it can change the choice: down the exact ranking until one passes
@@ -241,21 +278,46 @@ def rank_cosmic(
     for k in order[done:]:
         cands[k].reason = cands[k].reason or "not scored exactly (proxy rank below top_k)"
     exact = sorted((c for c in cands.values() if c.exact), key=lambda c: (not c.eligible, -c.score))
-    rest = sorted((c for c in cands.values() if not c.exact), key=lambda c: -(c.proxy if c.proxy == c.proxy else -9))
+    rest = sorted(
+        (c for c in cands.values() if not c.exact), key=lambda c: -(c.proxy if c.proxy == c.proxy else -9)
+    )
     ranked = exact + rest
     best = ranked[0]
     return CosmicSelection(
-        ranked, best, vectors[best.key], low, [cosines[x] for x in chosen],
-        provenance={"model": lm.spec, "model_fingerprint": lm.fingerprint(), "method": "diff_means",
-                    "selection": "cosmic", "site_point": "resid_pre", "positions": "eoi", "layers": chosen,
-                    "n_train": [len(harmful_train), len(harmless_train)], "n_val": [len(harmful_val), len(harmless_val)],
-                    "low_fraction": low_fraction, "max_kl": max_kl, "prune_last": prune_last, "mode": mode,
-                    "top_k": top_k if mode == "fast" else None, "safetyscope_version": __version__},
-        seconds=time.perf_counter() - start)
+        ranked,
+        best,
+        vectors[best.key],
+        low,
+        [cosines[x] for x in chosen],
+        provenance={
+            "model": lm.spec,
+            "model_fingerprint": lm.fingerprint(),
+            "method": "diff_means",
+            "selection": "cosmic",
+            "site_point": "resid_pre",
+            "positions": "eoi",
+            "layers": chosen,
+            "n_train": [len(harmful_train), len(harmless_train)],
+            "n_val": [len(harmful_val), len(harmless_val)],
+            "low_fraction": low_fraction,
+            "max_kl": max_kl,
+            "prune_last": prune_last,
+            "mode": mode,
+            "top_k": top_k if mode == "fast" else None,
+            "safetyscope_version": __version__,
+        },
+        seconds=time.perf_counter() - start,
+    )
 
 
-def select_cosmic(lm: LoadedModel, harmful_train: Sequence[str], harmless_train: Sequence[str],
-                  harmful_val: Sequence[str], harmless_val: Sequence[str], **kwargs: Any) -> CosmicSelection:
+def select_cosmic(
+    lm: LoadedModel,
+    harmful_train: Sequence[str],
+    harmless_train: Sequence[str],
+    harmful_val: Sequence[str],
+    harmless_val: Sequence[str],
+    **kwargs: Any,
+) -> CosmicSelection:
     """:func:`rank_cosmic`, requiring the best candidate to pass the KL and layer filters.
 
     Raises:
@@ -263,6 +325,8 @@ def select_cosmic(lm: LoadedModel, harmful_train: Sequence[str], harmless_train:
     """
     sel = rank_cosmic(lm, harmful_train, harmless_train, harmful_val, harmless_val, **kwargs)
     if not sel.best.eligible:
-        raise SelectionError(f"No COSMIC candidate passes the filters (KL, layer pruning); best was layer "
-                             f"{sel.best.layer} ({sel.best.reason}). Try more prompts, a larger max_kl or mode='exhaustive'.")
+        raise SelectionError(
+            f"No COSMIC candidate passes the filters (KL, layer pruning); best was layer "
+            f"{sel.best.layer} ({sel.best.reason}). Try more prompts, a larger max_kl or mode='exhaustive'."
+        )
     return sel

@@ -66,20 +66,25 @@ class EditComparison:
 
     def table(self) -> str:
         """Plain-text table."""
+
         def rate(r: Rate) -> str:
             return f"{r.rate:.2f} [{r.ci_low:.2f},{r.ci_high:.2f}]" if r.rate is not None else "-"
+
         head = f"{'model':28} {'k':>3} {'harmful refusal':>18} {'harmless refusal':>18} {'KL1':>7} {'ppl [95% CI]':>22}"
         lines = [head]
         for r in self.rows:
             kl = "-" if r.kl_first_token is None else f"{r.kl_first_token:.3f}"
             k = "-" if r.n_directions is None else str(r.n_directions)
-            lines.append(f"{r.name[:28]:28} {k:>3} {rate(r.harmful_refusal):>18} {rate(r.harmless_refusal):>18} "
-                         f"{kl:>7} {r.perplexity:8.3f} [{r.perplexity_ci[0]:.2f},{r.perplexity_ci[1]:.2f}]")
+            lines.append(
+                f"{r.name[:28]:28} {k:>3} {rate(r.harmful_refusal):>18} {rate(r.harmless_refusal):>18} "
+                f"{kl:>7} {r.perplexity:8.3f} [{r.perplexity_ci[0]:.2f},{r.perplexity_ci[1]:.2f}]"
+            )
         return "\n".join(lines)
 
 
-def answer_nll(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[Sequence[int]],
-               batch_size: int = 16) -> list[float]:
+def answer_nll(
+    lm: LoadedModel, prompts: Sequence[str], answers: Sequence[Sequence[int]], batch_size: int = 16
+) -> list[float]:
     """Mean NLL per answer token of each ``answers[i]`` after chat-formatted ``prompts[i]`` (NaN if empty)."""
     seqs = [list(lm.chat.encode(p).input_ids) + list(a) for p, a in zip(prompts, answers, strict=True)]
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
@@ -98,7 +103,7 @@ def answer_nll(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[Sequen
                 continue
             start = width - n - 1  # the logit at the last prompt token predicts the first answer token
             targets = torch.tensor(list(answers[i]))
-            out.append(float(nll_rows(logits[row, start:start + n].float(), targets).mean()))
+            out.append(float(nll_rows(logits[row, start : start + n].float(), targets).mean()))
         return out
 
     return run_batched([len(s) for s in seqs], batch_size, run, progress=False)
@@ -114,22 +119,48 @@ def _ppl(nlls: Sequence[float]) -> tuple[float, tuple[float, float]]:
     return math.exp(mean), (math.exp(mean - half), math.exp(mean + half))
 
 
-def compare_edits(reference: LoadedModel, edited: Mapping[str, LoadedModel], harmful: Sequence[str],
-                  harmless: Sequence[str], judge: Judge, *, n_directions: Mapping[str, int] | None = None,
-                  max_new_tokens: int = 32, batch_size: int = 32) -> EditComparison:
+def compare_edits(
+    reference: LoadedModel,
+    edited: Mapping[str, LoadedModel],
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    judge: Judge,
+    *,
+    n_directions: Mapping[str, int] | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+) -> EditComparison:
     """The variants table of ``edited`` models against ``reference`` (module docstring)."""
     cache = BaselineCache()
     arms = [Arm("baseline", reference), *(Arm(name, lm) for name, lm in edited.items())]
-    report = run_arms(reference, arms, {"harmful": harmful, "harmless": harmless}, judge, intervention="weights",
-                      max_new_tokens=max_new_tokens, batch_size=batch_size, baseline=cache)
+    report = run_arms(
+        reference,
+        arms,
+        {"harmful": harmful, "harmless": harmless},
+        judge,
+        intervention="weights",
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        baseline=cache,
+    )
     answers = cache.ids(reference, list(harmless), max_new_tokens, batch_size)
     rows = []
     for arm in arms:
         res = report.arms[arm.name]
         ppl, ci = _ppl(answer_nll(arm.lm, harmless, answers))
-        rows.append(EditRow(arm.name, res.refusal["harmful"], res.refusal["harmless"],
-                            None if arm.lm is reference else res.kl_first_token, ppl, ci, res.incoherent["harmless"],
-                            (n_directions or {}).get(arm.name), res.samples.get("harmful", [])))
+        rows.append(
+            EditRow(
+                arm.name,
+                res.refusal["harmful"],
+                res.refusal["harmless"],
+                None if arm.lm is reference else res.kl_first_token,
+                ppl,
+                ci,
+                res.incoherent["harmless"],
+                (n_directions or {}).get(arm.name),
+                res.samples.get("harmful", []),
+            )
+        )
     return EditComparison(rows, report.provenance | {"max_new_tokens": max_new_tokens})
 
 
@@ -149,6 +180,8 @@ def components_from_patching(result: Any, top: int) -> list[str]:
         name = names[s.component].format(layer=s.layer, head=s.head)
         best[name] = max(best.get(name, 0.0), abs(float(v)))
     if not best:
-        raise SafetyscopeError("The patching result has no attn_out, mlp_out or heads scores to choose components from; "
-                               "run `patch` with --components attn_out,mlp_out (or heads).")
+        raise SafetyscopeError(
+            "The patching result has no attn_out, mlp_out or heads scores to choose components from; "
+            "run `patch` with --components attn_out,mlp_out (or heads)."
+        )
     return sorted(best, key=lambda n: -best[n])[:top]

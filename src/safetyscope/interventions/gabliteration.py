@@ -61,7 +61,8 @@ class LayerPlan:
         d = asdict(self)
         d["directions"] = list(self.directions.shape)
         return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()} | {
-            "singular_values": [None if x != x else x for x in self.singular_values]}
+            "singular_values": [None if x != x else x for x in self.singular_values]
+        }
 
 
 @dataclass
@@ -84,10 +85,18 @@ class GabliterationPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON summary."""
-        return {"method": "gabliteration", "k": self.k, "ridge": self.ridge, "alpha": self.alpha,
-                "layer_threshold": self.layer_threshold, "adaptive": self.adaptive, "embed": self.embed,
-                "selected_layers": self.selected, "layers": [p.to_dict() for p in self.layers],
-                "provenance": self.provenance}
+        return {
+            "method": "gabliteration",
+            "k": self.k,
+            "ridge": self.ridge,
+            "alpha": self.alpha,
+            "layer_threshold": self.layer_threshold,
+            "adaptive": self.adaptive,
+            "embed": self.embed,
+            "selected_layers": self.selected,
+            "layers": [p.to_dict() for p in self.layers],
+            "provenance": self.provenance,
+        }
 
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON text."""
@@ -98,8 +107,10 @@ def paired_difference_directions(harmful: Tensor, harmless: Tensor, k: int) -> t
     """Top-``k`` right singular vectors of ``harmful − harmless`` (rows paired), their singular
     values and their share of the squared Frobenius norm; each vector oriented so harmful projects higher."""
     if harmful.shape != harmless.shape or harmful.ndim != 2:
-        raise SafetyscopeError(f"Paired activations must have one shape [n, d]; got {tuple(harmful.shape)} "
-                               f"and {tuple(harmless.shape)}.")
+        raise SafetyscopeError(
+            f"Paired activations must have one shape [n, d]; got {tuple(harmful.shape)} "
+            f"and {tuple(harmless.shape)}."
+        )
     diff = harmful.double() - harmless.double()
     if k < 1 or k > min(diff.shape):
         raise SafetyscopeError(f"k={k} directions need 1 <= k <= min(n, d) = {min(diff.shape)}.")
@@ -127,14 +138,24 @@ def separability(harmful: Tensor, harmless: Tensor) -> float:
     return float((mh - mb).norm() / spread)
 
 
-def plan_from_activations(harmful: dict[int, Tensor], harmless: dict[int, Tensor], *, k: int = 2,
-                          ridge: float = 0.0, alpha: float = 1.0, layer_threshold: float = 0.0,
-                          adaptive: bool = False, embed: bool = False) -> GabliterationPlan:
+def plan_from_activations(
+    harmful: dict[int, Tensor],
+    harmless: dict[int, Tensor],
+    *,
+    k: int = 2,
+    ridge: float = 0.0,
+    alpha: float = 1.0,
+    layer_threshold: float = 0.0,
+    adaptive: bool = False,
+    embed: bool = False,
+) -> GabliterationPlan:
     """The plan from paired per-layer activations ``{layer: [n, d]}`` (see the module docstring)."""
     if not harmful or set(harmful) != set(harmless):
         raise SafetyscopeError("Need harmful and harmless activations for the same, non-empty set of layers.")
     if not 0 <= layer_threshold <= 1 or not 0 < alpha <= 1:
-        raise SafetyscopeError(f"Need 0 <= layer_threshold <= 1 and 0 < alpha <= 1, got {layer_threshold}, {alpha}.")
+        raise SafetyscopeError(
+            f"Need 0 <= layer_threshold <= 1 and 0 < alpha <= 1, got {layer_threshold}, {alpha}."
+        )
     seps = {layer: separability(harmful[layer], harmless[layer]) for layer in harmful}
     top = max(seps.values())
     plans = []
@@ -142,7 +163,9 @@ def plan_from_activations(harmful: dict[int, Tensor], harmless: dict[int, Tensor
         v, s, share = paired_difference_directions(harmful[layer], harmless[layer], k)
         keep = top > 0 and seps[layer] >= layer_threshold * top
         a = (alpha * seps[layer] / top if adaptive else alpha) if keep else 0.0
-        plans.append(LayerPlan(layer, v.float(), s.tolist(), ridge_strengths(s, ridge).tolist(), seps[layer], a, share))
+        plans.append(
+            LayerPlan(layer, v.float(), s.tolist(), ridge_strengths(s, ridge).tolist(), seps[layer], a, share)
+        )
     return GabliterationPlan(plans, k, ridge, alpha, layer_threshold, adaptive, embed)
 
 
@@ -150,23 +173,41 @@ def pair_rows(harmful: Sequence[str], harmless: Sequence[str]) -> tuple[list[str
     """The first ``min(len)`` prompts of each set (the paired-difference matrix pairs rows by index)."""
     n = min(len(harmful), len(harmless))
     if n < 2:
-        raise SafetyscopeError(f"Gabliteration needs at least 2 harmful and 2 harmless prompts, got "
-                               f"{len(harmful)} and {len(harmless)}.")
+        raise SafetyscopeError(
+            f"Gabliteration needs at least 2 harmful and 2 harmless prompts, got "
+            f"{len(harmful)} and {len(harmless)}."
+        )
     return list(harmful[:n]), list(harmless[:n])
 
 
-def plan_gabliteration(lm: LoadedModel, harmful: Sequence[str], harmless: Sequence[str], *,
-                       layers: Sequence[int] | None = None, positions: str = "eoi:-1", **options: Any) -> GabliterationPlan:
+def plan_gabliteration(
+    lm: LoadedModel,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    *,
+    layers: Sequence[int] | None = None,
+    positions: str = "eoi:-1",
+    **options: Any,
+) -> GabliterationPlan:
     """Collect paired ``resid_post`` activations of every layer and build the plan (:func:`plan_from_activations`)."""
     h_prompts, b_prompts = pair_rows(harmful, harmless)
     chosen = list(range(lm.n_layers)) if layers is None else sorted(set(layers))
     sites = [Site(layer, "resid_post") for layer in chosen]
     acts_h = collect(lm, h_prompts, sites, positions, "none", progress=False)
     acts_b = collect(lm, b_prompts, sites, positions, "none", progress=False)
-    plan = plan_from_activations({s.layer: acts_h.per_prompt(s)[:, -1] for s in sites},
-                                 {s.layer: acts_b.per_prompt(s)[:, -1] for s in sites}, **options)
-    plan.provenance = {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "site_point": "resid_post",
-                       "positions": positions, "n_pairs": len(h_prompts), "safetyscope_version": __version__}
+    plan = plan_from_activations(
+        {s.layer: acts_h.per_prompt(s)[:, -1] for s in sites},
+        {s.layer: acts_b.per_prompt(s)[:, -1] for s in sites},
+        **options,
+    )
+    plan.provenance = {
+        "model": lm.spec,
+        "model_fingerprint": lm.fingerprint(),
+        "site_point": "resid_post",
+        "positions": positions,
+        "n_pairs": len(h_prompts),
+        "safetyscope_version": __version__,
+    }
     return plan
 
 
@@ -176,14 +217,20 @@ def gabliterate(lm: LoadedModel, plan: GabliterationPlan) -> LoadedModel:
     if not subspaces:
         raise SafetyscopeError("The Gabliteration plan selects no layer; lower layer_threshold.")
     first = next(p for p in plan.layers if p.selected)
-    edited = orthogonalize_layers(lm, subspaces, layer_weights={p.layer: p.alpha for p in plan.layers if p.selected},
-                                  embed=(first.directions, torch.tensor(first.strengths)) if plan.embed else None,
-                                  embed_weight=first.alpha)
+    edited = orthogonalize_layers(
+        lm,
+        subspaces,
+        layer_weights={p.layer: p.alpha for p in plan.layers if p.selected},
+        embed=(first.directions, torch.tensor(first.strengths)) if plan.embed else None,
+        embed_weight=first.alpha,
+    )
     edited.spec = f"{lm.spec} [gabliteration k={plan.k} ridge={plan.ridge}]"
     return edited
 
 
-def plan_shared(lm: LoadedModel, directions: Tensor, *, ridge: float = 0.0, embed: bool = True) -> GabliterationPlan:
+def plan_shared(
+    lm: LoadedModel, directions: Tensor, *, ridge: float = 0.0, embed: bool = True
+) -> GabliterationPlan:
     """A plan that uses one given subspace (``[k, d]`` or ``[d]``) at every layer and the embedding.
 
     The rows are orthonormalised and, as unit directions, take the strength ``1 / (1 + λ)`` of the
@@ -198,8 +245,22 @@ def plan_shared(lm: LoadedModel, directions: Tensor, *, ridge: float = 0.0, embe
     if q.shape[-1] != lm.d_model:
         raise SafetyscopeError(f"Directions have dimension {q.shape[-1]}, model d_model is {lm.d_model}.")
     w = [1.0 / (1.0 + ridge)] * q.shape[0]
-    layers = [LayerPlan(layer, q, [float("nan")] * q.shape[0], w, float("nan"), 1.0, float("nan"))
-              for layer in range(lm.n_layers)]
-    return GabliterationPlan(layers, q.shape[0], ridge, 1.0, 0.0, False, embed,
-                             {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "directions": "given",
-                              "safetyscope_version": __version__})
+    layers = [
+        LayerPlan(layer, q, [float("nan")] * q.shape[0], w, float("nan"), 1.0, float("nan"))
+        for layer in range(lm.n_layers)
+    ]
+    return GabliterationPlan(
+        layers,
+        q.shape[0],
+        ridge,
+        1.0,
+        0.0,
+        False,
+        embed,
+        {
+            "model": lm.spec,
+            "model_fingerprint": lm.fingerprint(),
+            "directions": "given",
+            "safetyscope_version": __version__,
+        },
+    )
