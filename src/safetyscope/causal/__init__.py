@@ -33,6 +33,7 @@ from safetyscope.causal.selection import (
     rank_candidates,
     select_direction,
 )
+from safetyscope.causal.writers import direction_writers
 
 __all__ = [
     "COMPONENTS",
@@ -64,6 +65,7 @@ __all__ = [
     "compare_edits",
     "components_from_patching",
     "direction_arms",
+    "direction_writers",
     "gaussian_noise",
     "make_metric",
     "mean_ablation",

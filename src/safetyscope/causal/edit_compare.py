@@ -14,8 +14,9 @@ the baseline. Per model the table holds:
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -121,7 +122,7 @@ def _ppl(nlls: Sequence[float]) -> tuple[float, tuple[float, float]]:
 
 def compare_edits(
     reference: LoadedModel,
-    edited: Mapping[str, LoadedModel],
+    edited: Mapping[str, LoadedModel | Callable[[], LoadedModel]],
     harmful: Sequence[str],
     harmless: Sequence[str],
     judge: Judge,
@@ -129,39 +130,42 @@ def compare_edits(
     n_directions: Mapping[str, int] | None = None,
     max_new_tokens: int = 32,
     batch_size: int = 32,
+    baseline: BaselineCache | None = None,
 ) -> EditComparison:
-    """The variants table of ``edited`` models against ``reference`` (module docstring)."""
-    cache = BaselineCache()
-    arms = [Arm("baseline", reference), *(Arm(name, lm) for name, lm in edited.items())]
-    report = run_arms(
-        reference,
-        arms,
-        {"harmful": harmful, "harmless": harmless},
-        judge,
-        intervention="weights",
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        baseline=cache,
-    )
+    """The variants table of ``edited`` models against ``reference`` (module docstring).
+
+    A value of ``edited`` may be a zero-argument builder: that model is then built, measured and
+    released before the next one, so only one edited copy is in memory at a time. ``baseline``
+    shares the source's greedy completions with other experiments (generated once).
+    """
+    cache = baseline if baseline is not None else BaselineCache()
+    sets = {"harmful": harmful, "harmless": harmless}
     answers = cache.ids(reference, list(harmless), max_new_tokens, batch_size)
+    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "baseline": cache}
     rows = []
-    for arm in arms:
-        res = report.arms[arm.name]
-        ppl, ci = _ppl(answer_nll(arm.lm, harmless, answers))
+    provenance: dict[str, Any] = {}
+    for name, item in [("baseline", reference), *edited.items()]:
+        lm = item if isinstance(item, LoadedModel) else item()
+        report = run_arms(reference, [Arm(name, lm)], sets, judge, intervention="weights", **kw)
+        res = report.arms[name]
+        ppl, ci = _ppl(answer_nll(lm, harmless, answers))
         rows.append(
             EditRow(
-                arm.name,
+                name,
                 res.refusal["harmful"],
                 res.refusal["harmless"],
-                None if arm.lm is reference else res.kl_first_token,
+                None if lm is reference else res.kl_first_token,
                 ppl,
                 ci,
                 res.incoherent["harmless"],
-                (n_directions or {}).get(arm.name),
+                (n_directions or {}).get(name),
                 res.samples.get("harmful", []),
             )
         )
-    return EditComparison(rows, report.provenance | {"max_new_tokens": max_new_tokens})
+        provenance = report.provenance
+        del lm, report
+        gc.collect()
+    return EditComparison(rows, provenance | {"max_new_tokens": max_new_tokens})
 
 
 def components_from_patching(result: Any, top: int) -> list[str]:
