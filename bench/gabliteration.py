@@ -6,8 +6,9 @@ refusal (95% Wilson intervals), harmless first-token KL and the perplexity of th
 harmless answers (95% interval) for:
 
 * ``standard``, ``projected``, ``biprojected`` — the selected direction (whole model);
-* ``gabliteration k=K`` — per-layer SVD subspaces, exact projector (``--ks``, default 1,2,3);
-* ``gabliteration paper k=2`` — the paper's ridge projector (``--ridge``) and adaptive scaling;
+* ``gabliteration k=K ridge=λ`` — per-layer SVD subspaces (``--ks``, default 1,2,3), each with the
+  exact projector (``λ = 0``) and the ridge-regularised one (``--ridge``, default 0.03);
+* ``gabliteration adaptive k=2 ridge=λ`` — with the paper's adaptive per-layer scaling too (``--paper-ridge``);
 * ``control random k=2`` — a random 2-dimensional subspace orthogonalized everywhere.
 
 Prints one JSON line: ``{"model", "seconds": {...}, "rows": [...]}`` (each row as
@@ -36,7 +37,8 @@ def main() -> None:
     parser.add_argument("--n-val", type=int, default=12)
     parser.add_argument("--n-test", type=int, default=32)
     parser.add_argument("--ks", default="1,2,3")
-    parser.add_argument("--ridge", type=float, default=0.1)
+    parser.add_argument("--ridge", type=float, default=0.03, help="ridge of the regularised rows (beside 0)")
+    parser.add_argument("--paper-ridge", type=float, default=0.1, help="ridge of the adaptive-scaling row")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--variants", default="all", help="comma list of row names to build (default all)")
     args = parser.parse_args()
@@ -110,7 +112,7 @@ def main() -> None:
                 "model": args.model,
                 "n_test": len(p.harmful_test),
                 "direction_layer": d.layer,
-                "gabliteration_seconds": seconds.get("build gabliteration k=2"),
+                "gabliteration_seconds": seconds.get(f"build gabliteration k=2 ridge={args.ridge:g}"),
                 "seconds": {k: round(v, 2) for k, v in seconds.items()},
                 "rows": rows,
             }
