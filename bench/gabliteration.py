@@ -15,7 +15,7 @@ Prints one JSON line: ``{"model", "seconds": {...}, "rows": [...]}`` (each row a
 :meth:`EditRow.to_dict`, samples dropped), plus ``gabliteration_seconds`` (plan + edit of the
 default k=2 model, the budgeted step).
 
-    python bench/gabliteration.py MODEL [--n-train 32] [--n-test 32] [--ks 1,2,3] [--ridge 0.1]
+    python bench/gabliteration.py MODEL [--n-train 32] [--n-test 32] [--ks 1,2,3] [--ridge 0.03] [--variants NAME,...]
 
 One copy of the model is loaded; each edited copy is built, evaluated and freed in turn
 (``--sequential``, the default on models over 500M parameters) to bound memory.
@@ -68,15 +68,20 @@ def main() -> None:
         "biprojected": (1, lambda: orthogonalize(lm, r, "biprojected", harmless_mean=mean)),
     }
     for k in [int(x) for x in args.ks.split(",") if x]:
-        builders[f"gabliteration k={k}"] = (
-            k,
-            lambda k=k: gabliterate(lm, plan_gabliteration(lm, p.harmful_train, p.harmless_train, k=k)),
-        )
-    builders["gabliteration paper k=2"] = (
+        for lam in sorted({0.0, args.ridge}):
+            builders[f"gabliteration k={k} ridge={lam:g}"] = (
+                k,
+                lambda k=k, lam=lam: gabliterate(
+                    lm, plan_gabliteration(lm, p.harmful_train, p.harmless_train, k=k, ridge=lam)
+                ),
+            )
+    builders[f"gabliteration adaptive k=2 ridge={args.paper_ridge:g}"] = (
         2,
         lambda: gabliterate(
             lm,
-            plan_gabliteration(lm, p.harmful_train, p.harmless_train, k=2, ridge=args.ridge, adaptive=True),
+            plan_gabliteration(
+                lm, p.harmful_train, p.harmless_train, k=2, ridge=args.paper_ridge, adaptive=True
+            ),
         ),
     )
     ctrl = torch.stack([random_like(r, 1), random_like(r, 2)])
