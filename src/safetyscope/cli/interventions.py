@@ -111,7 +111,7 @@ def edit(
     harmless: Annotated[Path | None, typer.Option(
         "--harmless", help="Harmless prompts: the mean for projected methods; gabliteration's pairs.")] = None,
     directions: Annotated[int, typer.Option("--directions", min=1, help="gabliteration: directions per layer (k).")] = 2,
-    ridge: Annotated[float, typer.Option(min=0.0, help="gabliteration: ridge λ of the regularised projector.")] = 0.0,
+    ridge: Annotated[float, typer.Option(min=0.0, help="gabliteration: ridge λ of the regularised projector.")] = 0.03,
     adaptive: Annotated[bool, typer.Option(
         "--adaptive/--no-adaptive", help="gabliteration: scale each layer by its separability (paper's adaptive scaling).")] = False,
     layer_threshold: Annotated[float, typer.Option(

@@ -19,7 +19,9 @@ row by row:
 
 With ``k = 1``, ``λ = 0``, ``adaptive=False`` and one shared direction for every layer this is
 single-direction orthogonalization (``standard``) without the embedding edit; the embedding is
-edited only when ``embed=True`` (with the first selected layer's projector).
+edited only when ``embed=True`` (with the first selected layer's projector). Defaults (``k = 2``,
+``λ = 0.03``, no adaptive scaling) are the setting that removes refusal on the organism without
+breaking it; the exact projector with ``k ≥ 2`` makes it incoherent (docs/abliteration.md).
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def plan_from_activations(
     harmless: dict[int, Tensor],
     *,
     k: int = 2,
-    ridge: float = 0.0,
+    ridge: float = 0.03,
     alpha: float = 1.0,
     layer_threshold: float = 0.0,
     adaptive: bool = False,
