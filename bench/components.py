@@ -32,9 +32,16 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--from-patching", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--judge", default=None, help="judge (default: the organism judge, else the linear judge)"
+    )
+    parser.add_argument(
+        "--layers", default=None, help="candidate layers of the selections, e.g. 8-20 (default all)"
+    )
     args = parser.parse_args()
 
     from safetyscope import load_model
+    from safetyscope.activations import parse_layers
     from safetyscope.causal import compare_edits, components_from_patching, direction_writers
     from safetyscope.data.bundled import bundled_path
     from safetyscope.interventions import orthogonalize
@@ -43,9 +50,10 @@ def main() -> None:
     lm = load_model(args.model)
     files = (None, None) if is_organism(lm) else (bundled_path("harmful"), bundled_path("harmless"))
     p = refusal_prompts(lm, *files, args.n_train, args.n_val, args.n_test, 0)
+    sel_kw = {"layers": parse_layers(args.layers, lm.n_layers)} if args.layers else {}
     seconds = {}
     t0 = time.perf_counter()
-    _sel, d = select(lm, p)
+    _sel, d = select(lm, p, **sel_kw)
     seconds["select"] = time.perf_counter() - t0
     r = d.vector.float()
     t0 = time.perf_counter()
@@ -68,7 +76,12 @@ def main() -> None:
         builders[f"control random {n}: {rand}"] = lambda rand=rand: orthogonalize(lm, r, components=rand)
     t0 = time.perf_counter()
     table = compare_edits(
-        lm, builders, p.harmful_test, p.harmless_test, judge_for(lm), max_new_tokens=args.max_new_tokens
+        lm,
+        builders,
+        p.harmful_test,
+        p.harmless_test,
+        judge_for(lm, args.judge),
+        max_new_tokens=args.max_new_tokens,
     )
     seconds["compare"] = time.perf_counter() - t0
     rows = [row.to_dict() for row in table.rows]

@@ -36,9 +36,16 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--no-eval", action="store_true", help="selection only (no generation)")
     parser.add_argument("--no-causal", action="store_true", help="skip the causal selection")
+    parser.add_argument(
+        "--judge", default=None, help="judge (default: the organism judge, else the linear judge)"
+    )
+    parser.add_argument(
+        "--layers", default=None, help="candidate layers of the selections, e.g. 8-20 (default all)"
+    )
     args = parser.parse_args()
 
     from safetyscope import load_model
+    from safetyscope.activations import parse_layers
     from safetyscope.causal import direction_arms, run_arms
     from safetyscope.data.bundled import bundled_path
     from safetyscope.interventions.hooks import ablate
@@ -47,8 +54,9 @@ def main() -> None:
     lm = load_model(args.model)
     files = (None, None) if is_organism(lm) else (bundled_path("harmful"), bundled_path("harmless"))
     p = refusal_prompts(lm, *files, args.n_train, args.n_val, args.n_test, 0)
+    sel_kw = {"layers": parse_layers(args.layers, lm.n_layers)} if args.layers else {}
     t0 = time.perf_counter()
-    csel, cdir = select_cosmic(lm, p, mode=args.mode)
+    csel, cdir = select_cosmic(lm, p, mode=args.mode, **sel_kw)
     t_cosmic = time.perf_counter() - t0
     out: dict = {
         "model": args.model,
@@ -72,14 +80,14 @@ def main() -> None:
 
         t0 = time.perf_counter()
         try:
-            sel, kdir = select(lm, p)
+            sel, kdir = select(lm, p, **sel_kw)
         except SelectionError as exc:  # the fast path can miss; score every candidate before giving up
             out["causal_fast_error"] = str(exc)
             try:
-                sel, kdir = select(lm, p, mode="exhaustive")
+                sel, kdir = select(lm, p, mode="exhaustive", **sel_kw)
             except SelectionError as exc2:  # none passes: report the best-ranked candidate, flagged
                 out["causal_exhaustive_error"] = str(exc2)
-                sel, kdir = select(lm, p, mode="exhaustive", max_kl=float("inf"), prune_last=0.0)
+                sel, kdir = select(lm, p, mode="exhaustive", max_kl=float("inf"), prune_last=0.0, **sel_kw)
         out["causal"] = {
             "mode": sel.mode,
             "eligible_at_default_filters": "causal_exhaustive_error" not in out,
@@ -97,7 +105,7 @@ def main() -> None:
         out["causal_rank_in_cosmic"] = exact.index(sel.best.key) + 1 if sel.best.key in exact else None
         dirs["causal"] = kdir
     if not args.no_eval:
-        judge = judge_for(lm)
+        judge = judge_for(lm, args.judge)
         out["ablation"] = {}
         for name, d in dirs.items():
             report = run_arms(

@@ -41,12 +41,18 @@ def main() -> None:
     parser.add_argument("--paper-ridge", type=float, default=0.1, help="ridge of the adaptive-scaling row")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--variants", default="all", help="comma list of row names to build (default all)")
+    parser.add_argument(
+        "--judge", default=None, help="judge (default: the organism judge, else the linear judge)"
+    )
+    parser.add_argument(
+        "--layers", default=None, help="candidate layers of the selections, e.g. 8-20 (default all)"
+    )
     args = parser.parse_args()
 
     import torch
 
     from safetyscope import load_model
-    from safetyscope.activations import collect
+    from safetyscope.activations import collect, parse_layers
     from safetyscope.causal import compare_edits
     from safetyscope.causal.controls import random_like
     from safetyscope.data.bundled import bundled_path
@@ -56,9 +62,10 @@ def main() -> None:
     lm = load_model(args.model)
     files = (None, None) if is_organism(lm) else (bundled_path("harmful"), bundled_path("harmless"))
     p = refusal_prompts(lm, *files, args.n_train, args.n_val, args.n_test, 0)
+    sel_kw = {"layers": parse_layers(args.layers, lm.n_layers)} if args.layers else {}
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    _sel, d = select(lm, p)
+    _sel, d = select(lm, p, **sel_kw)
     seconds["select"] = time.perf_counter() - t0
     r = d.vector.float()
     mean = collect(lm, p.harmless_train, d.site, "eoi:-1", "mean", progress=False).mean(d.site).float()
@@ -89,7 +96,7 @@ def main() -> None:
     if args.variants != "all":
         keep = set(args.variants.split(","))
         builders = {k: v for k, v in builders.items() if k in keep}
-    judge = judge_for(lm)
+    judge = judge_for(lm, args.judge)
     rows = []
     for name, (k, build) in builders.items():  # one edited copy at a time
         t0 = time.perf_counter()
