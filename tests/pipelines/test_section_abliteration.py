@@ -66,6 +66,6 @@ def test_verdict_rules_a1_a2():
 def test_figure_and_table_list_every_variant():
     r = results(gab_harmful=1)
     fig = _figures(r)[0]
-    assert fig["categories"] == ["baseline", "standard", "gabliteration k=2", "control random k=2"]
+    assert fig["categories"] == ["baseline", "single\ndirection", "Gabliteration\nk=2", "random 2-d\n(control)"]
     assert fig["series"][0]["y"][2] == 2.0  # percent
     assert len(_body(r)["tables"][0]["rows"]) == 4

@@ -168,7 +168,9 @@ def _figures(r: Any) -> list[dict[str, Any]]:
     rows = _rows(r)
     if not rows:
         return []
-    names = [row["name"] for row in rows]
+    short = {"gabliteration k=2": "Gabliteration\nk=2", "control random k=2": "random 2-d\n(control)",
+             "standard": "single\ndirection"}
+    names = [short.get(row["name"], row["name"]) for row in rows]
     return [
         {
             "name": "abliteration",
