@@ -149,10 +149,12 @@ def edit(
     if as_ == "lora":
         from safetyscope.interop.lora import LORA_METHODS, LoraExportError
 
+        if method == "biprojected":
+            raise LoraExportError(f"--method {method} keeps each write vector's norm, which is not a low-rank update: "
+                                  f"no LoRA reproduces it. Use --method {' or '.join(LORA_METHODS)} with --as lora.")
         if method not in LORA_METHODS or components or components_from:
             raise LoraExportError(f"--as lora exports whole-model {' or '.join(LORA_METHODS)} orthogonalization only "
-                                  f"(biprojected keeps write-vector norms, gabliteration and --components are not "
-                                  f"exported as adapters yet); use --as hf.")
+                                  f"(gabliteration and --components are not exported as adapters yet); use --as hf.")
     check_output(out, force=force, kind="dir", inputs=[model, direction, harmless, harmful, components_from])
     lm = load_model(model, dtype=dtype)
     check_output(out, force=force, kind="dir", inputs=[lm.path])
