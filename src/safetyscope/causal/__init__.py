@@ -11,6 +11,14 @@ from safetyscope.causal.arms import (
 )
 from safetyscope.causal.controls import gaussian_noise, mean_ablation, random_like, shuffled_labels
 from safetyscope.causal.corrupt import CORRUPTIONS, Corruption
+from safetyscope.causal.cosmic import (
+    COSMIC_MODES,
+    CosmicCandidate,
+    CosmicSelection,
+    rank_cosmic,
+    select_cosmic,
+)
+from safetyscope.causal.edit_compare import EditComparison, EditRow, compare_edits, components_from_patching
 from safetyscope.causal.patch_spec import COMPONENTS, MODES, PatchingError, PatchTarget
 from safetyscope.causal.patching import patching_sweep
 from safetyscope.causal.patching_metrics import METRICS, PatchMetric, make_metric, normalised_recovery
@@ -25,10 +33,12 @@ from safetyscope.causal.selection import (
     rank_candidates,
     select_direction,
 )
+from safetyscope.causal.writers import direction_writers
 
 __all__ = [
     "COMPONENTS",
     "CORRUPTIONS",
+    "COSMIC_MODES",
     "METRICS",
     "MODES",
     "SELECTION_MODES",
@@ -37,6 +47,10 @@ __all__ = [
     "BaselineCache",
     "Candidate",
     "Corruption",
+    "CosmicCandidate",
+    "CosmicSelection",
+    "EditComparison",
+    "EditRow",
     "EditScore",
     "InterventionReport",
     "MetricUnderEdits",
@@ -48,7 +62,10 @@ __all__ = [
     "Selection",
     "SelectionError",
     "candidate_directions",
+    "compare_edits",
+    "components_from_patching",
     "direction_arms",
+    "direction_writers",
     "gaussian_noise",
     "make_metric",
     "mean_ablation",
@@ -57,8 +74,10 @@ __all__ = [
     "patching_sweep",
     "random_like",
     "rank_candidates",
+    "rank_cosmic",
     "refusal_metric",
     "run_arms",
+    "select_cosmic",
     "select_direction",
     "shuffled_labels",
 ]

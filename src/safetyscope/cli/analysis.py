@@ -115,20 +115,40 @@ def directions_select(
     out: Annotated[Path, typer.Option("--out", help="Where to write the direction (.safetensors).")],
     harmful: HarmfulOpt = None,
     harmless: HarmlessOpt = None,
+    method: Annotated[str, typer.Option(
+        help="causal (refusal-token bypass / induce / KL, Arditi et al.) or cosmic (activation cosines, no refusal template).")] = "causal",
+    mode: Annotated[str, typer.Option(help="fast (rank by an estimate, score the top exactly) or exhaustive.")] = "fast",
     max_kl: Annotated[float, typer.Option(callback=positive, help="Maximum first-token KL on harmless prompts.")] = 0.1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
     as_json: JsonOpt = False,
     dtype: DtypeOpt = "auto",
 ) -> None:
-    """Select the refusal direction over layers x end-of-instruction positions (bypass / induce / KL)."""
+    """Select the refusal direction over layers x end-of-instruction positions (causal: bypass / induce / KL; cosmic: cosine scores)."""
+    from safetyscope.errors import OptionError
     from safetyscope.model import load_model
     from safetyscope.outputs import check_output
-    from safetyscope.pipelines.refusal import refusal_prompts, select
+    from safetyscope.pipelines.refusal import refusal_prompts, select, select_cosmic
 
+    if method not in ("causal", "cosmic"):
+        raise OptionError(f"--method {method!r}: use causal or cosmic.")
     check_output(out, force=force, kind="file", inputs=[model, harmful, harmless])
     lm = load_model(model, dtype=dtype)
     check_output(out, force=force, kind="file", inputs=[lm.path])
-    sel, direction = select(lm, refusal_prompts(lm, harmful, harmless), max_kl=max_kl)
+    if method == "cosmic":
+        csel, direction = select_cosmic(lm, refusal_prompts(lm, harmful, harmless), max_kl=max_kl, mode=mode)
+        direction.save(out)
+        if as_json:
+            print(json.dumps(csel.to_dict(), indent=2))  # type: ignore[attr-defined]
+            return
+        table = Table("layer", "eoi pos", "S_comply", "S_refuse", "score", "proxy", "KL", "eligible",
+                      title=f"COSMIC candidates (best first; cosines at layers {csel.low_layers})")  # type: ignore[attr-defined]
+        for c in csel.candidates:  # type: ignore[attr-defined]
+            table.add_row(str(c.layer), str(c.position), f"{c.s_comply:.3f}", f"{c.s_refuse:.3f}", f"{c.score:.3f}",
+                          f"{c.proxy:.3f}", f"{c.kl:.3f}", "yes" if c.eligible else c.reason)
+        console.print(table)
+        console.print(f"[green]saved[/] layer {direction.layer} direction to {literal(out)}")
+        return
+    sel, direction = select(lm, refusal_prompts(lm, harmful, harmless), max_kl=max_kl, mode=mode)
     direction.save(out)
     if as_json:
         print(json.dumps(sel.to_dict(), indent=2))
@@ -140,5 +160,3 @@ def directions_select(
     console.print(table)
     console.print(f"baseline refusal score: harmful {sel.baseline_harmful:.2f}, harmless {sel.baseline_harmless:.2f}")
     console.print(f"[green]saved[/] layer {sel.best.layer} direction to {literal(out)}")
-
-

@@ -101,38 +101,93 @@ def steer(
 @user_errors
 def edit(
     model: Annotated[str, typer.Argument(help="Model spec (never modified).")],
-    direction: DirectionOpt,
     out: Annotated[Path, typer.Option("--out", help="New HF model directory.")],
-    method: Annotated[str, typer.Option(help="standard, projected or biprojected.")] = "standard",
+    direction: Annotated[Path | None, typer.Option(
+        "--direction", help="Direction file (required except for gabliteration, which extracts its own).")] = None,
+    method: Annotated[str, typer.Option(help="standard, projected, biprojected or gabliteration.")] = "standard",
     layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
-    harmless: Annotated[Path | None, typer.Option("--harmless", help="Harmless prompts for the mean used by projected methods.")] = None,
+    harmful: Annotated[Path | None, typer.Option(
+        "--harmful", help="Harmful prompts for gabliteration's directions (default: organism corpus).")] = None,
+    harmless: Annotated[Path | None, typer.Option(
+        "--harmless", help="Harmless prompts: the mean for projected methods; gabliteration's pairs.")] = None,
+    directions: Annotated[int, typer.Option("--directions", min=1, help="gabliteration: directions per layer (k).")] = 2,
+    ridge: Annotated[float, typer.Option(min=0.0, help="gabliteration: ridge λ of the regularised projector.")] = 0.03,
+    adaptive: Annotated[bool, typer.Option(
+        "--adaptive/--no-adaptive", help="gabliteration: scale each layer by its separability (paper's adaptive scaling).")] = False,
+    layer_threshold: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="gabliteration: edit layers with separability >= this fraction of the best.")] = 0.0,
+    components: Annotated[str | None, typer.Option(
+        help="Orthogonalize only these writers: a3 (attention of layer 3), a3.h1 (one head), m4 (MLP).")] = None,
+    components_from: Annotated[Path | None, typer.Option(
+        "--components-from", help="Take --top writers from a patching results.json (by |recovery|).")] = None,
+    top: Annotated[int, typer.Option(min=1, help="Writers taken from --components-from.")] = 4,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     dtype: DtypeOpt = "auto",
     as_: Annotated[str, typer.Option(
         "--as", help="hf: a full HF model directory; lora: a PEFT LoRA adapter (exact for standard/projected).")] = "hf",
+    as_json: JsonOpt = False,
 ) -> None:
-    """Orthogonalize every residual-writing matrix against a direction and save a new model (or the edit as a LoRA adapter)."""
+    """Orthogonalize residual-writing matrices against a direction (or gabliteration's per-layer subspaces) and save a new model."""
     from safetyscope.activations import collect
+    from safetyscope.errors import OptionError
     from safetyscope.interventions.export import save_edited
-    from safetyscope.interventions.weights import orthogonalize
+    from safetyscope.interventions.weights import METHODS, orthogonalize
     from safetyscope.model import load_model
     from safetyscope.outputs import check_output
     from safetyscope.pipelines.refusal import refusal_prompts
 
+    if method not in (*METHODS, "gabliteration"):
+        raise OptionError(f"--method {method!r}: use one of {', '.join((*METHODS, 'gabliteration'))}.")
     if as_ not in ("hf", "lora"):
-        from safetyscope.errors import OptionError
-
         raise OptionError(f"--as {as_!r}: use hf or lora (GGUF export is not implemented yet).")
+    if direction is None and method != "gabliteration":
+        raise OptionError(f"--method {method} needs --direction FILE (only gabliteration extracts its own directions).")
+    if components is not None and components_from is not None:
+        raise OptionError("Pass --components or --components-from, not both.")
+    if (components or components_from) and method == "gabliteration":
+        raise OptionError("--components targets single-direction orthogonalization; drop it with --method gabliteration.")
     if as_ == "lora":
         from safetyscope.interop.lora import LORA_METHODS, LoraExportError
 
-        if method not in LORA_METHODS:
+        if method == "biprojected":
             raise LoraExportError(f"--method {method} keeps each write vector's norm, which is not a low-rank update: "
                                   f"no LoRA reproduces it. Use --method {' or '.join(LORA_METHODS)} with --as lora.")
-    check_output(out, force=force, kind="dir", inputs=[model, direction, harmless])
+        if method not in LORA_METHODS or components or components_from:
+            raise LoraExportError(f"--as lora exports whole-model {' or '.join(LORA_METHODS)} orthogonalization only "
+                                  f"(gabliteration and --components are not exported as adapters yet); use --as hf.")
+    check_output(out, force=force, kind="dir", inputs=[model, direction, harmless, harmful, components_from])
     lm = load_model(model, dtype=dtype)
     check_output(out, force=force, kind="dir", inputs=[lm.path])
+    if method == "gabliteration":
+        from safetyscope.interventions.gabliteration import gabliterate, plan_gabliteration, plan_shared
+
+        if direction is not None:
+            if adaptive:
+                raise OptionError("--adaptive scales by the separability of extracted directions; drop --direction.")
+            d = load_direction(direction, layer)
+            shared = (d.basis if d.basis is not None else d.vector[None]).float()
+            plan = plan_shared(lm, shared, ridge=ridge)
+        else:
+            prompts = refusal_prompts(lm, harmful, harmless)
+            plan = plan_gabliteration(lm, prompts.harmful_train, prompts.harmless_train, k=directions, ridge=ridge,
+                                      adaptive=adaptive, layer_threshold=layer_threshold)
+        edited = gabliterate(lm, plan)
+        card = {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": "gabliteration",
+                "direction_file": str(direction) if direction else None, "gabliteration": plan.to_dict()}
+        save_edited(edited, out, card, force=force)
+        if as_json:
+            print(plan.to_json())
+            return
+        console.print(f"[green]saved[/] gabliteration (k={plan.k}, ridge={plan.ridge}, layers {plan.selected}) "
+                      f"to {literal(out)}")
+        return
+    assert direction is not None
     d = load_direction(direction, layer)
+    if components_from is not None:
+        from safetyscope.causal.edit_compare import components_from_patching
+        from safetyscope.causal.patching_result import PatchingResult
+
+        components = ",".join(components_from_patching(PatchingResult.load(components_from), top))
     mean = None
     if method != "standard":
         from safetyscope.data.prompts import load_prompts
@@ -143,7 +198,8 @@ def edit(
         site = resolve_sites(lm, None, d, f"edit --method {method}")[0]  # the mean is read where d was
         mean = collect(lm, texts, site, "eoi:-1", "mean", progress=False).mean(site).float()
     card = {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": method,
-            "direction_file": str(direction), "direction_layer": d.layer, "direction_provenance": d.provenance}
+            "direction_file": str(direction), "direction_layer": d.layer, "direction_provenance": d.provenance,
+            "components": components}
     if as_ == "lora":
         from safetyscope.interop.lora import orthogonalization_lora, save_lora
 
@@ -152,9 +208,13 @@ def edit(
         console.print(f"[green]saved[/] {literal(method)} orthogonalization as a rank-{adapter.rank} LoRA adapter "
                       f"({adapter.n_params} parameters) to {literal(out)}")
         return
-    edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean)
+    edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean, components=components)
     save_edited(edited, out, card, force=force)
-    console.print(f"[green]saved[/] {literal(method)}-orthogonalized model to {literal(out)}")
+    if as_json:
+        print(json.dumps({"method": method, "components": components, "out": str(out)}))
+        return
+    what = f" ({components})" if components else ""
+    console.print(f"[green]saved[/] {literal(method)}-orthogonalized model{literal(what)} to {literal(out)}")
 
 
 @app.command("judge")

@@ -21,6 +21,14 @@ from safetyscope.interventions.conditional import (
     fit_condition,
     fit_threshold,
 )
+from safetyscope.interventions.gabliteration import (
+    GabliterationPlan,
+    LayerPlan,
+    gabliterate,
+    plan_from_activations,
+    plan_gabliteration,
+    plan_shared,
+)
 from safetyscope.interventions.hooks import (
     InterventionError,
     SiteSpec,
@@ -35,13 +43,15 @@ from safetyscope.interventions.hooks import (
     writer_sites,
 )
 from safetyscope.interventions.patching import patch
-from safetyscope.interventions.weights import orthogonalize
+from safetyscope.interventions.weights import orthogonalize, orthogonalize_layers, parse_components
 
 __all__ = [
     "CastState",
     "Condition",
     "ConditionSearch",
+    "GabliterationPlan",
     "InterventionError",
+    "LayerPlan",
     "Rule",
     "SiteSpec",
     "Threshold",
@@ -56,9 +66,15 @@ __all__ = [
     "condition_vector",
     "fit_condition",
     "fit_threshold",
+    "gabliterate",
     "orthogonalize",
+    "orthogonalize_layers",
     "orthonormal",
+    "parse_components",
     "patch",
+    "plan_from_activations",
+    "plan_gabliteration",
+    "plan_shared",
     "pooled_activations",
     "project_out",
     "resolve_sites",

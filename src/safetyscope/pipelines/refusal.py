@@ -111,3 +111,21 @@ def select(lm: LoadedModel, prompts: RefusalPrompts, **kwargs: object) -> tuple[
         point=sel.best.point, model_fingerprint=lm.fingerprint(),
     )
     return sel, direction
+
+
+def select_cosmic(lm: LoadedModel, prompts: RefusalPrompts, **kwargs: object) -> tuple[object, Direction]:
+    """COSMIC selection (:func:`safetyscope.causal.cosmic.select_cosmic`, no refusal template and no
+    judge) packaged as the same single-direction file as :func:`select`."""
+    from safetyscope.causal.cosmic import select_cosmic as run
+
+    sel = run(lm, prompts.harmful_train, prompts.harmless_train, prompts.harmful_val, prompts.harmless_val, **kwargs)
+    unit = sel.unit.double()
+    direction = Direction(
+        method="diff_means", layer=sel.best.layer, vector=unit, raw_norm=float(sel.direction.norm()),
+        mean_gap=float(sel.direction.double() @ unit),
+        provenance=sel.provenance | {"selection": "cosmic", "cosmic": sel.to_dict()["best"],
+                                     "low_layers": sel.low_layers, "eoi_position": sel.best.position,
+                                     "prompts": prompts.source},
+        point="resid_pre", model_fingerprint=lm.fingerprint(),
+    )
+    return sel, direction
