@@ -13,6 +13,13 @@ from safetyscope.causal.controls import gaussian_noise, mean_ablation, random_li
 from safetyscope.causal.corrupt import CORRUPTIONS, Corruption
 from safetyscope.causal.patch_spec import COMPONENTS, MODES, PatchingError, PatchTarget
 from safetyscope.causal.patching import patching_sweep
+from safetyscope.causal.patching_compare import (
+    CorruptionStudy,
+    MapComparison,
+    compare_maps,
+    corruption_study,
+    spearman,
+)
 from safetyscope.causal.patching_metrics import METRICS, PatchMetric, make_metric, normalised_recovery
 from safetyscope.causal.patching_result import PatchingResult, PatchScore
 from safetyscope.causal.runner import EditScore, MetricUnderEdits, measure, refusal_metric
@@ -25,6 +32,7 @@ from safetyscope.causal.selection import (
     rank_candidates,
     select_direction,
 )
+from safetyscope.causal.str_corrupt import Replacement, load_words, str_corrupt
 
 __all__ = [
     "COMPONENTS",
@@ -37,19 +45,25 @@ __all__ = [
     "BaselineCache",
     "Candidate",
     "Corruption",
+    "CorruptionStudy",
     "EditScore",
     "InterventionReport",
+    "MapComparison",
     "MetricUnderEdits",
     "PatchMetric",
     "PatchScore",
     "PatchTarget",
     "PatchingError",
     "PatchingResult",
+    "Replacement",
     "Selection",
     "SelectionError",
     "candidate_directions",
+    "compare_maps",
+    "corruption_study",
     "direction_arms",
     "gaussian_noise",
+    "load_words",
     "make_metric",
     "mean_ablation",
     "measure",
@@ -61,4 +75,6 @@ __all__ = [
     "run_arms",
     "select_direction",
     "shuffled_labels",
+    "spearman",
+    "str_corrupt",
 ]

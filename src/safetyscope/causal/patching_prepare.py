@@ -124,9 +124,9 @@ def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None
     comps = parse_components(components)
     clean_enc = encode_texts(lm, clean, chat)
     corrupt_enc = None
-    if corruption.kind == "pairs":
+    if corruption.kind in ("pairs", "str"):
         if corrupt is None:
-            raise PatchingError("Corruption 'pairs' needs corrupted prompts (--corrupt FILE), one per clean prompt.")
+            raise PatchingError(f"Corruption {corruption.kind!r} needs corrupted prompts (--corrupt FILE), one per clean prompt.")
         corrupt_enc = encode_texts(lm, corrupt, chat)
         _check_pairs(clean_enc, corrupt_enc)
     elif corrupt is not None:
@@ -143,7 +143,7 @@ def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None
     sites = sorted({t.site for t in targets})
     clean_ids = [e.input_ids for e in clean_enc]
     ew = None
-    need0 = corruption.kind != "pairs"
+    need0 = corruption.kind not in ("pairs", "str")
     starts = {Site(t.layer, "resid_pre") for t in targets} | {EMBED_SITE}  # the target run's block inputs
     rec_clean = set(sites) if mode == "denoise" else set(starts)
     rec_clean |= {EMBED_SITE} if need0 else set()
