@@ -5,6 +5,7 @@ from safetyscope.activations.hooks import RowBlock, SiteEdit, edit, only_rows, r
 from safetyscope.activations.result import ActivationResult
 from safetyscope.activations.sites import (
     HEAD_POINTS,
+    HIDDEN_POINTS,
     SITE_POINTS,
     STREAM_POINTS,
     Positions,
@@ -15,6 +16,7 @@ from safetyscope.activations.stats import RunningMoments
 
 __all__ = [
     "HEAD_POINTS",
+    "HIDDEN_POINTS",
     "SITE_POINTS",
     "STREAM_POINTS",
     "ActivationResult",
