@@ -34,8 +34,11 @@ def test_direct_effects_match_the_linear_formula_and_ablated_ones_vanish(linear_
     for text in PROMPTS:
         ids = torch.tensor([lm.tokenizer(text)["input_ids"]])
         seen = {}
-        with record(lm.arch, sites, lambda s, h: seen.__setitem__(s, h[0].detach().double()), stop_early=False), \
-                torch.no_grad():
+
+        def grab(s, h, seen=seen):
+            seen[s] = h[0].detach().double()
+
+        with record(lm.arch, sites, grab, stop_early=False), torch.no_grad():
             lm.model(input_ids=ids)
         for s in sites:
             outs[s].append(seen[s])
