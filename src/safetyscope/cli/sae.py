@@ -68,7 +68,8 @@ def sae_train(
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="Output folder: cfg.json, sae_weights.safetensors, metrics.json.")],
     site: Annotated[str, typer.Option("--site", help="Site: 12:resid_post, mid:resid_post or a hook name.")] = "mid:resid_post",
-    arch: Annotated[str, typer.Option("--arch", help="topk, batchtopk (saved as jumprelu), standard (ReLU+L1), jumprelu.")] = "topk",
+    arch: Annotated[str, typer.Option("--arch", help="topk, batchtopk (saved as jumprelu), standard (ReLU+L1), jumprelu, gsae (ReLU+L1+graph Laplacian, "
+                     "saved as standard).")] = "topk",
     k: Annotated[int, typer.Option("--k", min=1, help="Active latents per token (topk) or per token on average (batchtopk).")] = 32,
     d_sae: Annotated[int, typer.Option("--d-sae", min=1, help="Number of latents.")] = 4096,
     corpus: CorpusOpt = "organism",
@@ -78,6 +79,8 @@ def sae_train(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (warm-up, then cosine decay).")] = 1e-3,
     l1_coeff: Annotated[float, typer.Option("--l1-coeff", min=0.0, help="L1 coefficient (standard).")] = 1e-2,
     l0_coeff: Annotated[float, typer.Option("--l0-coeff", min=0.0, help="L0 coefficient (jumprelu).")] = 1e-2,
+    graph_coeff: Annotated[float, typer.Option("--graph-coeff", min=0.0, help="gsae: Laplacian penalty weight.")] = 0.1,
+    graph_k: Annotated[int, typer.Option("--graph-k", min=1, help="gsae: neighbours per neuron in the graph.")] = 8,
     resample_every: Annotated[int, typer.Option(min=0, help="Resample dead latents every N steps (standard, jumprelu).")] = 0,
     max_len: Annotated[int, typer.Option("--max-len", min=2, help="Tokens kept per sequence.")] = 128,
     eval_corpus: Annotated[str | None, typer.Option("--eval-corpus", help="Held-out corpus for the metrics.")] = None,
@@ -96,7 +99,8 @@ def sae_train(
 
     check_output(out, force=force, kind="dir", inputs=[model])
     cfg = TrainConfig(architecture=arch, d_sae=d_sae, k=k, steps=steps, batch_size=batch_size, lr=lr,
-                      l1_coeff=l1_coeff, l0_coeff=l0_coeff, resample_every=resample_every, seed=seed)
+                      l1_coeff=l1_coeff, l0_coeff=l0_coeff, resample_every=resample_every, seed=seed,
+                      graph_coeff=graph_coeff, graph_k=graph_k)
     lm = load_model(model, dtype=dtype)
     where = parse_site(site, lm.n_layers)
     run = train_and_save(lm, where, cfg, out, corpus=corpus, positions=positions, max_len=max_len,
