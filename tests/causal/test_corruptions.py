@@ -128,3 +128,15 @@ def test_corruption_study_runs_every_corruption_and_compares_with_pairs(llama):
     assert all(c.n_cells == len(study.results["pairs"].scores) for c in study.comparisons)
     d = study.to_dict()
     assert set(d["maps"]) == set(names)
+
+
+def test_resample_draws_from_the_counterfactuals_too(llama):
+    corrupt = ["xbc defg", "tkm nopq", "ast uvwx"]
+    res = patching_sweep(llama, CLEAN, corrupt, corruption=Corruption("resample", seed=5), layers=[0],
+                         positions="last", metric="kl", **RAW)
+    ids, extra = _ids(llama, CLEAN), _ids(llama, corrupt)
+    partners = resample_partners([len(s) for s in ids + extra], 5, len(ids))
+    clean_logits, _ = run_rows(llama, ids)
+    other, _ = run_rows(llama, [(ids + extra)[p] for p in partners])
+    kl = make_metric("kl", llama.tokenizer).score(other, clean_logits).mean()
+    assert res.corrupted_metric == pytest.approx(float(kl), rel=1e-4)

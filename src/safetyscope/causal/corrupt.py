@@ -11,8 +11,10 @@
 * ``mean``: the chosen tokens' embeddings replaced by the mean embedding over every token of the
   clean prompts (dataset-wide mean ablation of the input).
 * ``zero``: the chosen tokens' embeddings set to zero (zero ablation of the input).
-* ``resample``: the chosen tokens' embeddings replaced by those of a random *other* clean prompt of
-  the same token length, at the same token indices (resample ablation, Redwood Research); seeded.
+* ``resample``: the chosen tokens' embeddings replaced by those of a random *other* input of the same
+  token length, at the same token indices (resample ablation, Redwood Research); seeded. The inputs
+  are the other clean prompts and, when counterfactual prompts are given, those too (a set of clean
+  prompts that all show the behaviour would otherwise only resample the behaviour).
 
 Every corruption but ``pairs`` and ``str`` is an edit of ``resid_pre`` 0, so it composes with the patches
 of a sweep (the patch is applied after the corruption when both hit the same site).
@@ -71,13 +73,15 @@ class EmbeddingWrites:
     sigma: float | None
 
 
-def embedding_writes(corruption: Corruption, resid0: Sequence[Tensor], toks: Sequence[Sequence[int]]) -> EmbeddingWrites:
+def embedding_writes(corruption: Corruption, resid0: Sequence[Tensor], toks: Sequence[Sequence[int]],
+                     pool: Sequence[Tensor] = ()) -> EmbeddingWrites:
     """The writes that turn clean prompts into corrupted ones.
 
     Args:
         corruption: a ``noise``, ``mean`` or ``zero`` corruption.
         resid0: each clean prompt's layer-0 residual input, ``[T_i, d_model]`` (unpadded).
         toks: the token indices to corrupt in each prompt.
+        pool: more inputs' layer-0 residuals that ``resample`` may draw from (besides the other clean prompts).
     """
     if corruption.kind not in EMBEDDING_CORRUPTIONS:
         raise PatchingError(f"Corruption {corruption.kind!r} builds corrupted prompts; it needs no embedding writes.")
@@ -86,8 +90,8 @@ def embedding_writes(corruption: Corruption, resid0: Sequence[Tensor], toks: Seq
     flat = torch.cat([r.double() for r in resid0])
     d = flat.shape[-1]
     if corruption.kind == "resample":
-        return EmbeddingWrites([list(t) for t in toks], resample_values(resid0, toks, corruption.seed), add=False,
-                               sigma=None)
+        return EmbeddingWrites([list(t) for t in toks], resample_values(resid0, toks, corruption.seed, pool),
+                               add=False, sigma=None)
     if corruption.kind in ("noise", "gaussian"):
         sigma = float(flat.std())
         gen = torch.Generator().manual_seed(corruption.seed)
@@ -99,20 +103,23 @@ def embedding_writes(corruption: Corruption, resid0: Sequence[Tensor], toks: Seq
                            sigma=None)
 
 
-def resample_partners(lengths: Sequence[int], seed: int) -> list[int]:
-    """For each prompt, a seeded random *other* prompt of the same length (resample ablation)."""
+def resample_partners(lengths: Sequence[int], seed: int, n: int | None = None) -> list[int]:
+    """For each of the first ``n`` inputs (default all), a seeded random *other* input of the same length."""
     gen = torch.Generator().manual_seed(seed)
     out = []
-    for i, n in enumerate(lengths):
-        others = [j for j, m in enumerate(lengths) if m == n and j != i]
+    for i in range(len(lengths) if n is None else n):
+        others = [j for j, m in enumerate(lengths) if m == lengths[i] and j != i]
         if not others:
             raise PatchingError(f"Resample ablation needs another prompt of the same token length as prompt {i} "
-                                f"({n} tokens); give at least two prompts of each length.")
+                                f"({lengths[i]} tokens); give at least two prompts of each length.")
         out.append(others[int(torch.randint(len(others), (1,), generator=gen))])
     return out
 
 
-def resample_values(resid0: Sequence[Tensor], toks: Sequence[Sequence[int]], seed: int) -> list[Tensor]:
-    """Each prompt's chosen tokens' embeddings taken from its resample partner at the same indices."""
-    partners = resample_partners([len(r) for r in resid0], seed)
-    return [resid0[j][list(t)].double() for j, t in zip(partners, toks, strict=True)]
+def resample_values(resid0: Sequence[Tensor], toks: Sequence[Sequence[int]], seed: int,
+                    pool: Sequence[Tensor] = ()) -> list[Tensor]:
+    """Each prompt's chosen tokens' embeddings taken from its resample partner (another clean prompt or a
+    ``pool`` input of the same length) at the same indices."""
+    every = [*resid0, *pool]
+    partners = resample_partners([len(r) for r in every], seed, len(resid0))
+    return [every[j][list(t)].double() for j, t in zip(partners, toks, strict=True)]

@@ -121,8 +121,9 @@ def corruption_study(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[st
                      top_k: int = 5, **sweep: Any) -> CorruptionStudy:
     """Run :func:`~safetyscope.causal.patching_sweep` once per corruption and compare the maps.
 
-    ``corrupt`` (counterfactual pairs) is passed to ``pairs`` and, when it has no ``key``, to
-    ``str``; the embedding corruptions run on the clean prompts alone. ``sweep`` holds the other
+    ``corrupt`` (counterfactual pairs) is passed to ``pairs``, to ``str`` when it has no ``key``
+    and to ``resample`` (which then draws from clean and counterfactual prompts); the other
+    embedding corruptions run on the clean prompts alone. ``sweep`` holds the other
     :func:`patching_sweep` arguments (components, layers, positions, metric, mode, ...).
     """
     if not corruptions:
@@ -130,7 +131,7 @@ def corruption_study(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[st
     results: dict[str, PatchingResult] = {}
     for c in corruptions:
         corr = c if isinstance(c, Corruption) else Corruption(c)
-        pairs = corrupt if corr.kind == "pairs" or (corr.kind == "str" and corr.key is None) else None
+        pairs = corrupt if corr.kind in ("pairs", "resample") or (corr.kind == "str" and corr.key is None) else None
         results[corr.kind] = patching_sweep(lm, clean, pairs, corruption=corr, **sweep)
     ref = "pairs" if "pairs" in results else next(iter(results))
     comps = [compare_maps(results[ref], r, top_k, name, ref) for name, r in results.items()]

@@ -242,3 +242,54 @@ def sae_steer(
     console.print(table)
     console.print(f"refusal drop {s['refusal_drop']:+.2f} (control {s['refusal_drop_control']:+.2f}); "
                   f"induced {s['refusal_induced']:+.2f} (control {s['refusal_induced_control']:+.2f})")
+
+
+@sae_app.command("group-steer")
+@user_errors
+def sae_group_steer(
+    model: ModelArg,
+    sae: SaeArg,
+    site: SiteOpt = None,
+    m: Annotated[int, typer.Option("--m", min=1, help="Latents in the group (largest contribution to the gap).")] = 8,
+    scale: Annotated[float, typer.Option(min=0.0, help="Steering norm = this x the diff-in-means gap norm.")] = 1.0,
+    positions: Annotated[str, typer.Option(help="Positions read to rank latents.")] = "eoi",
+    n_test: Annotated[int, typer.Option("--n-test", min=2, help="Held-out prompts per side.")] = 50,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generated tokens per prompt.")] = 16,
+    harmful: HarmfulOpt = None,
+    harmless: HarmlessOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the study as JSON to this file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random-latent control.")] = 0,
+    dtype: DtypeOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Concept cone and steering with a group of latents vs the single best latent vs random latents (GSAE)."""
+    from safetyscope.outputs import atomic_file, check_output
+    from safetyscope.pipelines.gsae import group_steering
+
+    if out is not None:
+        check_output(out, force=force, kind="file", inputs=[model, sae])
+    lm, model_sae, where = _load(model, sae, site, dtype)
+    study = group_steering(lm, model_sae, where, m=m, scale=scale, positions=positions, n_test=n_test, seed=seed,
+                           harmful=harmful, harmless=harmless, max_new_tokens=max_new_tokens)
+    data = study.to_dict()
+    if out is not None:
+        with atomic_file(out) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, default=str))
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    c, s = study.cone, study.summary
+    console.print(f"concept cone at {where.key}: {c.n_significant} significant latents, n80 {c.n80}, top-1 share "
+                  f"{c.top1_share:.2f}, group {c.group} (coherence {c.coherence:.2f}, connected {c.connected}); "
+                  f"cos with the gap: group {c.cos_group}, top-1 {c.cos_top1}")
+    table = Table(title=f"steering at norm {study.alpha:.3g} (random control: {study.random_latents})")
+    for col in ("edit", "baseline", "group", "single", "random"):
+        table.add_column(col)
+
+    def fmt(r: dict) -> str:
+        return f"{r['rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+    for name, rates in (("add (harmless)", s["induce_rates"]), ("ablate span (harmful)", s["remove_rates"])):
+        table.add_row(name, *(fmt(rates[a]) for a in ("baseline", "group", "single", "random")))
+    console.print(table)
