@@ -55,5 +55,5 @@ def test_group_steering_arms_have_equal_norms(organism_dir):
     assert norms["group"] == pytest.approx(res.alpha, rel=1e-4) == pytest.approx(norms["random"], rel=1e-4)
     assert norms["single"] == pytest.approx(res.alpha, rel=1e-4)
     assert not set(res.random_latents) & set(res.cone.group) and len(res.random_latents) == 4
-    assert set(res.summary["induce_rates"]) == {"baseline", "group", "single", "random"}
+    assert set(res.summary["induce_rates"]) == {"baseline", "direction", "group", "single", "random"}
     assert res.summary["remove_rates"]["baseline"]["n"] == 4

@@ -284,12 +284,12 @@ def sae_group_steer(
                   f"{c.top1_share:.2f}, group {c.group} (coherence {c.coherence:.2f}, connected {c.connected}); "
                   f"cos with the gap: group {c.cos_group}, top-1 {c.cos_top1}")
     table = Table(title=f"steering at norm {study.alpha:.3g} (random control: {study.random_latents})")
-    for col in ("edit", "baseline", "group", "single", "random"):
+    for col in ("edit", "baseline", "direction", "group", "single", "random"):
         table.add_column(col)
 
     def fmt(r: dict) -> str:
         return f"{r['rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
 
     for name, rates in (("add (harmless)", s["induce_rates"]), ("ablate span (harmful)", s["remove_rates"])):
-        table.add_row(name, *(fmt(rates[a]) for a in ("baseline", "group", "single", "random")))
+        table.add_row(name, *(fmt(rates[a]) for a in ("baseline", "direction", "group", "single", "random")))
     console.print(table)

@@ -8,6 +8,7 @@ prompts compare three steering vectors of the *same norm* ``α = scale · ||μ_h
 * ``group``: ``Σ_{k ∈ group} Δf_k w_k`` (the group's contribution to the reconstructed difference);
 * ``single``: the decoder row of the strongest latent;
 * ``random``: the same weights on ``m`` random other latents (seeded), the control;
+* ``direction``: the diff-in-means direction itself (the reference the SAE vectors approximate);
 
 added at every position of the site on harmless prompts (induce refusal), and, as subspaces, the
 span of the same decoder rows ablated from every residual write on harmful prompts (remove
@@ -79,10 +80,11 @@ def group_steering(lm: LoadedModel, sae: SparseAutoencoder, site: Site, *, m: in
     def scaled(v: torch.Tensor) -> torch.Tensor:
         return v / v.norm().clamp_min(1e-12) * alpha
 
-    vecs = {"group": scaled((weights[:, None] * w[cone.group]).sum(0)), "single": scaled(w[cone.group[0]]),
+    vecs = {"direction": scaled(gap.cpu()), "group": scaled((weights[:, None] * w[cone.group]).sum(0)),
+            "single": scaled(w[cone.group[0]]),
             "random": scaled((weights[torch.randperm(len(rand), generator=torch.Generator().manual_seed(seed))][:, None]
                               * w[rand]).sum(0))}
-    spans = {"group": w[cone.group], "single": w[cone.group[:1]], "random": w[rand]}
+    spans = {"direction": gap.cpu()[None], "group": w[cone.group], "single": w[cone.group[:1]], "random": w[rand]}
     verdict = judge_for(lm, judge)
     induce_arms = [Arm("baseline", lm)] + [Arm(k, lm, lambda v=v: add(lm, v, sites=[site])) for k, v in vecs.items()]
     remove_arms = [Arm("baseline", lm)] + [Arm(k, lm, lambda b=b: ablate(lm, b)) for k, b in spans.items()]
