@@ -56,33 +56,79 @@ def main() -> None:
     ev_store = stream_activations(lm, ev, site, progress=False)
 
     def run(arch: str, l1: float) -> tuple[object, dict[str, object]]:
-        cfg = TrainConfig(architecture=arch, d_sae=args.d_sae, steps=args.steps, batch_size=args.batch_size,
-                          l1_coeff=l1, graph_coeff=args.graph_coeff, graph_k=args.graph_k, seed=args.seed)
+        cfg = TrainConfig(
+            architecture=arch,
+            d_sae=args.d_sae,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            l1_coeff=l1,
+            graph_coeff=args.graph_coeff,
+            graph_k=args.graph_k,
+            seed=args.seed,
+        )
         res = train_sae(store, cfg, progress=False)
         m = evaluate_sae(lm, res.sae, site, ev_store, ev, progress=False)
         graph = res.history[-1].get("graph")
-        return res.sae, {"arch": arch, "l1": l1, "l0": m.l0, "fvu": m.fvu, "ce_loss_recovered": m.ce_loss_recovered,
-                         "dead": m.dead_fraction, "final_graph_penalty": graph, "train_seconds": res.seconds}
+        return res.sae, {
+            "arch": arch,
+            "l1": l1,
+            "l0": m.l0,
+            "fvu": m.fvu,
+            "ce_loss_recovered": m.ce_loss_recovered,
+            "dead": m.dead_fraction,
+            "final_graph_penalty": graph,
+            "train_seconds": res.seconds,
+        }
 
     gsae, g_row = run("gsae", args.l1)
     plains = [run("standard", args.l1 * float(f)) for f in args.plain_factors.split(",")]
     plain, p_row = min(plains, key=lambda p: abs(float(p[1]["l0"]) - float(g_row["l0"])))  # type: ignore[arg-type]
     from safetyscope.sae.graph import coactivation_graph, laplacian_penalty, normalized_laplacian
 
-    lap = normalized_laplacian(coactivation_graph(next(store.batches(2048, seed=1, buffer_rows=4096)), args.graph_k))
+    lap = normalized_laplacian(
+        coactivation_graph(next(store.batches(2048, seed=1, buffer_rows=4096)), args.graph_k)
+    )
     studies = {}
     for name, sae in (("gsae", gsae), ("plain", plain)):
-        s = group_steering(lm, sae, site, m=args.m, scale=args.scale, n_test=args.n_test, seed=args.seed,
-                           max_new_tokens=args.max_new_tokens)
-        studies[name] = {"cone": s.cone.to_dict(), "alpha": s.alpha, "random_latents": s.random_latents,
-                         "graph_penalty_of_decoder": float(laplacian_penalty(sae.W_dec.detach().double(),
-                                                                             lap.double())),
-                         **{k: v for k, v in s.summary.items() if k != "seconds"}}
-    print(json.dumps({"model": args.model, "site": site.key, "d_sae": args.d_sae, "steps": args.steps,
-                      "train_rows": store.n_rows, "eval_rows": ev_store.n_rows, "gsae": g_row, "plain": p_row,
-                      "plain_grid": [p[1] for p in plains], "studies": studies, "m": args.m, "scale": args.scale,
-                      "n_test": args.n_test, "threads": torch.get_num_threads(),
-                      "seconds": time.perf_counter() - t0}), flush=True)
+        s = group_steering(
+            lm,
+            sae,
+            site,
+            m=args.m,
+            scale=args.scale,
+            n_test=args.n_test,
+            seed=args.seed,
+            max_new_tokens=args.max_new_tokens,
+        )
+        studies[name] = {
+            "cone": s.cone.to_dict(),
+            "alpha": s.alpha,
+            "random_latents": s.random_latents,
+            "graph_penalty_of_decoder": float(laplacian_penalty(sae.W_dec.detach().double(), lap.double())),
+            **{k: v for k, v in s.summary.items() if k != "seconds"},
+        }
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "site": site.key,
+                "d_sae": args.d_sae,
+                "steps": args.steps,
+                "train_rows": store.n_rows,
+                "eval_rows": ev_store.n_rows,
+                "gsae": g_row,
+                "plain": p_row,
+                "plain_grid": [p[1] for p in plains],
+                "studies": studies,
+                "m": args.m,
+                "scale": args.scale,
+                "n_test": args.n_test,
+                "threads": torch.get_num_threads(),
+                "seconds": time.perf_counter() - t0,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,11 @@ def test_compensated_share_follows_its_formula(llama):
     assert res.ablated[0] == max(single, key=lambda c: abs(single[c]))
     assert res.total_effect == pytest.approx(single[res.ablated[0]], abs=1e-6)
     s = 1.0 if res.total_effect >= 0 else -1.0
-    comp = sum(max(0.0, s * (b - a)) for c, a, b in zip(res.components, res.de_before, res.de_after, strict=True)
-               if c not in res.ablated)
+    comp = sum(
+        max(0.0, s * (b - a))
+        for c, a, b in zip(res.components, res.de_before, res.de_after, strict=True)
+        if c not in res.ablated
+    )
     assert res.compensation == pytest.approx(comp, abs=1e-9)
     assert res.compensated_share == pytest.approx(comp / abs(res.total_effect), rel=1e-9)
     assert res.control["ablated"] and res.control["ablated"][0] not in res.ablated
@@ -73,10 +76,21 @@ def test_components_and_errors(llama):
         Component.parse("L9.mlp", 2)
     with pytest.raises(PatchingError, match="Cannot parse"):
         Component.parse("mlp-one", 2)
-    sweep = patching_sweep(llama, PROMPTS, ["xbc defg", "tkm nopq", "ast uvwx"], components="attn_out,mlp_out",
-                           positions="last", metric="kl", chat=False)
+    sweep = patching_sweep(
+        llama,
+        PROMPTS,
+        ["xbc defg", "tkm nopq", "ast uvwx"],
+        components="attn_out,mlp_out",
+        positions="last",
+        metric="kl",
+        chat=False,
+    )
     top = components_from_patching(sweep, 2)
     assert len(top) == 2 and all(isinstance(c, Component) for c in top)
     with pytest.raises(PatchingError, match="no attn_out or mlp_out"):
-        components_from_patching(patching_sweep(llama, PROMPTS, None, corruption="zero", layers=[0],
-                                                positions="last", metric="kl", chat=False), 2)
+        components_from_patching(
+            patching_sweep(
+                llama, PROMPTS, None, corruption="zero", layers=[0], positions="last", metric="kl", chat=False
+            ),
+            2,
+        )

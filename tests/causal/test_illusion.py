@@ -30,17 +30,22 @@ def test_null_and_row_directions_have_zero_effect_where_they_must(llama):
     _, vh = torch.linalg.svd(w.double(), full_matrices=False)[1:]
     null_dir = torch.linalg.svd(w.double())[2][-1]  # a right singular vector outside the row space
     res = illusion_check(llama, CLEAN, CORRUPT, met, layer=1, direction=null_dir, chat=False)
-    assert res.null_norm == pytest.approx(1.0, abs=1e-6) and res.effects["full"] == pytest.approx(0.0, abs=1e-5)
+    assert res.null_norm == pytest.approx(1.0, abs=1e-6) and res.effects["full"] == pytest.approx(
+        0.0, abs=1e-5
+    )
     res = illusion_check(llama, CLEAN, CORRUPT, met, layer=1, direction=vh[0], chat=False)
-    assert res.row_norm == pytest.approx(1.0, abs=1e-6) and res.effects["null"] == pytest.approx(0.0, abs=1e-5)
+    assert res.row_norm == pytest.approx(1.0, abs=1e-6) and res.effects["null"] == pytest.approx(
+        0.0, abs=1e-5
+    )
     assert res.effects["full"] == pytest.approx(res.effects["row"], abs=1e-5)
 
 
 def test_component_patch_equals_the_mlp_out_patch_of_a_sweep(llama):
     met = make_metric("logit_diff", llama.tokenizer, "a", "b")
     res = illusion_check(llama, CLEAN, CORRUPT, met, layer=0, chat=False)
-    sweep = patching_sweep(llama, CLEAN, CORRUPT, components="mlp_out", layers=[0], positions="last", metric=met,
-                           chat=False)
+    sweep = patching_sweep(
+        llama, CLEAN, CORRUPT, components="mlp_out", layers=[0], positions="last", metric=met, chat=False
+    )
     assert res.effects["component"] + res.corrupted_metric == pytest.approx(sweep.scores[0].value, abs=1e-4)
     assert res.provenance["direction"] == "mean difference" and set(res.recovery) == set(res.effects)
 

@@ -31,7 +31,9 @@ def test_full_circuit_recovers_one_and_empty_zero(tiny_lms):
     # the partial circuit equals the circuit run against the resampled partners, scaled
     partners = resample_pool_partners([len(s) for s in pairs.clean + pairs.corrupt], len(pairs), 1)
     pool = pairs.clean + pairs.corrupt
-    direct = circuit_metrics(lm, Pairs(pairs.clean, [pool[j] for j in partners], pairs.texts), met, g, [top_n(g, 20)])
+    direct = circuit_metrics(
+        lm, Pairs(pairs.clean, [pool[j] for j in partners], pairs.texts), met, g, [top_n(g, 20)]
+    )
     expect = (float(direct[0]) - res.random_baseline) / (res.original - res.random_baseline)
     assert res.loss_recovered[2] == pytest.approx(expect, abs=1e-4)
 
@@ -47,10 +49,32 @@ def test_partners_are_other_inputs_of_equal_length():
 
 def test_attribute_reports_scrubbed_loss_beside_faithfulness(tiny_lms):
     lm = tiny_lms["llama"]
-    res = attribute(lm, CLEAN, CORRUPT, method="eap", metric="logit_diff", answer="a", wrong="b", top=10,
-                    random_draws=2, chat=False, scrub_draws=2)
+    res = attribute(
+        lm,
+        CLEAN,
+        CORRUPT,
+        method="eap",
+        metric="logit_diff",
+        answer="a",
+        wrong="b",
+        top=10,
+        random_draws=2,
+        chat=False,
+        scrub_draws=2,
+    )
     c = res.circuit
     assert c["scrub_draws"] == 2 and c["scrubbed_loss_recovered"] is not None and "sufficiency" in c
-    off = attribute(lm, CLEAN, CORRUPT, method="eap", metric="logit_diff", answer="a", wrong="b", top=10,
-                    random_draws=2, chat=False, scrub_draws=0)
+    off = attribute(
+        lm,
+        CLEAN,
+        CORRUPT,
+        method="eap",
+        metric="logit_diff",
+        answer="a",
+        wrong="b",
+        top=10,
+        random_draws=2,
+        chat=False,
+        scrub_draws=0,
+    )
     assert "scrubbed_loss_recovered" not in off.circuit

@@ -20,7 +20,9 @@ def test_section_runs_and_renders(organism_dir):
     assert res["illusion"]["site"] == f"L{lm.n_layers // 2}.mlp_z"
     results = SimpleNamespace(section=lambda name: res)
     claims = sec.verdict(results)
-    assert [c.rule for c in claims] == ["B1", "I1"] and all(c.status in ("finding", "non-finding") for c in claims)
+    assert [c.rule for c in claims] == ["B1", "I1"] and all(
+        c.status in ("finding", "non-finding") for c in claims
+    )
     figs = sec.figures(results)
     assert [f["name"] for f in figs] == ["causal_checks_backup", "causal_checks_illusion"]
     for f in figs:

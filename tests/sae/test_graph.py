@@ -11,7 +11,9 @@ from safetyscope.sae import ActivationStore, TrainConfig, train_sae
 from safetyscope.sae.graph import coactivation_graph, laplacian_penalty, normalized_laplacian
 
 
-def planted_store(n: int = 2048, d: int = 16, n_atoms: int = 48, active: int = 3, seed: int = 0) -> ActivationStore:
+def planted_store(
+    n: int = 2048, d: int = 16, n_atoms: int = 48, active: int = 3, seed: int = 0
+) -> ActivationStore:
     """Sums of ``active`` planted unit atoms with positive weights, plus an offset."""
     g = torch.Generator().manual_seed(seed)
     atoms = torch.randn(n_atoms, d, generator=g)

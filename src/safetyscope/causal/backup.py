@@ -94,7 +94,9 @@ def components_from_patching(result: PatchingResult, k: int) -> list[Component]:
         c = Component(s.layer, "attn" if s.component == "attn_out" else "mlp")
         eff[c] = max(eff.get(c, 0.0), v)
     if not eff:
-        raise PatchingError("The patching result has no attn_out or mlp_out cell; sweep --components attn_out,mlp_out.")
+        raise PatchingError(
+            "The patching result has no attn_out or mlp_out cell; sweep --components attn_out,mlp_out."
+        )
     return sorted(eff, key=lambda c: -eff[c])[:k]
 
 
@@ -107,8 +109,9 @@ class _Run:
     tokens: int
 
 
-def _run(lm: LoadedModel, ids: list[list[int]], comps: list[Component], ablate: dict[Site, Tensor],
-         batch_size: int) -> _Run:
+def _run(
+    lm: LoadedModel, ids: list[list[int]], comps: list[Component], ablate: dict[Site, Tensor], batch_size: int
+) -> _Run:
     final = Site(lm.n_layers - 1, "resid_post")
     sites = [c.site for c in comps]
 
@@ -142,8 +145,14 @@ def _run(lm: LoadedModel, ids: list[list[int]], comps: list[Component], ablate: 
 
 
 @torch.inference_mode()
-def direct_effects(lm: LoadedModel, resid: Tensor, outs: Tensor, means: Tensor, metric: PatchMetric,
-                   ref_logits: Tensor | None) -> Tensor:
+def direct_effects(
+    lm: LoadedModel,
+    resid: Tensor,
+    outs: Tensor,
+    means: Tensor,
+    metric: PatchMetric,
+    ref_logits: Tensor | None,
+) -> Tensor:
     """``[n, C]``: ``m(U·norm(r)) − m(U·norm(r − o_c + μ_c))`` per prompt and component."""
     cap = getattr(lm.model.config, "final_logit_softcapping", None)
     p = next(lm.model.parameters())
@@ -190,9 +199,17 @@ def _share(te: float, de0: Tensor, de1: Tensor, keep: Tensor) -> tuple[float, fl
     return comp, (comp / abs(te) if abs(te) > 1e-12 else None)
 
 
-def backup_behaviour(lm: LoadedModel, prompts: Sequence[str], metric: PatchMetric, *, k: int = 2,
-                     ablate: Sequence[Component] | None = None, control_seed: int = 0, batch_size: int = 8,
-                     chat: bool = True) -> BackupResult:
+def backup_behaviour(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    metric: PatchMetric,
+    *,
+    k: int = 2,
+    ablate: Sequence[Component] | None = None,
+    control_seed: int = 0,
+    batch_size: int = 8,
+    chat: bool = True,
+) -> BackupResult:
     """Ablate ``ablate`` (default: the ``k`` components with the largest total effect, one ablation
     each) and measure every other component's direct effect before and after (module docstring).
 
@@ -235,14 +252,38 @@ def backup_behaviour(lm: LoadedModel, prompts: Sequence[str], metric: PatchMetri
     control: dict[str, Any] = {}
     if rand:
         mc, _, cc, sc = measure(rand)
-        control = {"ablated": [c.name for c in rand], "metric_ablated": mc, "total_effect": m0 - mc,
-                   "compensation": cc, "compensated_share": sc, "seed": control_seed}
+        control = {
+            "ablated": [c.name for c in rand],
+            "metric_ablated": mc,
+            "total_effect": m0 - mc,
+            "compensation": cc,
+            "compensated_share": sc,
+            "seed": control_seed,
+        }
     idx = [comps.index(c) for c in chosen]
     from safetyscope import __version__
 
-    prov = {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "n_prompts": len(ids), "metric": metric.to_dict(),
-            "ablation": "mean over every token of the prompts", "chat": chat,
-            "single_ablation_total_effects": {c.name: v for c, v in totals.items()} or None,
-            "safetyscope_version": __version__}
-    return BackupResult([c.name for c in comps], [c.name for c in chosen], de0.mean(0).tolist(), de1.tolist(), m0, m1,
-                        m0 - m1, comp, share, float(de0.mean(0)[idx].sum()), control, prov)
+    prov = {
+        "model": lm.spec,
+        "model_fingerprint": lm.fingerprint(),
+        "n_prompts": len(ids),
+        "metric": metric.to_dict(),
+        "ablation": "mean over every token of the prompts",
+        "chat": chat,
+        "single_ablation_total_effects": {c.name: v for c, v in totals.items()} or None,
+        "safetyscope_version": __version__,
+    }
+    return BackupResult(
+        [c.name for c in comps],
+        [c.name for c in chosen],
+        de0.mean(0).tolist(),
+        de1.tolist(),
+        m0,
+        m1,
+        m0 - m1,
+        comp,
+        share,
+        float(de0.mean(0)[idx].sum()),
+        control,
+        prov,
+    )

@@ -62,7 +62,7 @@ def output_weight(lm: LoadedModel, layer: int, component: str, head: int | None 
         raise PatchingError(f"Give a head between 0 and {n_heads - 1} for component head.")
     w = mod.weight.detach().float()
     w = w if layout == "out_in" else w.T
-    return w[:, head * d_head:(head + 1) * d_head]
+    return w[:, head * d_head : (head + 1) * d_head]
 
 
 def split_direction(weight: Tensor, v: Tensor, rtol: float = 1e-6) -> tuple[Tensor, Tensor, int]:
@@ -106,16 +106,29 @@ def _last_slot(lm: LoadedModel, enc: Sequence[Any], positions: str) -> list[int]
     for e in enc:
         toks = sel.select(e)
         if len(toks) != 1:
-            raise PatchingError(f"Positions {positions!r} select {len(toks)} tokens; the illusion check patches one "
-                                "token per prompt (use last, eoi:-1 or substring of one token).")
+            raise PatchingError(
+                f"Positions {positions!r} select {len(toks)} tokens; the illusion check patches one "
+                "token per prompt (use last, eoi:-1 or substring of one token)."
+            )
         out.append(toks[0])
     return out
 
 
 @torch.inference_mode()
-def illusion_check(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str], metric: PatchMetric, *, layer: int,
-                   component: str = "mlp", head: int | None = None, direction: Tensor | None = None,
-                   positions: str = "last", seed: int = 0, chat: bool = True) -> IllusionResult:
+def illusion_check(
+    lm: LoadedModel,
+    clean: Sequence[str],
+    corrupt: Sequence[str],
+    metric: PatchMetric,
+    *,
+    layer: int,
+    component: str = "mlp",
+    head: int | None = None,
+    direction: Tensor | None = None,
+    positions: str = "last",
+    seed: int = 0,
+    chat: bool = True,
+) -> IllusionResult:
     """Patch ``direction`` (default: the clean-minus-corrupted mean difference in the component's space)
     from the clean into the corrupted run and split its effect (module docstring)."""
     if not 0 <= layer < lm.n_layers:
@@ -131,15 +144,17 @@ def illusion_check(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]
     lb, rb = run_rows(lm, ib, record_sites=[site])
     d_hidden = w.shape[1]
     lo = 0 if head is None else head * d_hidden
-    hs = torch.stack([ra[site][i, p, lo:lo + d_hidden] for i, p in enumerate(pa)]).double()
-    ht = torch.stack([rb[site][i, p, lo:lo + d_hidden] for i, p in enumerate(pb)]).double()
+    hs = torch.stack([ra[site][i, p, lo : lo + d_hidden] for i, p in enumerate(pa)]).double()
+    ht = torch.stack([rb[site][i, p, lo : lo + d_hidden] for i, p in enumerate(pb)]).double()
     given = direction is not None
     if direction is None:
         direction = hs.mean(0) - ht.mean(0)
     v = direction.double().flatten()
     if v.shape[0] != d_hidden or not torch.isfinite(v).all() or float(v.norm()) == 0:
-        raise PatchingError(f"The direction must be a finite non-zero vector of width {d_hidden} "
-                            f"({site.key}{'' if head is None else f' head {head}'}), got shape {tuple(direction.shape)}.")
+        raise PatchingError(
+            f"The direction must be a finite non-zero vector of width {d_hidden} "
+            f"({site.key}{'' if head is None else f' head {head}'}), got shape {tuple(direction.shape)}."
+        )
     v = v / v.norm()
     v_row, v_null, rank = split_direction(w, v)
     d = hs - ht
@@ -176,9 +191,31 @@ def illusion_check(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]
     from safetyscope import __version__
 
     return IllusionResult(
-        site.key, head, positions, rank, d_hidden, float(v_row.norm()), float(v_null.norm()), effects,
-        {k: normalised_recovery(e + m_corr, m_clean, m_corr) for k, e in effects.items()}, share, dormancy, dormant,
-        bool(share is not None and share > 0.5 and dormant), m_clean, m_corr,
-        {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "n_pairs": n, "metric": metric.to_dict(),
-         "mode": "denoise", "seed": seed, "direction": "given" if given else "mean difference",
-         "gap": gap, "dormant_below": DORMANT_BELOW, "safetyscope_version": __version__})
+        site.key,
+        head,
+        positions,
+        rank,
+        d_hidden,
+        float(v_row.norm()),
+        float(v_null.norm()),
+        effects,
+        {k: normalised_recovery(e + m_corr, m_clean, m_corr) for k, e in effects.items()},
+        share,
+        dormancy,
+        dormant,
+        bool(share is not None and share > 0.5 and dormant),
+        m_clean,
+        m_corr,
+        {
+            "model": lm.spec,
+            "model_fingerprint": lm.fingerprint(),
+            "n_pairs": n,
+            "metric": metric.to_dict(),
+            "mode": "denoise",
+            "seed": seed,
+            "direction": "given" if given else "mean difference",
+            "gap": gap,
+            "dormant_below": DORMANT_BELOW,
+            "safetyscope_version": __version__,
+        },
+    )

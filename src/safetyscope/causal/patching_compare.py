@@ -58,8 +58,10 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
 def cell_values(result: PatchingResult) -> dict[Cell, float]:
     """Each cell's recovery (or raw metric where the recovery is undefined)."""
     use_rec = all(s.recovery is not None for s in result.scores)
-    return {(s.component, s.layer, s.position, s.head): float(s.recovery if use_rec else s.value)  # type: ignore[arg-type]
-            for s in result.scores}
+    return {
+        (s.component, s.layer, s.position, s.head): float(s.recovery if use_rec else s.value)  # type: ignore[arg-type]
+        for s in result.scores
+    }
 
 
 def _effects(vals: dict[Cell, float], mode: str) -> dict[Cell, float]:
@@ -94,12 +96,20 @@ class CorruptionStudy:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (each map in full under ``maps``)."""
-        return {"comparisons": [asdict(c) for c in self.comparisons],
-                "maps": {k: r.to_dict() for k, r in self.results.items()}, "provenance": self.provenance}
+        return {
+            "comparisons": [asdict(c) for c in self.comparisons],
+            "maps": {k: r.to_dict() for k, r in self.results.items()},
+            "provenance": self.provenance,
+        }
 
 
-def compare_maps(reference: PatchingResult, other: PatchingResult, top_k: int = 5, name: str | None = None,
-                 reference_name: str | None = None) -> MapComparison:
+def compare_maps(
+    reference: PatchingResult,
+    other: PatchingResult,
+    top_k: int = 5,
+    name: str | None = None,
+    reference_name: str | None = None,
+) -> MapComparison:
     """Compare ``other`` with ``reference`` over their common cells (see the module docstring)."""
     ra, rb = cell_values(reference), cell_values(other)
     cells = [c for c in ra if c in rb]
@@ -111,14 +121,30 @@ def compare_maps(reference: PatchingResult, other: PatchingResult, top_k: int = 
     top_b = sorted(cells, key=lambda c: -eb[c])[:k]
     a = torch.tensor([ra[c] for c in cells], dtype=torch.float64)
     b = torch.tensor([rb[c] for c in cells], dtype=torch.float64)
-    return MapComparison(name or other.corruption, reference_name or reference.corruption, len(cells),
-                         spearman(a.tolist(), b.tolist()), pearson(a, b), k, len(set(top_a) & set(top_b)) / k,
-                         top_a[0] == top_b[0], list(top_b[0]), other.clean_metric, other.corrupted_metric)
+    return MapComparison(
+        name or other.corruption,
+        reference_name or reference.corruption,
+        len(cells),
+        spearman(a.tolist(), b.tolist()),
+        pearson(a, b),
+        k,
+        len(set(top_a) & set(top_b)) / k,
+        top_a[0] == top_b[0],
+        list(top_b[0]),
+        other.clean_metric,
+        other.corrupted_metric,
+    )
 
 
-def corruption_study(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None = None, *,
-                     corruptions: Sequence[str | Corruption] = ("pairs", "str", "gaussian", "zero", "mean", "resample"),
-                     top_k: int = 5, **sweep: Any) -> CorruptionStudy:
+def corruption_study(
+    lm: LoadedModel,
+    clean: Sequence[str],
+    corrupt: Sequence[str] | None = None,
+    *,
+    corruptions: Sequence[str | Corruption] = ("pairs", "str", "gaussian", "zero", "mean", "resample"),
+    top_k: int = 5,
+    **sweep: Any,
+) -> CorruptionStudy:
     """Run :func:`~safetyscope.causal.patching_sweep` once per corruption and compare the maps.
 
     ``corrupt`` (counterfactual pairs) is passed to ``pairs``, to ``str`` when it has no ``key``
@@ -131,10 +157,18 @@ def corruption_study(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[st
     results: dict[str, PatchingResult] = {}
     for c in corruptions:
         corr = c if isinstance(c, Corruption) else Corruption(c)
-        pairs = corrupt if corr.kind in ("pairs", "resample") or (corr.kind == "str" and corr.key is None) else None
+        pairs = (
+            corrupt
+            if corr.kind in ("pairs", "resample") or (corr.kind == "str" and corr.key is None)
+            else None
+        )
         results[corr.kind] = patching_sweep(lm, clean, pairs, corruption=corr, **sweep)
     ref = "pairs" if "pairs" in results else next(iter(results))
     comps = [compare_maps(results[ref], r, top_k, name, ref) for name, r in results.items()]
-    prov = {"reference": ref, "corruptions": list(results), "top_k": top_k,
-            "seconds": {k: r.provenance.get("seconds") for k, r in results.items()}}
+    prov = {
+        "reference": ref,
+        "corruptions": list(results),
+        "top_k": top_k,
+        "seconds": {k: r.provenance.get("seconds") for k, r in results.items()},
+    }
     return CorruptionStudy(results, comps, prov)

@@ -53,6 +53,7 @@ def load_words(path: str | Path | None = None) -> list[str]:
 
 def _widen(text: str, start: int, end: int) -> tuple[int, int]:
     """Grow ``[start, end)`` to whole words (letters, digits, ``'`` and ``-``), dropping edge spaces."""
+
     def inword(c: str) -> bool:
         return c.isalnum() or c in "'-_"
 
@@ -76,8 +77,10 @@ def differing_span(lm: LoadedModel, clean: str, corrupt: str) -> tuple[int, int]
     if len(ids) != len(b):
         diff += list(range(min(len(ids), len(b)), len(ids)))
     if not diff:
-        raise PatchingError(f"The pair ({clean!r}, {corrupt!r}) has no differing token: STR has no key to replace; "
-                            "give --key TEXT.")
+        raise PatchingError(
+            f"The pair ({clean!r}, {corrupt!r}) has no differing token: STR has no key to replace; "
+            "give --key TEXT."
+        )
     return _widen(clean, offs[diff[0]][0], offs[diff[-1]][1])
 
 
@@ -89,9 +92,16 @@ def _cased(word: str, like: str) -> str:
     return word
 
 
-def str_corrupt(lm: LoadedModel, clean: Sequence[str], pairs: Sequence[str] | None = None, *, key: str | None = None,
-                words: str | Path | None = None, seed: int = 0, chat: bool = True
-                ) -> tuple[list[str], list[Replacement]]:
+def str_corrupt(
+    lm: LoadedModel,
+    clean: Sequence[str],
+    pairs: Sequence[str] | None = None,
+    *,
+    key: str | None = None,
+    words: str | Path | None = None,
+    seed: int = 0,
+    chat: bool = True,
+) -> tuple[list[str], list[Replacement]]:
     """Corrupted prompts by symmetric token replacement, one per clean prompt, of equal token length.
 
     Args:
@@ -108,12 +118,16 @@ def str_corrupt(lm: LoadedModel, clean: Sequence[str], pairs: Sequence[str] | No
             the list keeps the prompt's token length.
     """
     if key is None and pairs is None:
-        raise PatchingError("Corruption 'str' needs the key tokens: give --key TEXT, or counterfactual pairs "
-                            "(--corrupt FILE) whose differing words are replaced.")
+        raise PatchingError(
+            "Corruption 'str' needs the key tokens: give --key TEXT, or counterfactual pairs "
+            "(--corrupt FILE) whose differing words are replaced."
+        )
     if key is not None and not key.strip():
         raise PatchingError("--key must be non-empty text.")
     if pairs is not None and len(pairs) != len(clean):
-        raise PatchingError(f"{len(clean)} clean prompts but {len(pairs)} pair prompts; give one per clean prompt.")
+        raise PatchingError(
+            f"{len(clean)} clean prompts but {len(pairs)} pair prompts; give one per clean prompt."
+        )
     vocab = load_words(words)
 
     def n_tokens(text: str) -> int:
@@ -133,7 +147,7 @@ def str_corrupt(lm: LoadedModel, clean: Sequence[str], pairs: Sequence[str] | No
         else:
             assert pairs is not None
             spans = [differing_span(lm, text, pairs[i])]
-        word = text[spans[0][0]:spans[0][1]]
+        word = text[spans[0][0] : spans[0][1]]
         target = n_tokens(text)
         order = list(vocab)
         random.Random(seed * 100003 + i).shuffle(order)
@@ -151,8 +165,10 @@ def str_corrupt(lm: LoadedModel, clean: Sequence[str], pairs: Sequence[str] | No
                 chosen = (cand, corrupted)
                 break
         if chosen is None:
-            raise PatchingError(f"No word of the STR list keeps clean prompt {i} at {target} tokens when replacing "
-                                f"{word!r}; add words of that token length to the list (--str-words FILE).")
+            raise PatchingError(
+                f"No word of the STR list keeps clean prompt {i} at {target} tokens when replacing "
+                f"{word!r}; add words of that token length to the list (--str-words FILE)."
+            )
         out.append(chosen[1])
         reps.append(Replacement(i, word, chosen[0], chosen[1]))
     return out, reps

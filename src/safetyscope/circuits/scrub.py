@@ -52,15 +52,26 @@ def resample_pool_partners(pool_lengths: Sequence[int], n_clean: int, seed: int)
     for i in range(n_clean):
         others = [j for j, m in enumerate(pool_lengths) if m == pool_lengths[i] and j != i]
         if not others:
-            raise PatchingError(f"Scrubbing needs another prompt of the same token length as clean prompt {i} "
-                                f"({pool_lengths[i]} tokens) to resample from.")
+            raise PatchingError(
+                f"Scrubbing needs another prompt of the same token length as clean prompt {i} "
+                f"({pool_lengths[i]} tokens) to resample from."
+            )
         out.append(others[int(torch.randint(len(others), (1,), generator=gen))])
     return out
 
 
 @torch.no_grad()
-def scrubbed_loss(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, graph: Graph, circuits: Sequence[Tensor], *,
-                  draws: int = 1, seed: int = 0, batch_size: int = 8) -> ScrubResult:
+def scrubbed_loss(
+    lm: LoadedModel,
+    pairs: Pairs,
+    metric: CircuitMetric,
+    graph: Graph,
+    circuits: Sequence[Tensor],
+    *,
+    draws: int = 1,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> ScrubResult:
     """Loss recovered of each circuit under resample ablation of everything outside it (module docstring)."""
     if draws < 1:
         raise PatchingError(f"draws must be >= 1, got {draws}.")
@@ -79,4 +90,6 @@ def scrubbed_loss(lm: LoadedModel, pairs: Pairs, metric: CircuitMetric, graph: G
         total += circuit_metrics(lm, scrub_pairs, metric, graph, [*circuits, empty], batch_size=batch_size)
     vals = (total / draws).tolist()
     base = vals[-1]
-    return ScrubResult([faithfulness(v, original, base) for v in vals[:-1]], vals[:-1], original, base, draws, seed)
+    return ScrubResult(
+        [faithfulness(v, original, base) for v in vals[:-1]], vals[:-1], original, base, draws, seed
+    )

@@ -21,8 +21,15 @@ AnswerOpt = Annotated[str | None, typer.Option(help="Answer token text for logit
 WrongOpt = Annotated[str | None, typer.Option(help="Wrong token text for logit_diff.")]
 
 
-def _load(model: str, dtype: str | None, arch_map: Path | None, trust: bool, out: Path | None, force: bool,
-          inputs: list[Any]) -> Any:
+def _load(
+    model: str,
+    dtype: str | None,
+    arch_map: Path | None,
+    trust: bool,
+    out: Path | None,
+    force: bool,
+    inputs: list[Any],
+) -> Any:
     from safetyscope.model import ArchitectureMap, load_model
     from safetyscope.outputs import check_output
 
@@ -41,7 +48,9 @@ def _write(out: Path | None, force: bool, data: dict[str, Any], figures: dict[st
     from safetyscope.paths import atomic_output_dir
 
     with atomic_output_dir(out, force) as tmp:
-        (tmp / "results.json").write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        (tmp / "results.json").write_text(
+            json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8"
+        )
         for name, svg in figures.items():
             (tmp / name).write_text(svg, encoding="utf-8")
 
@@ -57,17 +66,25 @@ def _prompts(path: Path | None, column: str | None) -> list[str] | None:
 def patch_compare_cmd(
     model: Annotated[str, typer.Argument(help="Model spec (see `safetyscope info --help`).")],
     clean: Annotated[Path, typer.Option("--clean", help="Clean prompts (show the behaviour).")],
-    corrupt: Annotated[Path | None, typer.Option("--corrupt", help="Counterfactual pairs (for pairs and str).")] = None,
-    corruptions: Annotated[str, typer.Option(
-        help="Comma-separated: pairs, str, gaussian, zero, mean, resample.")] = "pairs,str,gaussian,zero,mean,resample",
+    corrupt: Annotated[
+        Path | None, typer.Option("--corrupt", help="Counterfactual pairs (for pairs and str).")
+    ] = None,
+    corruptions: Annotated[
+        str, typer.Option(help="Comma-separated: pairs, str, gaussian, zero, mean, resample.")
+    ] = "pairs,str,gaussian,zero,mean,resample",
     components: Annotated[str, typer.Option(help="Comma-separated patched components.")] = "resid_pre",
     layers: Annotated[str, typer.Option(help="Layers: all, mid, 3, 0,4,8, 2-5.")] = "all",
-    positions: Annotated[str, typer.Option(help="Positions: all, last, eoi, eoi:-1, substring:TEXT.")] = "all",
-    corrupt_positions: Annotated[str, typer.Option(
-        "--corrupt-positions", help="Tokens hit by gaussian/zero/mean/resample.")] = "all",
+    positions: Annotated[
+        str, typer.Option(help="Positions: all, last, eoi, eoi:-1, substring:TEXT.")
+    ] = "all",
+    corrupt_positions: Annotated[
+        str, typer.Option("--corrupt-positions", help="Tokens hit by gaussian/zero/mean/resample.")
+    ] = "all",
     key: Annotated[str | None, typer.Option("--key", help="str: the text whose tokens are replaced.")] = None,
     str_words: Annotated[Path | None, typer.Option("--str-words", help="str: word-list file.")] = None,
-    metric: Annotated[str | None, typer.Option(help="logit_diff, kl or refusal (default as for patch).")] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="logit_diff, kl or refusal (default as for patch).")
+    ] = None,
     answer: AnswerOpt = None,
     wrong: WrongOpt = None,
     mode: Annotated[str, typer.Option(help="denoise or noise.")] = "denoise",
@@ -93,27 +110,58 @@ def patch_compare_cmd(
     from safetyscope.report.figures import bar_chart
 
     kinds = [c.strip() for c in corruptions.split(",") if c.strip()]
-    corrs = [Corruption(k, corrupt_positions, 3.0, seed, key if k == "str" else None,
-                        str(str_words) if str_words and k == "str" else None) for k in kinds]
+    corrs = [
+        Corruption(
+            k,
+            corrupt_positions,
+            3.0,
+            seed,
+            key if k == "str" else None,
+            str(str_words) if str_words and k == "str" else None,
+        )
+        for k in kinds
+    ]
     lm = _load(model, dtype, arch_map, trust_remote_code, out, force, [clean, corrupt])
-    study = corruption_study(lm, _prompts(clean, column) or [], _prompts(corrupt, column), corruptions=corrs,
-                             top_k=top_k, components=components, layers=parse_layers(layers, lm.n_layers),
-                             positions=positions, metric=metric, answer=answer, wrong=wrong, mode=mode, chat=not raw)
+    study = corruption_study(
+        lm,
+        _prompts(clean, column) or [],
+        _prompts(corrupt, column),
+        corruptions=corrs,
+        top_k=top_k,
+        components=components,
+        layers=parse_layers(layers, lm.n_layers),
+        positions=positions,
+        metric=metric,
+        answer=answer,
+        wrong=wrong,
+        mode=mode,
+        chat=not raw,
+    )
     data = study.to_dict()
-    figs = {f"heatmap_{name}_{comp}.svg": svg for name, r in study.results.items()
-            for comp, svg in sweep_figures(r).items()}
+    figs = {
+        f"heatmap_{name}_{comp}.svg": svg
+        for name, r in study.results.items()
+        for comp, svg in sweep_figures(r).items()
+    }
     rho = [c.spearman if c.spearman is not None else 0.0 for c in study.comparisons]
-    figs["spearman.svg"] = bar_chart(f"rank correlation with the {study.provenance['reference']} map",
-                                     [c.corruption for c in study.comparisons], rho, ylabel="Spearman rho", ymin=-1,
-                                     ymax=1)
+    figs["spearman.svg"] = bar_chart(
+        f"rank correlation with the {study.provenance['reference']} map",
+        [c.corruption for c in study.comparisons],
+        rho,
+        ylabel="Spearman rho",
+        ymin=-1,
+        ymax=1,
+    )
     _write(out, force, data, figs)
     if as_json:
         print(json.dumps(data, allow_nan=False))
         return
     for c in study.comparisons:
         r = "n/a" if c.spearman is None else f"{c.spearman:+.3f}"
-        console.print(f"{c.corruption:>9}: rho {r} vs {c.reference}, top-{c.top_k} overlap {c.top_k_overlap:.2f}, "
-                      f"same top cell {c.same_top_cell}; clean {c.clean_metric:.4g}, corrupted {c.corrupted_metric:.4g}")
+        console.print(
+            f"{c.corruption:>9}: rho {r} vs {c.reference}, top-{c.top_k} overlap {c.top_k_overlap:.2f}, "
+            f"same top cell {c.same_top_cell}; clean {c.clean_metric:.4g}, corrupted {c.corrupted_metric:.4g}"
+        )
     if out is not None:
         console.print(f"[green]wrote[/] {literal(out)}/results.json and heatmaps")
 
@@ -127,10 +175,15 @@ def backup_cmd(
     answer: AnswerOpt = None,
     wrong: WrongOpt = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Ablate the top-k components.")] = 2,
-    components: Annotated[str | None, typer.Option(
-        help="Ablate these instead (L3.attn,L5.mlp or a3,m5).")] = None,
-    from_patch: Annotated[Path | None, typer.Option(
-        "--from", help="A patch results.json (attn_out/mlp_out cells): ablate its top-k components.")] = None,
+    components: Annotated[
+        str | None, typer.Option(help="Ablate these instead (L3.attn,L5.mlp or a3,m5).")
+    ] = None,
+    from_patch: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="A patch results.json (attn_out/mlp_out cells): ablate its top-k components."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random-ablation control.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")] = 8,
     raw: RawOpt = False,
@@ -159,11 +212,23 @@ def backup_cmd(
         chosen = [Component.parse(c, lm.n_layers) for c in components.split(",") if c.strip()]
     elif from_patch is not None:
         chosen = components_from_patching(PatchingResult.load(from_patch), k)
-    res = backup_behaviour(lm, _prompts(prompts, column) or [], met, k=k, ablate=chosen, control_seed=seed,
-                           batch_size=batch_size, chat=not raw)
-    fig = line_chart(f"direct effect on {met.name} before and after ablating {', '.join(res.ablated)}",
-                     res.components, [Series("before (DE0)", res.de_before), Series("after (DE1)", res.de_after, True)],
-                     xlabel="component", ylabel="direct effect")
+    res = backup_behaviour(
+        lm,
+        _prompts(prompts, column) or [],
+        met,
+        k=k,
+        ablate=chosen,
+        control_seed=seed,
+        batch_size=batch_size,
+        chat=not raw,
+    )
+    fig = line_chart(
+        f"direct effect on {met.name} before and after ablating {', '.join(res.ablated)}",
+        res.components,
+        [Series("before (DE0)", res.de_before), Series("after (DE1)", res.de_after, True)],
+        xlabel="component",
+        ylabel="direct effect",
+    )
     _write(out, force, res.to_dict(), {"direct_effects.svg": fig})
     if as_json:
         print(json.dumps(res.to_dict(), allow_nan=False))
@@ -172,11 +237,15 @@ def backup_cmd(
     def f(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    console.print(f"{met.name}: model {res.metric_clean:.4g}, ablated {', '.join(res.ablated)} -> "
-                  f"{res.metric_ablated:.4g} (total effect {res.total_effect:+.4g}; their direct effect "
-                  f"{res.direct_effect_ablated:+.4g})")
-    console.print(f"compensated share {f(res.compensated_share)} (compensation {res.compensation:.4g}); control "
-                  f"(ablate {', '.join(res.control.get('ablated', []))}): {f(res.control.get('compensated_share'))}")
+    console.print(
+        f"{met.name}: model {res.metric_clean:.4g}, ablated {', '.join(res.ablated)} -> "
+        f"{res.metric_ablated:.4g} (total effect {res.total_effect:+.4g}; their direct effect "
+        f"{res.direct_effect_ablated:+.4g})"
+    )
+    console.print(
+        f"compensated share {f(res.compensated_share)} (compensation {res.compensation:.4g}); control "
+        f"(ablate {', '.join(res.control.get('ablated', []))}): {f(res.control.get('compensated_share'))}"
+    )
     if out is not None:
         console.print(f"[green]wrote[/] {literal(out)}/results.json and direct_effects.svg")
 
@@ -188,11 +257,18 @@ def illusion_cmd(
     clean: Annotated[Path, typer.Option("--clean", help="Clean prompts (show the behaviour).")],
     corrupt: Annotated[Path, typer.Option("--corrupt", help="Corrupted prompts, one per clean prompt.")],
     layer: Annotated[int, typer.Option(help="Block of the component.")],
-    component: Annotated[str, typer.Option(help="mlp (hidden activation) or head (one head's output).")] = "mlp",
+    component: Annotated[
+        str, typer.Option(help="mlp (hidden activation) or head (one head's output).")
+    ] = "mlp",
     head: Annotated[int | None, typer.Option(help="Head index for --component head.")] = None,
-    direction: Annotated[Path | None, typer.Option(
-        "--direction", help="A tensor file (.safetensors/.pt/.npy) with one vector of the component's width "
-                            "(default: the clean-minus-corrupted mean difference).")] = None,
+    direction: Annotated[
+        Path | None,
+        typer.Option(
+            "--direction",
+            help="A tensor file (.safetensors/.pt/.npy) with one vector of the component's width "
+            "(default: the clean-minus-corrupted mean difference).",
+        ),
+    ] = None,
     positions: Annotated[str, typer.Option(help="The patched token: last, eoi:-1, substring:TEXT.")] = "last",
     metric: MetricOpt = "refusal",
     answer: AnswerOpt = None,
@@ -224,20 +300,40 @@ def illusion_cmd(
         vec = load_tensor(direction).values.flatten()
     lm = _load(model, dtype, arch_map, trust_remote_code, out, force, [clean, corrupt, direction])
     met = make_metric(metric, lm.tokenizer, answer, wrong)
-    res = illusion_check(lm, _prompts(clean, column) or [], _prompts(corrupt, column) or [], met, layer=layer,
-                         component=component, head=head, direction=vec, positions=positions, seed=seed, chat=not raw)
+    res = illusion_check(
+        lm,
+        _prompts(clean, column) or [],
+        _prompts(corrupt, column) or [],
+        met,
+        layer=layer,
+        component=component,
+        head=head,
+        direction=vec,
+        positions=positions,
+        seed=seed,
+        chat=not raw,
+    )
     rec = [res.recovery[k] or 0.0 for k in ("full", "row", "null", "component", "random")]
-    fig = bar_chart(f"{res.site} patch recovery: direction, its parts, whole component, random",
-                    ["direction", "row part", "null part", "component", "random"], rec, ylabel="recovery", ymin=None)
+    fig = bar_chart(
+        f"{res.site} patch recovery: direction, its parts, whole component, random",
+        ["direction", "row part", "null part", "component", "random"],
+        rec,
+        ylabel="recovery",
+        ymin=None,
+    )
     _write(out, force, res.to_dict(), {"illusion.svg": fig})
     if as_json:
         print(json.dumps(res.to_dict(), allow_nan=False))
         return
-    console.print(f"{res.site}{'' if head is None else f' head {head}'}: rank {res.rank} of {res.d_hidden}; "
-                  f"|v_row| {res.row_norm:.3f}, |v_null| {res.null_norm:.3f}")
+    console.print(
+        f"{res.site}{'' if head is None else f' head {head}'}: rank {res.rank} of {res.d_hidden}; "
+        f"|v_row| {res.row_norm:.3f}, |v_null| {res.null_norm:.3f}"
+    )
     for name in ("full", "row", "null", "component", "random"):
         r = res.recovery[name]
-        console.print(f"  {name:>9}: effect {res.effects[name]:+.4g}" + ("" if r is None else f", recovery {r:+.3f}"))
+        console.print(
+            f"  {name:>9}: effect {res.effects[name]:+.4g}" + ("" if r is None else f", recovery {r:+.3f}")
+        )
     share = "n/a" if res.null_share is None else f"{res.null_share:.2f}"
     dorm = "n/a" if res.dormancy is None else f"{res.dormancy:.3f}"
     flag = "[red]ILLUSION SIGNATURE[/]" if res.illusion else "no illusion signature"

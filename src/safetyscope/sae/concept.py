@@ -76,8 +76,16 @@ def _cos(a: Tensor, b: Tensor) -> float | None:
     return None if den == 0 else float(a @ b) / den
 
 
-def concept_cone(sae: SparseAutoencoder, acts_a: Tensor, acts_b: Tensor, *, m: int = 8, tau: float = 0.2,
-                 direction: Tensor | None = None, seed: int = 0) -> ConceptCone:
+def concept_cone(
+    sae: SparseAutoencoder,
+    acts_a: Tensor,
+    acts_b: Tensor,
+    *,
+    m: int = 8,
+    tau: float = 0.2,
+    direction: Tensor | None = None,
+    seed: int = 0,
+) -> ConceptCone:
     """Measure the concept's spread over latents (module docstring); ``acts_*``: ``[n, d_sae]``."""
     if not 1 <= m <= acts_a.shape[1]:
         raise OptionError(f"m must be between 1 and d_sae ({acts_a.shape[1]}), got {m}.")
@@ -86,7 +94,9 @@ def concept_cone(sae: SparseAutoencoder, acts_a: Tensor, acts_b: Tensor, *, m: i
     mass = delta.clamp_min(0) * w.norm(dim=1)
     total = float(mass.sum())
     if total <= 0:
-        raise OptionError("No latent is more active on the first prompt set: the concept has no positive latent.")
+        raise OptionError(
+            "No latent is more active on the first prompt set: the concept has no positive latent."
+        )
     order = mass.argsort(descending=True)
     cum = mass[order].cumsum(0) / total
     n80 = int((cum < 0.8).sum()) + 1
@@ -105,6 +115,15 @@ def concept_cone(sae: SparseAutoencoder, acts_a: Tensor, acts_b: Tensor, *, m: i
     n_sig = sum(1 for r in ranking.top if r.score > ranking.null_max_score)
     group_vec = (delta[group, None] * wg).sum(0)
     ref = direction.double().flatten() if direction is not None else None
-    return ConceptCone(group, delta[group].tolist(), n_sig, n80, float(mass[order[0]]) / total, coherence,
-                       _largest_component(adj), None if ref is None else _cos(group_vec, ref),
-                       None if ref is None else _cos(w[group[0]], ref), tau)
+    return ConceptCone(
+        group,
+        delta[group].tolist(),
+        n_sig,
+        n80,
+        float(mass[order[0]]) / total,
+        coherence,
+        _largest_component(adj),
+        None if ref is None else _cos(group_vec, ref),
+        None if ref is None else _cos(w[group[0]], ref),
+        tau,
+    )
