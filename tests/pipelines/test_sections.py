@@ -28,7 +28,9 @@ def test_every_builtin_section_is_discovered_in_order_with_its_parts():
         "refusal_by_layer",
         "interventions",
         "backdoor",
+        "causal_checks",
     ]
+    assert not reg["causal_checks"].quick
     assert reg["behavior"].core and reg["directions"].core
     assert reg["refusal_by_layer"].result_type is not None and reg["interventions"].requires == (
         "directions",

@@ -13,6 +13,7 @@ from safetyscope.activations.hooks import (
 from safetyscope.activations.result import ActivationResult
 from safetyscope.activations.sites import (
     HEAD_POINTS,
+    HIDDEN_POINTS,
     SITE_POINTS,
     STREAM_POINTS,
     Positions,
@@ -23,6 +24,7 @@ from safetyscope.activations.stats import RunningMoments
 
 __all__ = [
     "HEAD_POINTS",
+    "HIDDEN_POINTS",
     "SITE_POINTS",
     "STREAM_POINTS",
     "ActivationResult",

@@ -133,12 +133,14 @@ def site_module(arch: ResolvedArchitecture, site: Site) -> tuple[nn.Module, bool
         return arch.attn_out_norm(site.layer) or arch.attn_out(site.layer), False
     if site.point == "attn_z":  # per-head outputs: the input of the attention-output projection
         return arch.attn_out(site.layer), True
+    if site.point == "mlp_z":  # the MLP's hidden activation: the input of its output projection
+        return arch.mlp_out(site.layer), True
     return arch.mlp_out_norm(site.layer) or arch.mlp_out(site.layer), False
 
 
 def _depth(site: Site) -> float:
     """Order of sites along the forward pass (used to find the last one)."""
-    return site.layer + {"resid_pre": 0.0, "attn_z": 0.2, "attn_out": 0.3, "mlp_out": 0.6,
+    return site.layer + {"resid_pre": 0.0, "attn_z": 0.2, "attn_out": 0.3, "mlp_z": 0.5, "mlp_out": 0.6,
                          "resid_post": 0.9}[site.point]
 
 

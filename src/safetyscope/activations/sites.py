@@ -13,7 +13,7 @@ from typing import Literal
 from safetyscope.errors import PromptError, SafetyscopeError
 from safetyscope.model.chat import EncodedPrompt
 
-StreamPoint = Literal["resid_pre", "resid_post", "attn_out", "mlp_out", "attn_z"]
+StreamPoint = Literal["resid_pre", "resid_post", "attn_out", "mlp_out", "attn_z", "mlp_z"]
 #: ``resid_pre``: input of block ``layer``; ``resid_post``: its output; ``attn_out`` / ``mlp_out``:
 #: what the block's attention / MLP adds to the residual stream (after any post-norm).
 STREAM_POINTS: tuple[str, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_out")
@@ -21,8 +21,11 @@ STREAM_POINTS: tuple[str, ...] = ("resid_pre", "resid_post", "attn_out", "mlp_ou
 #: projection (``o_proj`` / ``c_proj`` / ``dense``), ``[batch, pos, n_heads * d_head]``, head-major;
 #: head ``h`` is the slice ``[h * d_head, (h + 1) * d_head)``.
 HEAD_POINTS: tuple[str, ...] = ("attn_z",)
+#: Points inside a component. ``mlp_z``: the MLP's hidden activation, the input of its output
+#: projection (``down_proj`` / ``c_proj`` / ``dense_4h_to_h``), ``[batch, pos, d_mlp]``.
+HIDDEN_POINTS: tuple[str, ...] = ("mlp_z",)
 #: Every point a :class:`Site` may name.
-SITE_POINTS: tuple[str, ...] = STREAM_POINTS + HEAD_POINTS
+SITE_POINTS: tuple[str, ...] = STREAM_POINTS + HEAD_POINTS + HIDDEN_POINTS
 
 
 @dataclass(frozen=True, order=True)

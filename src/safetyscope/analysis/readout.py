@@ -92,7 +92,7 @@ def read_last(lm: LoadedModel, seqs: Sequence[Sequence[int]], sites: Sequence[Re
 
 
 def _order(site: Site) -> float:
-    return site.layer + {"resid_pre": 0.0, "attn_z": 0.2, "attn_out": 0.3, "mlp_out": 0.6, "resid_post": 0.9}[site.point]
+    return site.layer + {"resid_pre": 0.0, "attn_z": 0.2, "attn_out": 0.3, "mlp_z": 0.5, "mlp_out": 0.6, "resid_post": 0.9}[site.point]
 
 
 def _pad(lm: LoadedModel) -> int:

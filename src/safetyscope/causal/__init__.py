@@ -21,6 +21,13 @@ from safetyscope.causal.cosmic import (
 from safetyscope.causal.edit_compare import EditComparison, EditRow, compare_edits, components_from_patching
 from safetyscope.causal.patch_spec import COMPONENTS, MODES, PatchingError, PatchTarget
 from safetyscope.causal.patching import patching_sweep
+from safetyscope.causal.patching_compare import (
+    CorruptionStudy,
+    MapComparison,
+    compare_maps,
+    corruption_study,
+    spearman,
+)
 from safetyscope.causal.patching_metrics import METRICS, PatchMetric, make_metric, normalised_recovery
 from safetyscope.causal.patching_result import PatchingResult, PatchScore
 from safetyscope.causal.runner import EditScore, MetricUnderEdits, measure, refusal_metric
@@ -33,6 +40,7 @@ from safetyscope.causal.selection import (
     rank_candidates,
     select_direction,
 )
+from safetyscope.causal.str_corrupt import Replacement, load_words, str_corrupt
 from safetyscope.causal.writers import direction_writers
 
 __all__ = [
@@ -47,26 +55,32 @@ __all__ = [
     "BaselineCache",
     "Candidate",
     "Corruption",
+    "CorruptionStudy",
     "CosmicCandidate",
     "CosmicSelection",
     "EditComparison",
     "EditRow",
     "EditScore",
     "InterventionReport",
+    "MapComparison",
     "MetricUnderEdits",
     "PatchMetric",
     "PatchScore",
     "PatchTarget",
     "PatchingError",
     "PatchingResult",
+    "Replacement",
     "Selection",
     "SelectionError",
     "candidate_directions",
     "compare_edits",
+    "compare_maps",
     "components_from_patching",
+    "corruption_study",
     "direction_arms",
     "direction_writers",
     "gaussian_noise",
+    "load_words",
     "make_metric",
     "mean_ablation",
     "measure",
@@ -80,4 +94,6 @@ __all__ = [
     "select_cosmic",
     "select_direction",
     "shuffled_labels",
+    "spearman",
+    "str_corrupt",
 ]

@@ -37,6 +37,7 @@ from safetyscope.causal.patching_metrics import PatchMetric, make_metric, normal
 from safetyscope.causal.patching_prepare import EMBED_SITE, Prepared, embedding_site_writes, prepare
 from safetyscope.causal.patching_result import PatchingResult, PatchScore
 from safetyscope.causal.patching_runner import SiteWrites, apply_writes, output_cache, run_rows
+from safetyscope.causal.str_corrupt import str_corrupt
 from safetyscope.model.loading import LoadedModel
 
 
@@ -213,7 +214,8 @@ def patching_sweep(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]
     Args:
         lm: the model.
         clean: prompts that show the behaviour (chat-formatted unless ``chat=False``).
-        corrupt: one equal-length counterfactual per clean prompt (corruption ``pairs`` only).
+        corrupt: one equal-length counterfactual per clean prompt (corruption ``pairs``; with ``str``
+            without a key, the pairs whose differing words are replaced).
         components: subset of ``resid_pre,resid_post,attn_out,mlp_out,heads``.
         layers: blocks to patch (default all).
         positions: ``all``, ``eoi``, ``eoi:-1``, ``last`` or ``substring:TEXT`` (one slot per selected token).
@@ -221,7 +223,8 @@ def patching_sweep(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]
         metric: ``logit_diff`` (needs ``answer``/``wrong``), ``kl`` or ``refusal``; default
             ``logit_diff`` when ``answer`` is given, else ``kl``.
         mode: ``denoise`` (clean into corrupted) or ``noise`` (corrupted into clean).
-        corruption: ``pairs``, ``noise``, ``mean``, ``zero`` or a :class:`Corruption`.
+        corruption: ``pairs``, ``str``, ``gaussian`` (``noise``), ``zero``, ``mean``, ``resample`` or a
+            :class:`Corruption` (see :mod:`safetyscope.causal.corrupt`).
         joint: patch all selected positions of a prompt at once (one cell per component x layer).
         token_budget: tokens per forward pass of the expanded batch.
         batched: ``False`` runs one forward per cell (the naive loop), for checks and benchmarks.
@@ -235,6 +238,9 @@ def patching_sweep(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]
     t0 = time.perf_counter()
     corr = corruption if isinstance(corruption, Corruption) else Corruption(corruption)
     met = metric if isinstance(metric, PatchMetric) else make_metric(metric, lm.tokenizer, answer, wrong)
+    replaced = None
+    if corr.kind == "str":
+        corrupt, replaced = str_corrupt(lm, clean, corrupt, key=corr.key, words=corr.words, seed=corr.seed, chat=chat)
     p = prepare(lm, clean, corrupt, components=components, layers=layers, positions=positions, heads=heads,
                 metric=met, mode=mode, corruption=corr, joint=joint, token_budget=token_budget, chat=chat)
     rows, passes = run_patches(lm, p, met, token_budget, batched, progress)
@@ -256,5 +262,7 @@ def patching_sweep(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str]
         "forward_passes": passes, "rows": len(rows), "seconds": time.perf_counter() - t0,
         "safetyscope_version": __version__,
     }
+    if replaced is not None:
+        provenance["str_replacements"] = [{"key": r.key, "replacement": r.replacement} for r in replaced]
     return PatchingResult(scores, clean_m, corr_m, met.name, mode, corr.kind, list(p.slots[0]),
                           [lm.tokenizer.decode([first.input_ids[j]]) for j in p.slots[0]], n, provenance)

@@ -124,12 +124,12 @@ def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None
     comps = parse_components(components)
     clean_enc = encode_texts(lm, clean, chat)
     corrupt_enc = None
-    if corruption.kind == "pairs":
+    if corruption.kind in ("pairs", "str"):
         if corrupt is None:
-            raise PatchingError("Corruption 'pairs' needs corrupted prompts (--corrupt FILE), one per clean prompt.")
+            raise PatchingError(f"Corruption {corruption.kind!r} needs corrupted prompts (--corrupt FILE), one per clean prompt.")
         corrupt_enc = encode_texts(lm, corrupt, chat)
         _check_pairs(clean_enc, corrupt_enc)
-    elif corrupt is not None:
+    elif corrupt is not None and corruption.kind != "resample":
         raise PatchingError(f"Corruption {corruption.kind!r} corrupts the clean prompts themselves; drop the "
                             "corrupted prompts, or use corruption 'pairs'.")
     sel = positions if isinstance(positions, Positions) else Positions.parse(positions)
@@ -143,7 +143,7 @@ def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None
     sites = sorted({t.site for t in targets})
     clean_ids = [e.input_ids for e in clean_enc]
     ew = None
-    need0 = corruption.kind != "pairs"
+    need0 = corruption.kind not in ("pairs", "str")
     starts = {Site(t.layer, "resid_pre") for t in targets} | {EMBED_SITE}  # the target run's block inputs
     rec_clean = set(sites) if mode == "denoise" else set(starts)
     rec_clean |= {EMBED_SITE} if need0 else set()
@@ -154,7 +154,12 @@ def prepare(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str] | None
         csel = Positions.parse(corruption.positions)
         toks = [csel.select(e) for e in clean_enc]
         resid0 = [clean_rec[EMBED_SITE][i, : len(e)] for i, e in enumerate(clean_enc)]
-        ew = embedding_writes(corruption, resid0, toks)
+        pool: list[Tensor] = []
+        if corrupt is not None:  # resample: the counterfactual prompts join the inputs drawn from
+            extra = encode_texts(lm, corrupt, chat)
+            _, rec = _record_base(lm, [e.input_ids for e in extra], None, [EMBED_SITE], token_budget)
+            pool = [rec[EMBED_SITE][i, : len(e)] for i, e in enumerate(extra)]
+        ew = embedding_writes(corruption, resid0, toks, pool)
         corrupt_ids = clean_ids
     rec_corr = set(sites) if mode == "noise" else set(starts)
     corr_logits, corr_rec = _record_base(lm, corrupt_ids, ew, sorted(rec_corr), token_budget)

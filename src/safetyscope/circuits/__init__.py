@@ -21,6 +21,7 @@ from safetyscope.circuits.pairs import Pairs, encode_pairs, pair_logits
 from safetyscope.circuits.path_patching import PathEffect, path_patch, resolve_receivers
 from safetyscope.circuits.prune import PRUNINGS, auroc, greedy, prune, receiver_owners, threshold, top_n
 from safetyscope.circuits.result import AttributionResult
+from safetyscope.circuits.scrub import ScrubResult, resample_pool_partners, scrubbed_loss
 from safetyscope.circuits.taps import GradTaps, gradient_taps, receiver_patches
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Pairs",
     "PathEffect",
     "Projection",
+    "ScrubResult",
     "area_curves",
     "atp_sites",
     "attribute",
@@ -66,8 +68,10 @@ __all__ = [
     "read_with_grad",
     "receiver_owners",
     "receiver_patches",
+    "resample_pool_partners",
     "resolve_receivers",
     "sample_edges",
+    "scrubbed_loss",
     "threshold",
     "top_n",
 ]

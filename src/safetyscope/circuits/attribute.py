@@ -30,6 +30,7 @@ from safetyscope.circuits.metric import CircuitMetric, circuit_metric
 from safetyscope.circuits.pairs import encode_pairs, pair_logits
 from safetyscope.circuits.prune import receiver_owners, top_n
 from safetyscope.circuits.result import AttributionResult
+from safetyscope.circuits.scrub import scrubbed_loss
 from safetyscope.errors import SafetyscopeError
 from safetyscope.model.loading import LoadedModel
 
@@ -98,9 +99,14 @@ def attribute(
     batch_size: int = 8,
     chat: bool = True,
     seed: int = 0,
+    scrub_draws: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> AttributionResult:
-    """Score, prune and evaluate (see the module docstring). ``top``: edges in the reported circuit."""
+    """Score, prune and evaluate (see the module docstring). ``top``: edges in the reported circuit.
+
+    ``scrub_draws`` > 0 adds the scrubbed loss (:mod:`safetyscope.circuits.scrub`) of the top
+    circuit and of its random controls, averaged over that many resamplings (0: skip it).
+    """
     if method not in METHODS:
         raise SafetyscopeError(f"Unknown method {method!r}; use one of {list(METHODS)}.")
     if top < 1:
@@ -167,6 +173,15 @@ def attribute(
             "random_connected_mean": sum(f_conn) / len(f_conn) if f_conn else None,
             "random_connected_max": max(f_conn) if f_conn else None,
         }
+        if scrub_draws > 0:
+            sc = scrubbed_loss(lm, pairs, met, graph, [k_circuit, *controls], draws=scrub_draws, seed=seed,
+                               batch_size=batch_size)
+            s_rand = [v for v in sc.loss_recovered[1:] if v is not None]
+            summary.update(
+                scrubbed_loss_recovered=sc.loss_recovered[0],
+                scrubbed_random_mean=sum(s_rand) / len(s_rand) if s_rand else None,
+                scrub_original=sc.original, scrub_random_baseline=sc.random_baseline, scrub_draws=scrub_draws,
+            )
         if all(c["value"] is not None for c in curve):
             cpr, cmd = area_curves([c["n_edges"] for c in curve], [c["value"] for c in curve], graph.n_edges)
             summary.update(cpr=cpr, cmd=cmd)

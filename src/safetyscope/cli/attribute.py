@@ -46,6 +46,8 @@ def attribute_cmd(
         int, typer.Option("--random-draws", min=0, help="Random circuits of the same size (control).")
     ] = 5,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the faithfulness evaluation.")] = False,
+    scrub_draws: Annotated[int, typer.Option(
+        "--scrub-draws", min=0, help="Resamplings for the scrubbed loss of the top circuit (0: skip).")] = 1,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Prompt pairs per forward pass.")
     ] = 8,
@@ -102,6 +104,7 @@ def attribute_cmd(
         top=top,
         random_draws=random_draws,
         evaluate=not no_eval,
+        scrub_draws=scrub_draws,
         batch_size=batch_size,
         chat=not raw,
     )
@@ -133,6 +136,12 @@ def attribute_cmd(
             f"max {fmt(c['random_max'])}; random connected circuits: mean {fmt(c['random_connected_mean'])}, "
             f"max {fmt(c['random_connected_max'])}; CPR {fmt(c.get('cpr'))}, CMD {fmt(c.get('cmd'))}"
         )
+        if "scrubbed_loss_recovered" in c:
+            console.print(
+                f"scrubbed loss (resample ablation outside the circuit): loss recovered "
+                f"{fmt(c['scrubbed_loss_recovered'])}; random circuits of the same size: "
+                f"{fmt(c['scrubbed_random_mean'])}"
+            )
     if out is not None:
         console.print(
             f"[green]wrote[/] {literal(out)}/graph.json, circuit.json, faithfulness.json, top_edges.svg"

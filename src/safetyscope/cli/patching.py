@@ -70,11 +70,16 @@ def patch_cmd(
     wrong: Annotated[str | None, typer.Option(help="Wrong token text for logit_diff.")] = None,
     mode: Annotated[str, typer.Option(help="denoise (clean into corrupted) or noise (corrupted into clean).")] = "denoise",
     corruption: Annotated[str, typer.Option(
-        help="pairs (counterfactual prompts), noise (Gaussian on embeddings), mean or zero (embedding ablation).")] = "pairs",
+        help="pairs (counterfactual prompts), str (symmetric token replacement of --key or the pairs' differing "
+             "words), gaussian (alias noise: Gaussian on embeddings), zero, mean, resample (embeddings of another "
+             "prompt of the same length).")] = "pairs",
     corrupt_positions: Annotated[str, typer.Option(
-        "--corrupt-positions", help="Tokens hit by noise/mean/zero: all, last, eoi, substring:TEXT.")] = "all",
+        "--corrupt-positions", help="Tokens hit by gaussian/zero/mean/resample: all, last, eoi, substring:TEXT.")] = "all",
+    key: Annotated[str | None, typer.Option("--key", help="str: the text whose tokens are replaced.")] = None,
+    str_words: Annotated[Path | None, typer.Option(
+        "--str-words", help="str: word-list file replacing the bundled one (one word a line).")] = None,
     noise_scale: Annotated[float, typer.Option(callback=finite, help="Noise std in units of the embedding std (ROME: 3).")] = 3.0,
-    seed: Annotated[int, typer.Option(help="Seed of the noise corruption.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the gaussian, resample and str corruptions.")] = 0,
     joint: Annotated[bool, typer.Option("--joint", help="Patch all selected positions at once (one cell per layer).")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Tokenize the prompts as given (no chat template).")] = False,
     token_budget: Annotated[int, typer.Option(min=1, help="Tokens per forward pass of the expanded batch.")] = 8192,
@@ -101,7 +106,7 @@ def patch_cmd(
     from safetyscope.paths import atomic_output_dir
 
     parse_components(components)
-    corr = Corruption(corruption, corrupt_positions, noise_scale, seed)
+    corr = Corruption(corruption, corrupt_positions, noise_scale, seed, key, str(str_words) if str_words else None)
     if out is not None:  # before any work; never over or inside an input, whatever --force says
         check_output(out, force=force, kind="dir", inputs=[model, clean, corrupt, arch_map])
     clean_set = load_prompts(clean, column=column)

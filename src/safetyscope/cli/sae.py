@@ -68,7 +68,8 @@ def sae_train(
     model: ModelArg,
     out: Annotated[Path, typer.Option("--out", help="Output folder: cfg.json, sae_weights.safetensors, metrics.json.")],
     site: Annotated[str, typer.Option("--site", help="Site: 12:resid_post, mid:resid_post or a hook name.")] = "mid:resid_post",
-    arch: Annotated[str, typer.Option("--arch", help="topk, batchtopk (saved as jumprelu), standard (ReLU+L1), jumprelu.")] = "topk",
+    arch: Annotated[str, typer.Option("--arch", help="topk, batchtopk (saved as jumprelu), standard (ReLU+L1), jumprelu, gsae (ReLU+L1+graph Laplacian, "
+                     "saved as standard).")] = "topk",
     k: Annotated[int, typer.Option("--k", min=1, help="Active latents per token (topk) or per token on average (batchtopk).")] = 32,
     d_sae: Annotated[int, typer.Option("--d-sae", min=1, help="Number of latents.")] = 4096,
     corpus: CorpusOpt = "organism",
@@ -78,6 +79,8 @@ def sae_train(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (warm-up, then cosine decay).")] = 1e-3,
     l1_coeff: Annotated[float, typer.Option("--l1-coeff", min=0.0, help="L1 coefficient (standard).")] = 1e-2,
     l0_coeff: Annotated[float, typer.Option("--l0-coeff", min=0.0, help="L0 coefficient (jumprelu).")] = 1e-2,
+    graph_coeff: Annotated[float, typer.Option("--graph-coeff", min=0.0, help="gsae: Laplacian penalty weight.")] = 0.1,
+    graph_k: Annotated[int, typer.Option("--graph-k", min=1, help="gsae: neighbours per neuron in the graph.")] = 8,
     resample_every: Annotated[int, typer.Option(min=0, help="Resample dead latents every N steps (standard, jumprelu).")] = 0,
     max_len: Annotated[int, typer.Option("--max-len", min=2, help="Tokens kept per sequence.")] = 128,
     eval_corpus: Annotated[str | None, typer.Option("--eval-corpus", help="Held-out corpus for the metrics.")] = None,
@@ -96,7 +99,8 @@ def sae_train(
 
     check_output(out, force=force, kind="dir", inputs=[model])
     cfg = TrainConfig(architecture=arch, d_sae=d_sae, k=k, steps=steps, batch_size=batch_size, lr=lr,
-                      l1_coeff=l1_coeff, l0_coeff=l0_coeff, resample_every=resample_every, seed=seed)
+                      l1_coeff=l1_coeff, l0_coeff=l0_coeff, resample_every=resample_every, seed=seed,
+                      graph_coeff=graph_coeff, graph_k=graph_k)
     lm = load_model(model, dtype=dtype)
     where = parse_site(site, lm.n_layers)
     run = train_and_save(lm, where, cfg, out, corpus=corpus, positions=positions, max_len=max_len,
@@ -238,3 +242,54 @@ def sae_steer(
     console.print(table)
     console.print(f"refusal drop {s['refusal_drop']:+.2f} (control {s['refusal_drop_control']:+.2f}); "
                   f"induced {s['refusal_induced']:+.2f} (control {s['refusal_induced_control']:+.2f})")
+
+
+@sae_app.command("group-steer")
+@user_errors
+def sae_group_steer(
+    model: ModelArg,
+    sae: SaeArg,
+    site: SiteOpt = None,
+    m: Annotated[int, typer.Option("--m", min=1, help="Latents in the group (largest contribution to the gap).")] = 8,
+    scale: Annotated[float, typer.Option(min=0.0, help="Steering norm = this x the diff-in-means gap norm.")] = 1.0,
+    positions: Annotated[str, typer.Option(help="Positions read to rank latents.")] = "eoi",
+    n_test: Annotated[int, typer.Option("--n-test", min=2, help="Held-out prompts per side.")] = 50,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generated tokens per prompt.")] = 16,
+    harmful: HarmfulOpt = None,
+    harmless: HarmlessOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the study as JSON to this file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random-latent control.")] = 0,
+    dtype: DtypeOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Concept cone and steering with a group of latents vs the single best latent vs random latents (GSAE)."""
+    from safetyscope.outputs import atomic_file, check_output
+    from safetyscope.pipelines.gsae import group_steering
+
+    if out is not None:
+        check_output(out, force=force, kind="file", inputs=[model, sae])
+    lm, model_sae, where = _load(model, sae, site, dtype)
+    study = group_steering(lm, model_sae, where, m=m, scale=scale, positions=positions, n_test=n_test, seed=seed,
+                           harmful=harmful, harmless=harmless, max_new_tokens=max_new_tokens)
+    data = study.to_dict()
+    if out is not None:
+        with atomic_file(out) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, default=str))
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    c, s = study.cone, study.summary
+    console.print(f"concept cone at {where.key}: {c.n_significant} significant latents, n80 {c.n80}, top-1 share "
+                  f"{c.top1_share:.2f}, group {c.group} (coherence {c.coherence:.2f}, connected {c.connected}); "
+                  f"cos with the gap: group {c.cos_group}, top-1 {c.cos_top1}")
+    table = Table(title=f"steering at norm {study.alpha:.3g} (random control: {study.random_latents})")
+    for col in ("edit", "baseline", "direction", "group", "single", "random"):
+        table.add_column(col)
+
+    def fmt(r: dict) -> str:
+        return f"{r['rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+    for name, rates in (("add (harmless)", s["induce_rates"]), ("ablate span (harmful)", s["remove_rates"])):
+        table.add_row(name, *(fmt(rates[a]) for a in ("baseline", "direction", "group", "single", "random")))
+    console.print(table)

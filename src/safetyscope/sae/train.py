@@ -1,4 +1,5 @@
-"""Train an SAE on an :class:`~safetyscope.sae.stream.ActivationStore`: one loop for four architectures.
+"""Train an SAE on an :class:`~safetyscope.sae.stream.ActivationStore`: one loop for five architectures
+(``gsae``: ReLU + L1 with the graph Laplacian penalty of :mod:`safetyscope.sae.graph`).
 
 Before training, activations are scaled by one constant so that ``E||x|| = sqrt(d_in)``
 (SAELens' ``expected_average_only_in``) and ``b_dec`` starts at their mean; after training the
@@ -27,12 +28,15 @@ from safetyscope import __version__
 from safetyscope.activations.distributed import world
 from safetyscope.batching import progress_bar
 from safetyscope.errors import OptionError
+from safetyscope.sae.graph import coactivation_graph, laplacian_penalty, normalized_laplacian
 from safetyscope.sae.losses import aux_topk_loss, batch_threshold, jumprelu_ste, mse_sum, step_ste, topk_acts
 from safetyscope.sae.model import SAEConfig, SparseAutoencoder
 from safetyscope.sae.stream import ActivationStore
 
 #: Architectures that can be trained (``batchtopk`` is saved as ``jumprelu``).
-TRAIN_ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "standard", "jumprelu")
+TRAIN_ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "standard", "jumprelu", "gsae")
+#: Architectures trained with ReLU + L1 (``gsae`` adds the graph Laplacian penalty; saved as ``standard``).
+_RELU_L1 = ("standard", "gsae")
 
 
 @dataclass
@@ -44,6 +48,8 @@ class TrainConfig:
     k: int = 32
     l1_coeff: float = 1e-2  # standard
     l0_coeff: float = 1e-2  # jumprelu
+    graph_coeff: float = 0.1  # gsae: lambda_g of the Laplacian penalty
+    graph_k: int = 8  # gsae: neighbours kept per neuron in the co-activation graph
     bandwidth: float = 0.05  # jumprelu straight-through kernel width (normalised units)
     init_threshold: float = 0.5  # jumprelu initial threshold (normalised units)
     threshold_lr_mult: float = 10.0  # jumprelu: lr of log(threshold) relative to lr (Adam is scale-free)
@@ -69,6 +75,8 @@ class TrainConfig:
                 raise OptionError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.architecture in ("topk", "batchtopk") and self.k > self.d_sae:
             raise OptionError(f"k ({self.k}) must be <= d_sae ({self.d_sae}).")
+        if self.graph_coeff < 0 or not math.isfinite(self.graph_coeff):
+            raise OptionError(f"graph_coeff must be a finite number >= 0, got {self.graph_coeff}.")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise OptionError(f"lr must be a finite number > 0, got {self.lr}.")
 
@@ -107,9 +115,12 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 def sae_config_for(store: ActivationStore, cfg: TrainConfig) -> SAEConfig:
     """The inference config of the SAE that ``cfg`` trains on ``store`` (BatchTopK becomes JumpReLU)."""
-    arch = {"batchtopk": "jumprelu"}.get(cfg.architecture, cfg.architecture)
+    arch = {"batchtopk": "jumprelu", "gsae": "standard"}.get(cfg.architecture, cfg.architecture)
+    meta: dict[str, Any] = {"trained_architecture": cfg.architecture}
+    if cfg.architecture == "gsae":
+        meta.update(graph_coeff=cfg.graph_coeff, graph_k=cfg.graph_k, graph="co-activation, normalised Laplacian")
     return SAEConfig(arch, store.d_in, cfg.d_sae, k=cfg.k if arch == "topk" else None, site=store.site.key,
-                     metadata={"trained_architecture": cfg.architecture})
+                     metadata=meta)
 
 
 def _gather(t: Tensor) -> list[Tensor]:
@@ -129,7 +140,9 @@ class _Trainer:
         self.since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)
         self.k_aux = cfg.aux_k or max(1, d_in // 2)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.scale, mean = self._stats()
+        self.scale, mean, sample = self._stats()
+        self.lap = normalized_laplacian(coactivation_graph(sample, cfg.graph_k)).float() \
+            if cfg.architecture == "gsae" else None
         with torch.no_grad():
             self.sae.b_dec.copy_(mean * self.scale)
         groups: list[dict[str, Any]] = [{"params": [self.sae.W_enc, self.sae.b_enc, self.sae.W_dec, self.sae.b_dec],
@@ -142,7 +155,7 @@ class _Trainer:
         n = min(self.store.n_rows, 8 * self.cfg.batch_size)
         rows = next(self.store.batches(n, seed=self.cfg.seed + 7, buffer_rows=max(n, self.cfg.buffer_rows)))
         scale = math.sqrt(self.store.d_in) / float(rows.norm(dim=-1).mean()) if self.cfg.normalize else 1.0
-        return scale, rows.mean(0)
+        return scale, rows.mean(0), rows
 
     def loss(self, x: Tensor, batch: int, sparsity: float) -> tuple[Tensor, dict[str, float], Tensor]:
         cfg, sae = self.cfg, self.sae
@@ -155,7 +168,7 @@ class _Trainer:
             t = batch_threshold(relu, cfg.k * batch, _gather if self.world > 1 else None)
             f = relu * (relu >= t) * (relu > 0)
             self._last_min = t
-        elif cfg.architecture == "standard":
+        elif cfg.architecture in _RELU_L1:
             f = pre.relu()
         else:
             theta = self.log_theta.exp()
@@ -165,13 +178,17 @@ class _Trainer:
         sparse = x.new_zeros(())
         if cfg.architecture in ("topk", "batchtopk"):
             aux = cfg.aux_coeff * aux_topk_loss(pre, x - x_hat, sae.W_dec, self.since_fired > cfg.dead_tokens, self.k_aux)
-        elif cfg.architecture == "standard":
+        elif cfg.architecture in _RELU_L1:
             sparse = sparsity * cfg.l1_coeff * f.sum()
         else:
             sparse = sparsity * cfg.l0_coeff * step_ste(pre, self.log_theta.exp(), cfg.bandwidth).sum()
         total = (mse + aux + sparse) / batch
         logs = {"mse": mse.item() / batch, "aux": aux.item() / batch, "sparsity": sparse.item() / batch,
                 "l0": float((f > 0).sum()) / max(1, len(x))}
+        if self.lap is not None:  # a parameter penalty: split across ranks, whose gradients are summed
+            graph = laplacian_penalty(sae.W_dec, self.lap)
+            total = total + cfg.graph_coeff * graph / self.world
+            logs["graph"] = graph.item()
         return total, logs, (f > 0).any(0)
 
     def step(self, i: int, x_full: Tensor) -> dict[str, float]:
@@ -197,12 +214,12 @@ class _Trainer:
         self.since_fired += len(x_full)
         self.since_fired[fired.bool()] = 0
         with torch.no_grad():
-            if cfg.architecture == "standard":
+            if cfg.architecture in _RELU_L1:
                 self.sae.W_dec.div_(self.sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
             if cfg.architecture == "batchtopk":
                 t = self._last_min.detach()
                 self.theta_ema = t if i == 0 else 0.99 * self.theta_ema + 0.01 * t
-        if cfg.resample_every and cfg.architecture in ("standard", "jumprelu") and (i + 1) % cfg.resample_every == 0:
+        if cfg.resample_every and cfg.architecture in ("standard", "gsae", "jumprelu") and (i + 1) % cfg.resample_every == 0:
             self.resample(x_full * self.scale)
         return logs
 
@@ -213,7 +230,7 @@ class _Trainer:
             return
         sae = self.sae
         pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
-        f = pre.relu() if self.cfg.architecture == "standard" else pre * (pre > self.log_theta.exp())
+        f = pre.relu() if self.cfg.architecture in _RELU_L1 else pre * (pre > self.log_theta.exp())
         err = x - (f @ sae.W_dec + sae.b_dec)
         weights = err.pow(2).sum(-1).double()
         pick = torch.multinomial(weights / weights.sum(), len(dead), replacement=True, generator=self.gen)
