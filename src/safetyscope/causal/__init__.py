@@ -11,6 +11,7 @@ from safetyscope.causal.arms import (
 )
 from safetyscope.causal.controls import gaussian_noise, mean_ablation, random_like, shuffled_labels
 from safetyscope.causal.corrupt import CORRUPTIONS, Corruption
+from safetyscope.causal.discrepancy import DiscrepancyReport, LayerDiscrepancy, predict_control
 from safetyscope.causal.patch_spec import COMPONENTS, MODES, PatchingError, PatchTarget
 from safetyscope.causal.patching import patching_sweep
 from safetyscope.causal.patching_metrics import METRICS, PatchMetric, make_metric, normalised_recovery
@@ -37,8 +38,10 @@ __all__ = [
     "BaselineCache",
     "Candidate",
     "Corruption",
+    "DiscrepancyReport",
     "EditScore",
     "InterventionReport",
+    "LayerDiscrepancy",
     "MetricUnderEdits",
     "PatchMetric",
     "PatchScore",
@@ -55,6 +58,7 @@ __all__ = [
     "measure",
     "normalised_recovery",
     "patching_sweep",
+    "predict_control",
     "random_like",
     "rank_candidates",
     "refusal_metric",
