@@ -13,8 +13,9 @@ def naive(x, rows, shrinkage):
     return torch.stack([(zi @ cov.solve(zi)).sqrt() for zi in z])
 
 
-@pytest.mark.parametrize(("n", "d", "shrinkage"), [(12, 30, "ledoit_wolf"), (50, 8, "ledoit_wolf"), (50, 8, 0.0),
-                                                   (10, 20, 0.3)])
+@pytest.mark.parametrize(
+    ("n", "d", "shrinkage"), [(12, 30, "ledoit_wolf"), (50, 8, "ledoit_wolf"), (50, 8, 0.0), (10, 20, 0.3)]
+)
 def test_eigen_form_equals_the_seed_formula(n, d, shrinkage):
     g = torch.Generator().manual_seed(n + d)
     rows = torch.randn(n, d, generator=g) * torch.linspace(0.5, 3, d)

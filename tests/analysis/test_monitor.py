@@ -38,3 +38,12 @@ def test_monitor_input_errors():
         monitor_study(s, [0, 1, 2])
     with pytest.raises(SafetyscopeError, match="quantile"):
         monitor_study(splits(), [0, 1, 2], quantile=1.5)
+
+
+def test_constant_layers_are_skipped():
+    s = splits()
+    for k in s:
+        s[k][:, 0] = 1.0  # one embedding for every prompt
+    mon, rep = monitor_study(s, [0, 1, 2], top_k=1, n_controls=1)
+    assert [x.layer for x in rep.layers] == [1, 2] and mon.layers == [1, 2]
+    assert rep.provenance["skipped_layers"] == [0]

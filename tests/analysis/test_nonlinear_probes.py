@@ -15,15 +15,19 @@ def xor_classes(n=120, d=6, seed=0):
     """Class 1 where x0 * x1 > 0: no linear boundary, an exact degree-2 one."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(4 * n, d, generator=g)
-    y = (x[:, 0] * x[:, 1] > 0)
+    y = x[:, 0] * x[:, 1] > 0
     return x[y][:n], x[~y][:n]
 
 
 def test_polynomial_and_mlp_read_a_quadratic_concept_the_linear_probe_cannot():
     a, b = xor_classes()
     lin = probe_layers(a, b, seed=0, n_controls=2).layers[0]
-    poly = probe_layers(a, b, seed=0, n_controls=2, fit=polynomial_fitter(degree=2, rank=2), method="poly2").layers[0]
-    mlp = probe_layers(a, b, seed=0, n_controls=2, fit=mlp_fitter(hidden=16, steps=300), method="mlp").layers[0]
+    poly = probe_layers(
+        a, b, seed=0, n_controls=2, fit=polynomial_fitter(degree=2, rank=2), method="poly2"
+    ).layers[0]
+    mlp = probe_layers(a, b, seed=0, n_controls=2, fit=mlp_fitter(hidden=16, steps=300), method="mlp").layers[
+        0
+    ]
     assert lin.accuracy < 0.7
     assert poly.accuracy > 0.85 and poly.selectivity > 0.25
     assert mlp.accuracy > 0.8 and mlp.auc > 0.9 and mlp.selectivity > 0.25

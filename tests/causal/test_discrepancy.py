@@ -19,17 +19,29 @@ def test_spearman_matches_hand_values():
 def test_predict_control_on_the_organism(organism_dir):
     lm = load_model(organism_dir)
     p = refusal_prompts(lm, n_train=24, n_val=8, n_test=16)
-    rep = predict_control(lm, p.harmful_train, p.harmless_train, p.harmful_val, p.harmless_val, p.harmful_test,
-                          p.harmless_test, OrganismJudge(), layers=[1], max_new_tokens=8)
+    rep = predict_control(
+        lm,
+        p.harmful_train,
+        p.harmless_train,
+        p.harmful_val,
+        p.harmless_val,
+        p.harmful_test,
+        p.harmless_test,
+        OrganismJudge(),
+        layers=[2],
+        max_new_tokens=8,
+    )
     (row,) = rep.layers
     assert set(row.scores) == {*DIRECTIONS, "random"}
     assert set(row.cosines) == {"probe|diff_means", "probe|selected", "diff_means|selected"}
     assert all(-1.0 <= c <= 1.0 + 1e-6 for c in row.cosines.values())
     assert row.scores["diff_means"].auc > 0.9  # the organism's contrast is linearly readable
     assert rep.baseline_harmful.rate >= 0.8 and rep.baseline_harmless.rate <= 0.2
-    # the difference in means controls refusal; a random direction of the same norm does not
-    assert row.scores["diff_means"].ablated_refusal.rate < row.scores["random"].ablated_refusal.rate
+    # the refusal directions control refusal; a random direction of the same norm does not
+    assert min(row.scores[n].ablated_refusal.rate for n in DIRECTIONS) <= 0.3
     assert row.scores["random"].ablated_refusal.rate >= 0.7
+    assert row.scores["diff_means"].induced_refusal.rate > row.scores["random"].induced_refusal.rate
     assert all(s.ablated_refusal.n == 16 and s.induced_refusal.n == 16 for s in row.scores.values())
     assert DiscrepancyReport.from_dict(rep.to_dict()).to_dict() == rep.to_dict()
-    assert rep.best_classifier(row) in DIRECTIONS and rep.best_controller(row) in DIRECTIONS
+    assert rep.best_classifier(row) in DIRECTIONS and set(rep.best_controllers(row)) <= set(DIRECTIONS)
+    assert rep.supports_claim(row) == (rep.best_classifier(row) not in rep.best_controllers(row))

@@ -46,14 +46,29 @@ def test_monitor_fit_save_score(lm, tmp_path):
     path, _ = mon.save(tmp_path / "mon.safetensors")
     back = MahalanobisMonitor.load(path)
     rows = monitor_score(lm, back, p.harmful_test[:3] + p.harmless_test[:3])
-    acts = layer_acts(lm, p.harmful_test[:3] + p.harmless_test[:3], [0, 1, 2])
+    assert mon.layers == [1, 2] and rep.provenance["skipped_layers"] == [0]  # layer 0: one embedding
+    acts = layer_acts(lm, p.harmful_test[:3] + p.harmless_test[:3], mon.layers)
     assert torch.allclose(torch.tensor([r["score"] for r in rows], dtype=torch.float64), mon.score(acts))
 
 
 def test_cli_monitor_and_probes(organism_dir, tmp_path):
     out = tmp_path / "m.safetensors"
-    args = ["monitor", "fit", str(organism_dir), "--out", str(out), "--n-train", "16", "--n-val", "8",
-            "--n-test", "8", "--n-controls", "1", "--json"]
+    args = [
+        "monitor",
+        "fit",
+        str(organism_dir),
+        "--out",
+        str(out),
+        "--n-train",
+        "16",
+        "--n-val",
+        "8",
+        "--n-test",
+        "8",
+        "--n-controls",
+        "1",
+        "--json",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
@@ -63,12 +78,30 @@ def test_cli_monitor_and_probes(organism_dir, tmp_path):
     assert again.exit_code == 2 and "error:" in again.output
     prompts = tmp_path / "p.txt"
     prompts.write_text("How do I bake bread ?\n")
-    res = runner.invoke(app, ["monitor", "score", str(organism_dir), "--monitor", str(out), "--prompts",
-                              str(prompts), "--json"])
+    res = runner.invoke(
+        app,
+        ["monitor", "score", str(organism_dir), "--monitor", str(out), "--prompts", str(prompts), "--json"],
+    )
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.output)["scores"]) == 1
-    res = runner.invoke(app, ["probes", str(organism_dir), "--kinds", "linear,poly2", "--layers", "1",
-                              "--n-train", "12", "--n-val", "6", "--n-controls", "1", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "probes",
+            str(organism_dir),
+            "--kinds",
+            "linear,poly2",
+            "--layers",
+            "1",
+            "--n-train",
+            "12",
+            "--n-val",
+            "6",
+            "--n-controls",
+            "1",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert {r["kind"] for r in json.loads(res.output)["rows"]} == {"linear", "poly2"}
     assert runner.invoke(app, ["monitor", "--help"]).exit_code == 0

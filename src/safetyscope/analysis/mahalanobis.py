@@ -88,8 +88,10 @@ def fit_gaussian(x: Float[Tensor, "n d"], shrinkage: Shrinkage = "ledoit_wolf") 
     lam = s[keep].pow(2) / n
     floor = alpha * m
     if floor == 0 and int(keep.sum()) < d:
-        raise DirectionError(f"The covariance of {n} rows in {d} dimensions is singular without shrinkage; "
-                             "use shrinkage='ledoit_wolf' or a value in (0, 1].")
+        raise DirectionError(
+            f"The covariance of {n} rows in {d} dimensions is singular without shrinkage; "
+            "use shrinkage='ledoit_wolf' or a value in (0, 1]."
+        )
     return LayerGaussian(mean, vh[keep], (1 - alpha) * lam + floor, floor, alpha)
 
 
@@ -148,11 +150,20 @@ class MahalanobisMonitor:
             tensors[f"layer{layer}.mean"] = g.mean.contiguous()
             tensors[f"layer{layer}.basis"] = g.basis.contiguous()
             tensors[f"layer{layer}.eigvals"] = g.eigvals.contiguous()
-        meta = {"format": FORMAT, "layers": self.layers, "calib_mean": self.calib_mean, "calib_std": self.calib_std,
-                "ensemble": self.ensemble, "threshold": self.threshold, "normalize": self.normalize,
-                "site_point": self.site_point, "positions": self.positions,
-                "floor": [g.floor for g in self.gaussians], "shrinkage": [g.shrinkage for g in self.gaussians],
-                "provenance": self.provenance}
+        meta = {
+            "format": FORMAT,
+            "layers": self.layers,
+            "calib_mean": self.calib_mean,
+            "calib_std": self.calib_std,
+            "ensemble": self.ensemble,
+            "threshold": self.threshold,
+            "normalize": self.normalize,
+            "site_point": self.site_point,
+            "positions": self.positions,
+            "floor": [g.floor for g in self.gaussians],
+            "shrinkage": [g.shrinkage for g in self.gaussians],
+            "provenance": self.provenance,
+        }
         with atomic_file(path) as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT})
         side = path.with_suffix(".json")
@@ -166,13 +177,27 @@ class MahalanobisMonitor:
         path = Path(path)
         side = path.with_suffix(".json")
         if not path.is_file() or not side.is_file():
-            raise SafetyscopeError(f"A monitor is {path} plus {side}; one of them is missing "
-                                   "(write one with `safetyscope monitor fit`).")
+            raise SafetyscopeError(
+                f"A monitor is {path} plus {side}; one of them is missing "
+                "(write one with `safetyscope monitor fit`)."
+            )
         meta = json.loads(side.read_text())
         if meta.get("format") != FORMAT:
             raise SafetyscopeError(f"{side} is not a safetyscope Mahalanobis monitor.")
         t = load_file(str(path))
-        gs = [LayerGaussian(t[f"layer{la}.mean"], t[f"layer{la}.basis"], t[f"layer{la}.eigvals"], fl, sh)
-              for la, fl, sh in zip(meta["layers"], meta["floor"], meta["shrinkage"], strict=True)]
-        return cls(meta["layers"], gs, meta["calib_mean"], meta["calib_std"], meta["ensemble"], meta["threshold"],
-                   meta["normalize"], meta["site_point"], meta["positions"], meta.get("provenance", {}))
+        gs = [
+            LayerGaussian(t[f"layer{la}.mean"], t[f"layer{la}.basis"], t[f"layer{la}.eigvals"], fl, sh)
+            for la, fl, sh in zip(meta["layers"], meta["floor"], meta["shrinkage"], strict=True)
+        ]
+        return cls(
+            meta["layers"],
+            gs,
+            meta["calib_mean"],
+            meta["calib_std"],
+            meta["ensemble"],
+            meta["threshold"],
+            meta["normalize"],
+            meta["site_point"],
+            meta["positions"],
+            meta.get("provenance", {}),
+        )

@@ -84,8 +84,16 @@ class PolynomialProbe:
         return out
 
 
-def fit_polynomial(x: Float[Tensor, "n d"], y: Tensor, *, degree: int = 2, rank: int = 4, l2: float = 1e-2,
-                   seed: int = 0, max_iter: int = 200) -> PolynomialProbe:
+def fit_polynomial(
+    x: Float[Tensor, "n d"],
+    y: Tensor,
+    *,
+    degree: int = 2,
+    rank: int = 4,
+    l2: float = 1e-2,
+    seed: int = 0,
+    max_iter: int = 200,
+) -> PolynomialProbe:
     """Fit a truncated polynomial classifier progressively, order by order (module docstring)."""
     if degree < 1 or rank < 1:
         raise DirectionError(f"degree and rank must be >= 1, got {degree} and {rank}.")
@@ -97,17 +105,31 @@ def fit_polynomial(x: Float[Tensor, "n d"], y: Tensor, *, degree: int = 2, rank:
     with torch.inference_mode(False), torch.enable_grad(), threads_for(x.numel() * rank):
         for k in range(2, degree + 1):
             offset = probe.decision(x).detach()
-            u = (torch.randn(rank, z.shape[1], generator=gen, dtype=torch.float64) / z.shape[1] ** 0.5)
+            u = torch.randn(rank, z.shape[1], generator=gen, dtype=torch.float64) / z.shape[1] ** 0.5
             u.requires_grad_(True)
             lam = torch.zeros(rank, dtype=torch.float64, requires_grad=True)
-            opt = torch.optim.LBFGS([u, lam], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                    history_size=20, line_search_fn="strong_wolfe")
+            opt = torch.optim.LBFGS(
+                [u, lam],
+                lr=1.0,
+                max_iter=max_iter,
+                tolerance_grad=1e-9,
+                tolerance_change=1e-12,
+                history_size=20,
+                line_search_fn="strong_wolfe",
+            )
 
-            def closure(u: Tensor = u, lam: Tensor = lam, offset: Tensor = offset, k: int = k,
-                        opt: torch.optim.LBFGS = opt) -> Tensor:
+            def closure(
+                u: Tensor = u,
+                lam: Tensor = lam,
+                offset: Tensor = offset,
+                k: int = k,
+                opt: torch.optim.LBFGS = opt,
+            ) -> Tensor:
                 opt.zero_grad()
                 logit = offset + (z @ u.T).pow(k) @ lam
-                loss = F.binary_cross_entropy_with_logits(logit, labels) + 0.5 * l2 * (u.pow(2).sum() + lam @ lam)
+                loss = F.binary_cross_entropy_with_logits(logit, labels) + 0.5 * l2 * (
+                    u.pow(2).sum() + lam @ lam
+                )
                 loss.backward()
                 return loss
 
@@ -133,8 +155,16 @@ class MLPProbe:
         return torch.relu(z @ self.w1.T + self.b1) @ self.w2 + self.b2
 
 
-def fit_mlp(x: Float[Tensor, "n d"], y: Tensor, *, hidden: int = 32, l2: float = 1e-2, steps: int = 300,
-            lr: float = 1e-2, seed: int = 0) -> MLPProbe:
+def fit_mlp(
+    x: Float[Tensor, "n d"],
+    y: Tensor,
+    *,
+    hidden: int = 32,
+    l2: float = 1e-2,
+    steps: int = 300,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> MLPProbe:
     """Fit an MLP probe: full-batch Adam, weight decay ``l2``, ``steps`` steps from a seeded init."""
     if hidden < 1 or steps < 1:
         raise DirectionError(f"hidden and steps must be >= 1, got {hidden} and {steps}.")
@@ -157,8 +187,9 @@ def fit_mlp(x: Float[Tensor, "n d"], y: Tensor, *, hidden: int = 32, l2: float =
     return MLPProbe(w1.detach(), b1.detach(), w2.detach(), float(b2.detach()), centre, scale)
 
 
-def polynomial_fitter(degree: int = 2, rank: int = 4, l2: float = 1e-2, seed: int = 0,
-                      truncate: int | None = None) -> Fitter:
+def polynomial_fitter(
+    degree: int = 2, rank: int = 4, l2: float = 1e-2, seed: int = 0, truncate: int | None = None
+) -> Fitter:
     """A :data:`Fitter` for a degree-``degree`` TPC scored at order ``truncate`` (default: all orders)."""
 
     def fit(x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:

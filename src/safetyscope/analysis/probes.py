@@ -34,7 +34,6 @@ from safetyscope.directions.checks import DirectionError, check_pair
 from safetyscope.directions.logistic import fit_logistic
 from safetyscope.stats import wilson_interval
 
-
 #: ``fit(x_train, y_train) -> score``: a trained classifier as a function from rows to logits
 #: (positive = harmful). The default :func:`linear_fitter` wraps :func:`fit_logistic`.
 Fitter = Callable[[Tensor, Tensor], Callable[[Tensor], Tensor]]

@@ -27,8 +27,9 @@ ORGANISM_SUFFIX = "Is the request illegal or harm ?"
 def with_suffix(prompts: Sequence[str], suffix: str) -> list[str]:
     """Each instruction followed by a space and ``suffix``."""
     if not suffix.strip():
-        raise PromptError("The probe suffix is empty; pass a classification question, e.g. "
-                          f"{DEFAULT_SUFFIX!r}.")
+        raise PromptError(
+            f"The probe suffix is empty; pass a classification question, e.g. {DEFAULT_SUFFIX!r}."
+        )
     return [f"{p.rstrip()} {suffix.strip()}" for p in prompts]
 
 
@@ -38,8 +39,10 @@ def check_suffix(tokenizer: Any, suffix: str) -> list[int]:
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is not None and unk in ids:
         words = [tokenizer.convert_ids_to_tokens(i) for i in ids]
-        raise PromptError(f"The suffix {suffix!r} has words this tokenizer does not know ({words}); "
-                          "use words of its vocabulary.")
+        raise PromptError(
+            f"The suffix {suffix!r} has words this tokenizer does not know ({words}); "
+            "use words of its vocabulary."
+        )
     if not ids:
         raise PromptError(f"The suffix {suffix!r} tokenizes to nothing.")
     return ids

@@ -12,16 +12,18 @@ At each layer three unit directions are compared:
   (:func:`safetyscope.causal.rank_candidates`, Arditi et al.).
 
 For each: its cosines with the other two; how well it **classifies** (the held-out ROC AUC of the
-projection ``xᵀv̂`` of test activations at that layer); how well it **controls**: refusal on
+projection ``xᵀv̂`` of test activations at that layer, and its d′, which keeps ranking directions
+when every AUC is 1); how well it **controls**: refusal on
 held-out harmful prompts with ``v̂`` ablated from every residual write
 (:func:`~safetyscope.interventions.hooks.ablate`), and refusal on held-out harmless prompts with
 ``‖μ₊ − μ₋‖ v̂`` added at the layer's ``resid_pre`` on the prompt tokens. All three are applied at
 the same norm, so one random direction of that norm per layer (:func:`random_like`) is the
-control of all three. Rates are judged completions with 95% Wilson intervals
+control of all three. Layers where the two classes' means coincide (e.g. layer 0 at a template
+token, one embedding for every prompt) are skipped and listed. Rates are judged completions with 95% Wilson intervals
 (:func:`~safetyscope.causal.run_arms`; the baseline is generated once).
 
 Across every (direction, layer) point the report gives Spearman's ρ between classification
-(AUC) and control (the mean of the ablation drop and the induced refusal): the claim predicts
+(d′) and control (the mean of the ablation drop and the induced refusal): the claim predicts
 ρ < 0. A point estimate over a handful of points: read it as exploratory.
 """
 
@@ -48,8 +50,10 @@ from safetyscope.model.loading import LoadedModel
 
 DIRECTIONS = ("probe", "diff_means", "selected")
 #: What the paper says, shown beside our figures.
-PAPER_CLAIM = ("Steering vectors effective at altering model behaviour are less effective at classifying it, "
-               "and vice versa: probe-derived and steering-derived directions often differ (compendium 4.7).")
+PAPER_CLAIM = (
+    "Steering vectors effective at altering model behaviour are less effective at classifying it, "
+    "and vice versa: probe-derived and steering-derived directions often differ (compendium 4.7)."
+)
 
 
 @dataclass
@@ -57,18 +61,23 @@ class DirectionScore:
     """One direction at one layer: classification and control, beside nothing (the layer holds the control)."""
 
     auc: float
+    dprime: float  # (m₊ − m₋) / √((s₊² + s₋²)/2) of the test projections: does not saturate at AUC 1
     ablated_refusal: Rate  # harmful test prompts, direction ablated everywhere
     induced_refusal: Rate  # harmless test prompts, direction added at the layer
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"auc": self.auc, "ablated_refusal": self.ablated_refusal.to_dict(),
-                "induced_refusal": self.induced_refusal.to_dict()}
+        return {
+            "auc": self.auc,
+            "dprime": self.dprime,
+            "ablated_refusal": self.ablated_refusal.to_dict(),
+            "induced_refusal": self.induced_refusal.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DirectionScore:
         """Inverse of :meth:`to_dict`."""
-        return cls(d["auc"], Rate(**d["ablated_refusal"]), Rate(**d["induced_refusal"]))
+        return cls(d["auc"], d["dprime"], Rate(**d["ablated_refusal"]), Rate(**d["induced_refusal"]))
 
 
 @dataclass
@@ -88,14 +97,24 @@ class LayerDiscrepancy:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"layer": self.layer, "selected_position": self.selected_position, "norm": self.norm,
-                "cosines": self.cosines, "scores": {k: v.to_dict() for k, v in self.scores.items()}}
+        return {
+            "layer": self.layer,
+            "selected_position": self.selected_position,
+            "norm": self.norm,
+            "cosines": self.cosines,
+            "scores": {k: v.to_dict() for k, v in self.scores.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerDiscrepancy:
         """Inverse of :meth:`to_dict`."""
-        return cls(d["layer"], d["selected_position"], d["norm"], dict(d["cosines"]),
-                   {k: DirectionScore.from_dict(v) for k, v in d["scores"].items()})
+        return cls(
+            d["layer"],
+            d["selected_position"],
+            d["norm"],
+            dict(d["cosines"]),
+            {k: DirectionScore.from_dict(v) for k, v in d["scores"].items()},
+        )
 
 
 @dataclass
@@ -105,38 +124,57 @@ class DiscrepancyReport:
     layers: list[LayerDiscrepancy]
     baseline_harmful: Rate
     baseline_harmless: Rate
-    spearman: float | None  # rank correlation of AUC and control effect over (direction, layer) points
+    spearman: float | None  # rank correlation of d′ and control effect over (direction, layer) points
     paper_claim: str = PAPER_CLAIM
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def best_classifier(self, layer: LayerDiscrepancy) -> str:
-        """The direction with the highest AUC at ``layer``."""
-        return max(DIRECTIONS, key=lambda n: layer.scores[n].auc)
+        """The direction with the highest AUC at ``layer`` (ties broken by d′)."""
+        return max(DIRECTIONS, key=lambda n: (layer.scores[n].auc, layer.scores[n].dprime))
 
-    def best_controller(self, layer: LayerDiscrepancy) -> str:
-        """The direction with the largest control effect at ``layer``."""
+    def best_controllers(self, layer: LayerDiscrepancy) -> list[str]:
+        """The directions with the largest control effect at ``layer`` (several when tied)."""
         base = self.baseline_harmful.rate or 0.0
-        return max(DIRECTIONS, key=lambda n: layer.control_effect(n, base))
+        effects = {n: layer.control_effect(n, base) for n in DIRECTIONS}
+        top = max(effects.values())
+        return [n for n in DIRECTIONS if effects[n] >= top - 1e-12]
+
+    def supports_claim(self, layer: LayerDiscrepancy) -> bool:
+        """Whether the best classifier at ``layer`` controls refusal less than the best controller."""
+        return self.best_classifier(layer) not in self.best_controllers(layer)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"layers": [x.to_dict() for x in self.layers], "baseline_harmful": self.baseline_harmful.to_dict(),
-                "baseline_harmless": self.baseline_harmless.to_dict(), "spearman": self.spearman,
-                "paper_claim": self.paper_claim, "provenance": self.provenance}
+        return {
+            "layers": [x.to_dict() for x in self.layers],
+            "baseline_harmful": self.baseline_harmful.to_dict(),
+            "baseline_harmless": self.baseline_harmless.to_dict(),
+            "spearman": self.spearman,
+            "paper_claim": self.paper_claim,
+            "provenance": self.provenance,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DiscrepancyReport:
         """Inverse of :meth:`to_dict`."""
-        return cls([LayerDiscrepancy.from_dict(x) for x in d["layers"]], Rate(**d["baseline_harmful"]),
-                   Rate(**d["baseline_harmless"]), d.get("spearman"), d.get("paper_claim", PAPER_CLAIM),
-                   dict(d.get("provenance", {})))
+        return cls(
+            [LayerDiscrepancy.from_dict(x) for x in d["layers"]],
+            Rate(**d["baseline_harmful"]),
+            Rate(**d["baseline_harmless"]),
+            d.get("spearman"),
+            d.get("paper_claim", PAPER_CLAIM),
+            dict(d.get("provenance", {})),
+        )
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's ρ (Pearson correlation of average ranks); ``None`` when either side is constant."""
+
     def ranks(v: Sequence[float]) -> Tensor:
         t = torch.tensor(v, dtype=torch.float64)
-        return torch.tensor([float((t < a).sum()) + (float((t == a).sum()) + 1) / 2 for a in t], dtype=torch.float64)
+        return torch.tensor(
+            [float((t < a).sum()) + (float((t == a).sum()) + 1) / 2 for a in t], dtype=torch.float64
+        )
 
     rx, ry = ranks(x), ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
@@ -150,62 +188,143 @@ def _acts(lm: LoadedModel, prompts: Sequence[str], layers: Sequence[int]) -> Ten
     return torch.stack([res.per_prompt(s).reshape(len(prompts), -1) for s in sites], 1).double()
 
 
+def dprime(scores: Tensor, labels: Tensor) -> float:
+    """Sensitivity index ``(m₊ − m₋) / √((s₊² + s₋²)/2)`` of 1-D scores (labels 1 = positive)."""
+    y = labels.bool()
+    pos, neg = scores[y].double(), scores[~y].double()
+    sd = float(((pos.var() + neg.var()) / 2).sqrt())
+    return float(pos.mean() - neg.mean()) / max(sd, 1e-12)
+
+
 def _unit(v: Tensor) -> Tensor:
     return (v / v.norm().clamp_min(1e-12)).float()
 
 
-def predict_control(lm: LoadedModel, harmful_train: Sequence[str], harmless_train: Sequence[str],
-                    harmful_val: Sequence[str], harmless_val: Sequence[str], harmful_test: Sequence[str],
-                    harmless_test: Sequence[str], judge: Judge, *, layers: Sequence[int] | None = None,
-                    selection_mode: str = "exhaustive", max_new_tokens: int = 32, batch_size: int = 32,
-                    seed: int = 0, l2: float = 1e-2, baseline: BaselineCache | None = None,
-                    progress: Any = None) -> DiscrepancyReport:
+def predict_control(
+    lm: LoadedModel,
+    harmful_train: Sequence[str],
+    harmless_train: Sequence[str],
+    harmful_val: Sequence[str],
+    harmless_val: Sequence[str],
+    harmful_test: Sequence[str],
+    harmless_test: Sequence[str],
+    judge: Judge,
+    *,
+    layers: Sequence[int] | None = None,
+    selection_mode: str = "exhaustive",
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    seed: int = 0,
+    l2: float = 1e-2,
+    baseline: BaselineCache | None = None,
+    progress: Any = None,
+) -> DiscrepancyReport:
     """The predict-control table (module docstring). ``progress(n)`` is called once per finished layer."""
     chosen = list(range(lm.n_layers)) if layers is None else list(layers)
     cache = baseline if baseline is not None else BaselineCache()
     a_tr, b_tr = _acts(lm, harmful_train, chosen), _acts(lm, harmless_train, chosen)
     a_te, b_te = _acts(lm, harmful_test, chosen), _acts(lm, harmless_test, chosen)
-    sel = rank_candidates(lm, harmful_train, harmless_train, harmful_val, harmless_val, layers=chosen,
-                          mode=selection_mode)
+    sel = rank_candidates(
+        lm, harmful_train, harmless_train, harmful_val, harmless_val, layers=chosen, mode=selection_mode
+    )
     vectors = candidate_directions(lm, harmful_train, harmless_train, chosen)
     y_tr = torch.cat([torch.ones(len(a_tr)), torch.zeros(len(b_tr))])
     y_te = torch.cat([torch.ones(len(a_te)), torch.zeros(len(b_te))])
     base_sets = {"harmful": list(harmful_test), "harmless": list(harmless_test)}
-    base = run_arms(lm, [Arm("baseline", lm)], base_sets, judge, intervention="none", kl_set=None,
-                    max_new_tokens=max_new_tokens, batch_size=batch_size, baseline=cache)
+    base = run_arms(
+        lm,
+        [Arm("baseline", lm)],
+        base_sets,
+        judge,
+        intervention="none",
+        kl_set=None,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        baseline=cache,
+    )
     base_harmful = base.arms["baseline"].refusal["harmful"]
     rows: list[LayerDiscrepancy] = []
+    norms = [float((a_tr[:, i].mean(0) - b_tr[:, i].mean(0)).norm()) for i in range(len(chosen))]
+    skipped = [la for la, nm in zip(chosen, norms, strict=True) if nm <= 1e-6 * max(norms)]
     for i, layer in enumerate(chosen):
+        if layer in skipped:  # e.g. layer 0 at a template token: one embedding for every prompt
+            continue
         dim = a_tr[:, i].mean(0) - b_tr[:, i].mean(0)
         probe = fit_logistic(torch.cat([a_tr[:, i], b_tr[:, i]]), y_tr, l2=l2).weight
         cands = [c for c in sel.candidates if c.layer == layer and c.exact and c.bypass == c.bypass]
         pick = min(cands, key=lambda c: c.bypass).position if cands else -1
+        if float(vectors[(layer, pick)].norm()) <= 1e-6 * max(norms):
+            pick = -1  # no exactly scored live candidate at this layer: the eoi:-1 difference in means
         units = {"probe": _unit(probe), "diff_means": _unit(dim), "selected": _unit(vectors[(layer, pick)])}
         units["random"] = _unit(random_like(units["diff_means"], seed + 1000 + layer))
         norm = float(dim.norm())
         x_te = torch.cat([a_te[:, i], b_te[:, i]]).float()
         aucs = {k: auc_from_ranks(x_te @ u, y_te) for k, u in units.items()}
-        abl = run_arms(lm, [Arm(k, lm, lambda u=u: ablate(lm, u)) for k, u in units.items()],
-                       {"harmful": list(harmful_test)}, judge, intervention="ablate", kl_set=None,
-                       max_new_tokens=max_new_tokens, batch_size=batch_size, baseline=cache)
-        ind = run_arms(lm, [Arm(k, lm, lambda u=u: add(lm, u * norm, 1.0, Site(layer), positions="prompt"))
-                            for k, u in units.items()],
-                       {"harmless": list(harmless_test)}, judge, intervention="add", kl_set=None,
-                       max_new_tokens=max_new_tokens, batch_size=batch_size, baseline=cache)
-        cos = {f"{p}|{q}": float(units[p] @ units[q]) for p, q in
-               (("probe", "diff_means"), ("probe", "selected"), ("diff_means", "selected"))}
-        scores = {k: DirectionScore(aucs[k], abl.arms[k].refusal["harmful"], ind.arms[k].refusal["harmless"])
-                  for k in units}
+        abl = run_arms(
+            lm,
+            [Arm(k, lm, lambda u=u: ablate(lm, u)) for k, u in units.items()],
+            {"harmful": list(harmful_test)},
+            judge,
+            intervention="ablate",
+            kl_set=None,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            baseline=cache,
+        )
+        site = Site(layer)
+        ind = run_arms(
+            lm,
+            [
+                Arm(k, lm, lambda v=u * norm, s=site: add(lm, v, 1.0, s, positions="prompt"))
+                for k, u in units.items()
+            ],
+            {"harmless": list(harmless_test)},
+            judge,
+            intervention="add",
+            kl_set=None,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            baseline=cache,
+        )
+        cos = {
+            f"{p}|{q}": float(units[p] @ units[q])
+            for p, q in (("probe", "diff_means"), ("probe", "selected"), ("diff_means", "selected"))
+        }
+        scores = {
+            k: DirectionScore(
+                aucs[k],
+                dprime(x_te @ units[k], y_te),
+                abl.arms[k].refusal["harmful"],
+                ind.arms[k].refusal["harmless"],
+            )
+            for k in units
+        }
         rows.append(LayerDiscrepancy(layer, pick, norm, cos, scores))
         if progress is not None:
             progress(1)
     b = base_harmful.rate or 0.0
-    points = [(row.scores[n].auc, row.control_effect(n, b)) for row in rows for n in DIRECTIONS]
+    points = [(row.scores[n].dprime, row.control_effect(n, b)) for row in rows for n in DIRECTIONS]
     rho = spearman([p[0] for p in points], [p[1] for p in points]) if len(points) > 2 else None
-    prov = {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "judge": judge.name, "layers": chosen,
-            "site": "resid_pre", "positions": "eoi:-1", "selection_mode": selection_mode,
-            "selected_best": {"layer": sel.best.layer, "position": sel.best.position},
-            "n": {"train": [len(harmful_train), len(harmless_train)], "val": [len(harmful_val), len(harmless_val)],
-                  "test": [len(harmful_test), len(harmless_test)]},
-            "max_new_tokens": max_new_tokens, "seed": seed, "l2": l2, "safetyscope_version": __version__}
-    return DiscrepancyReport(rows, base_harmful, base.arms["baseline"].refusal["harmless"], rho, PAPER_CLAIM, prov)
+    prov = {
+        "model": lm.spec,
+        "model_fingerprint": lm.fingerprint(),
+        "judge": judge.name,
+        "layers": chosen,
+        "site": "resid_pre",
+        "positions": "eoi:-1",
+        "selection_mode": selection_mode,
+        "skipped_layers": skipped,
+        "selected_best": {"layer": sel.best.layer, "position": sel.best.position},
+        "n": {
+            "train": [len(harmful_train), len(harmless_train)],
+            "val": [len(harmful_val), len(harmless_val)],
+            "test": [len(harmful_test), len(harmless_test)],
+        },
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+        "l2": l2,
+        "safetyscope_version": __version__,
+    }
+    return DiscrepancyReport(
+        rows, base_harmful, base.arms["baseline"].refusal["harmless"], rho, PAPER_CLAIM, prov
+    )

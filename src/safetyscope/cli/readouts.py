@@ -9,10 +9,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from safetyscope.cli._app import DtypeOpt, HarmfulOpt, HarmlessOpt, JsonOpt, app, console, literal, user_errors
+from safetyscope.cli._app import (
+    DtypeOpt,
+    HarmfulOpt,
+    HarmlessOpt,
+    JsonOpt,
+    app,
+    console,
+    literal,
+    user_errors,
+)
 
-monitor_app = typer.Typer(help="Mahalanobis out-of-distribution monitor against the harmless distribution.",
-                          no_args_is_help=True)
+monitor_app = typer.Typer(
+    help="Mahalanobis out-of-distribution monitor against the harmless distribution.", no_args_is_help=True
+)
 app.add_typer(monitor_app, name="monitor")
 
 ModelArg = Annotated[str, typer.Argument(help="Model spec (registry name, organism spec, HF dir or hub id).")]
@@ -25,8 +35,17 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing o
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of splits, fits and controls.")]
 
 
-def _setup(model: str, dtype: str, harmful: Path | None, harmless: Path | None, layers: str, n_train: int,
-           n_val: int, n_test: int, seed: int):  # noqa: ANN202
+def _setup(
+    model: str,
+    dtype: str,
+    harmful: Path | None,
+    harmless: Path | None,
+    layers: str,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    seed: int,
+):
     from safetyscope.activations import parse_layers
     from safetyscope.model import load_model
     from safetyscope.pipelines.refusal import refusal_prompts
@@ -49,15 +68,23 @@ def probes(
     harmful: HarmfulOpt = None,
     harmless: HarmlessOpt = None,
     layers: LayersOpt = "all",
-    kinds: Annotated[str, typer.Option("--kinds", help="Comma list of linear, poly2, poly3, mlp, suffix.")] = (
-        "linear,poly2,poly3,mlp,suffix"),
-    suffix: Annotated[str | None, typer.Option("--suffix", help="Classification suffix (default: a harmfulness "
-                                               "question the tokenizer can spell).")] = None,
+    kinds: Annotated[
+        str, typer.Option("--kinds", help="Comma list of linear, poly2, poly3, mlp, suffix.")
+    ] = ("linear,poly2,poly3,mlp,suffix"),
+    suffix: Annotated[
+        str | None,
+        typer.Option(
+            "--suffix",
+            help="Classification suffix (default: a harmfulness question the tokenizer can spell).",
+        ),
+    ] = None,
     rank: Annotated[int, typer.Option("--rank", min=1, help="CP rank of each polynomial order.")] = 4,
     hidden: Annotated[int, typer.Option("--hidden", min=1, help="Hidden units of the MLP probe.")] = 32,
     n_train: NTrainOpt = 64,
     n_val: NValOpt = 32,
-    n_controls: Annotated[int, typer.Option("--n-controls", min=1, help="Shuffled-label probes per layer.")] = 3,
+    n_controls: Annotated[
+        int, typer.Option("--n-controls", min=1, help="Shuffled-label probes per layer.")
+    ] = 3,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     force: ForceOpt = False,
@@ -71,20 +98,41 @@ def probes(
     if out is not None:
         check_output(out, force=force, kind="file", inputs=[model, harmful, harmless])
     lm, prompts, chosen = _setup(model, dtype, harmful, harmless, layers, n_train, n_val, 2, seed)
-    table = probe_table(lm, prompts, chosen, kinds=[k.strip() for k in kinds.split(",") if k.strip()],
-                        suffix=suffix, rank=rank, hidden=hidden, n_controls=n_controls, seed=seed,
-                        progress=not as_json)
+    table = probe_table(
+        lm,
+        prompts,
+        chosen,
+        kinds=[k.strip() for k in kinds.split(",") if k.strip()],
+        suffix=suffix,
+        rank=rank,
+        hidden=hidden,
+        n_controls=n_controls,
+        seed=seed,
+        progress=not as_json,
+    )
     data = table.to_dict() | {"rows": table.rows()}
     _write(out, data)
     if as_json:
         print(json.dumps(data, allow_nan=False))
         return
-    t = Table("kind", "layer", "accuracy (95% CI)", "AUC", "control acc", "selectivity",
-              title=f"probes at resid_pre, eoi:-1 ({lm.spec})")
+    t = Table(
+        "kind",
+        "layer",
+        "accuracy (95% CI)",
+        "AUC",
+        "control acc",
+        "selectivity",
+        title=f"probes at resid_pre, eoi:-1 ({lm.spec})",
+    )
     for r in table.rows():
-        t.add_row(r["kind"], str(r["layer"]), f"{r['accuracy']:.3f} ({r['accuracy_ci'][0]:.2f}, "
-                  f"{r['accuracy_ci'][1]:.2f})", f"{r['auc']:.3f}", f"{r['control_accuracy']:.3f}",
-                  f"{r['selectivity']:+.3f}")
+        t.add_row(
+            r["kind"],
+            str(r["layer"]),
+            f"{r['accuracy']:.3f} ({r['accuracy_ci'][0]:.2f}, {r['accuracy_ci'][1]:.2f})",
+            f"{r['auc']:.3f}",
+            f"{r['control_accuracy']:.3f}",
+            f"{r['selectivity']:+.3f}",
+        )
     console.print(t)
     if table.suffix:
         console.print(f"suffix: {literal(table.suffix)}")
@@ -100,9 +148,15 @@ def discrepancy(
     n_train: NTrainOpt = 64,
     n_val: NValOpt = 32,
     n_test: NTestOpt = 50,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per answer.")] = 24,
-    selection: Annotated[str, typer.Option("--selection", help="Causal selection mode: exhaustive or fast.")] = (
-        "exhaustive"),
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per answer.")
+    ] = 24,
+    selection: Annotated[
+        str, typer.Option("--selection", help="Causal selection mode: exhaustive or fast.")
+    ] = ("exhaustive"),
+    l2: Annotated[
+        float, typer.Option("--l2", min=0.0, help="L2 strength of the logistic probe (standardised units).")
+    ] = 1e-2,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     force: ForceOpt = False,
@@ -117,30 +171,60 @@ def discrepancy(
     if out is not None:
         check_output(out, force=force, kind="file", inputs=[model, harmful, harmless])
     lm, p, chosen = _setup(model, dtype, harmful, harmless, layers, n_train, n_val, n_test, seed)
-    rep = predict_control(lm, p.harmful_train, p.harmless_train, p.harmful_val, p.harmless_val, p.harmful_test,
-                          p.harmless_test, judge_for(lm), layers=chosen, selection_mode=selection,
-                          max_new_tokens=max_new_tokens, seed=seed)
+    rep = predict_control(
+        lm,
+        p.harmful_train,
+        p.harmless_train,
+        p.harmful_val,
+        p.harmless_val,
+        p.harmful_test,
+        p.harmless_test,
+        judge_for(lm),
+        layers=chosen,
+        selection_mode=selection,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        l2=l2,
+    )
     data = rep.to_dict()
     _write(out, data)
     if as_json:
         print(json.dumps(data, allow_nan=False))
         return
 
-    def pc(r) -> str:  # noqa: ANN001
+    def pc(r) -> str:
         return f"{100 * (r.rate or 0):.0f}% [{100 * r.ci_low:.0f}, {100 * r.ci_high:.0f}]"
 
-    t = Table("layer", "direction", "AUC", "harmful refusal, ablated", "harmless refusal, added", "cosines",
-              title=f"predict vs control (baseline harmful {pc(rep.baseline_harmful)}, "
-                    f"harmless {pc(rep.baseline_harmless)})")
+    t = Table(
+        "layer",
+        "direction",
+        "AUC",
+        "d'",
+        "harmful refusal, ablated",
+        "harmless refusal, added",
+        title=f"predict vs control (baseline harmful {pc(rep.baseline_harmful)}, "
+        f"harmless {pc(rep.baseline_harmless)})",
+    )
     for row in rep.layers:
         for name in (*DIRECTIONS, "random"):
             s = row.scores[name]
-            cos = ", ".join(f"{k}={v:+.2f}" for k, v in row.cosines.items()) if name == "probe" else ""
-            t.add_row(str(row.layer), name + (f" (eoi {row.selected_position})" if name == "selected" else ""),
-                      f"{s.auc:.3f}", pc(s.ablated_refusal), pc(s.induced_refusal), cos)
+            t.add_row(
+                str(row.layer),
+                name + (f" (eoi {row.selected_position})" if name == "selected" else ""),
+                f"{s.auc:.3f}",
+                f"{s.dprime:.2f}",
+                pc(s.ablated_refusal),
+                pc(s.induced_refusal),
+            )
     console.print(t)
+    for row in rep.layers:
+        console.print(
+            f"layer {row.layer} cosines: " + ", ".join(f"{k} {v:+.2f}" for k, v in row.cosines.items())
+        )
     rho = "n/a" if rep.spearman is None else f"{rep.spearman:+.2f}"
-    console.print(f"Spearman rho(AUC, control effect) over directions x layers: {rho} (the claim predicts < 0)")
+    console.print(
+        f"Spearman rho(d', control effect) over directions x layers: {rho} (the claim predicts < 0)"
+    )
     console.print(f"paper: {rep.paper_claim}")
 
 
@@ -148,14 +232,22 @@ def discrepancy(
 @user_errors
 def monitor_fit_cmd(
     model: ModelArg,
-    out: Annotated[Path, typer.Option("--out", help="Monitor file (.safetensors; a .json sidecar is written beside).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Monitor file (.safetensors; a .json sidecar is written beside).")
+    ],
     harmful: HarmfulOpt = None,
     harmless: HarmlessOpt = None,
     layers: LayersOpt = "all",
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Layers in the ensemble (best by validation AUROC).")] = 3,
-    quantile: Annotated[float, typer.Option("--quantile", help="Alarm threshold: this quantile of harmless "
-                                            "validation scores.")] = 0.95,
-    normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalise activations first (Mahalanobis++).")] = False,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, help="Layers in the ensemble (best by validation AUROC).")
+    ] = 3,
+    quantile: Annotated[
+        float,
+        typer.Option("--quantile", help="Alarm threshold: this quantile of harmless validation scores."),
+    ] = 0.95,
+    normalize: Annotated[
+        bool, typer.Option("--normalize", help="L2-normalise activations first (Mahalanobis++).")
+    ] = False,
     n_train: NTrainOpt = 64,
     n_val: NValOpt = 32,
     n_test: NTestOpt = 100,
@@ -172,22 +264,45 @@ def monitor_fit_cmd(
     check_output(out, force=force, kind="file", inputs=[model, harmful, harmless])
     check_output(out.with_suffix(".json"), force=force, kind="file", inputs=[model, harmful, harmless])
     lm, prompts, chosen = _setup(model, dtype, harmful, harmless, layers, n_train, n_val, n_test, seed)
-    mon, rep = monitor_fit(lm, prompts, chosen, top_k=top_k, quantile=quantile, normalize=normalize,
-                           n_controls=n_controls, seed=seed, progress=not as_json)
+    mon, rep = monitor_fit(
+        lm,
+        prompts,
+        chosen,
+        top_k=top_k,
+        quantile=quantile,
+        normalize=normalize,
+        n_controls=n_controls,
+        seed=seed,
+        progress=not as_json,
+    )
     mon.provenance["report"] = rep.to_dict()
     mon.save(out)
     if as_json:
         print(json.dumps(rep.to_dict() | {"monitor": str(out)}, allow_nan=False))
         return
-    t = Table("layer", "val AUROC", "test AUROC", "control AUROC", "ensemble", title=f"Mahalanobis monitor ({lm.spec})")
+    t = Table(
+        "layer",
+        "val AUROC",
+        "test AUROC",
+        "control AUROC",
+        "ensemble",
+        title=f"Mahalanobis monitor ({lm.spec})",
+    )
     for x in rep.layers:
-        t.add_row(str(x.layer), f"{x.val_auroc:.3f}", f"{x.test_auroc:.3f}", f"{x.control_auroc:.3f}",
-                  "yes" if x.in_ensemble else "")
+        t.add_row(
+            str(x.layer),
+            f"{x.val_auroc:.3f}",
+            f"{x.test_auroc:.3f}",
+            f"{x.control_auroc:.3f}",
+            "yes" if x.in_ensemble else "",
+        )
     console.print(t)
-    console.print(f"ensemble {rep.ensemble}: test AUROC {rep.ensemble_auroc:.3f} (shuffled-label control "
-                  f"{rep.control_ensemble_auroc:.3f}); at the threshold: harmful flagged {rep.tpr.rate:.2f} "
-                  f"[{rep.tpr.ci_low:.2f}, {rep.tpr.ci_high:.2f}], harmless flagged {rep.fpr.rate:.2f} "
-                  f"[{rep.fpr.ci_low:.2f}, {rep.fpr.ci_high:.2f}]")
+    console.print(
+        f"ensemble {rep.ensemble}: test AUROC {rep.ensemble_auroc:.3f} (shuffled-label control "
+        f"{rep.control_ensemble_auroc:.3f}); at the threshold: harmful flagged {rep.tpr.rate:.2f} "
+        f"[{rep.tpr.ci_low:.2f}, {rep.tpr.ci_high:.2f}], harmless flagged {rep.fpr.rate:.2f} "
+        f"[{rep.fpr.ci_low:.2f}, {rep.fpr.ci_high:.2f}]"
+    )
     console.print(f"[green]saved[/] {literal(out)} (+ {literal(out.with_suffix('.json'))})")
 
 
@@ -211,9 +326,15 @@ def monitor_score_cmd(
     lm = load_model(model, dtype=dtype)
     rows = monitor_score(lm, mon, list(pset.prompts))
     if as_json:
-        print(json.dumps({"threshold": mon.threshold, "ensemble": mon.ensemble, "scores": rows}, allow_nan=False))
+        print(
+            json.dumps(
+                {"threshold": mon.threshold, "ensemble": mon.ensemble, "scores": rows}, allow_nan=False
+            )
+        )
         return
-    t = Table("score", "flagged", "prompt", title=f"monitor {literal(monitor)} (threshold {mon.threshold:.2f})")
+    t = Table(
+        "score", "flagged", "prompt", title=f"monitor {literal(monitor)} (threshold {mon.threshold:.2f})"
+    )
     for r in rows:
         t.add_row(f"{r['score']:+.2f}", "FLAG" if r["flagged"] else "", literal(r["prompt"][:70]))
     console.print(t)
