@@ -39,7 +39,7 @@ from torch import Tensor
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.analysis.probes import auc_from_ranks
-from safetyscope.causal.arms import Arm, BaselineCache, run_arms
+from safetyscope.causal.arms import Arm, BaselineCache, ContextFactory, run_arms
 from safetyscope.causal.controls import random_like
 from safetyscope.causal.selection import candidate_directions, rank_candidates
 from safetyscope.directions.logistic import fit_logistic
@@ -196,6 +196,14 @@ def dprime(scores: Tensor, labels: Tensor) -> float:
     return float(pos.mean() - neg.mean()) / max(sd, 1e-12)
 
 
+def _ablation(lm: LoadedModel, u: Tensor) -> ContextFactory:
+    return lambda: ablate(lm, u)
+
+
+def _addition(lm: LoadedModel, v: Tensor, site: Site) -> ContextFactory:
+    return lambda: add(lm, v, 1.0, site, positions="prompt")
+
+
 def _unit(v: Tensor) -> Tensor:
     return (v / v.norm().clamp_min(1e-12)).float()
 
@@ -230,7 +238,7 @@ def predict_control(
     vectors = candidate_directions(lm, harmful_train, harmless_train, chosen)
     y_tr = torch.cat([torch.ones(len(a_tr)), torch.zeros(len(b_tr))])
     y_te = torch.cat([torch.ones(len(a_te)), torch.zeros(len(b_te))])
-    base_sets = {"harmful": list(harmful_test), "harmless": list(harmless_test)}
+    base_sets: dict[str, Sequence[str]] = {"harmful": list(harmful_test), "harmless": list(harmless_test)}
     base = run_arms(
         lm,
         [Arm("baseline", lm)],
@@ -262,7 +270,7 @@ def predict_control(
         aucs = {k: auc_from_ranks(x_te @ u, y_te) for k, u in units.items()}
         abl = run_arms(
             lm,
-            [Arm(k, lm, lambda u=u: ablate(lm, u)) for k, u in units.items()],
+            [Arm(k, lm, _ablation(lm, u)) for k, u in units.items()],
             {"harmful": list(harmful_test)},
             judge,
             intervention="ablate",
@@ -274,10 +282,7 @@ def predict_control(
         site = Site(layer)
         ind = run_arms(
             lm,
-            [
-                Arm(k, lm, lambda v=u * norm, s=site: add(lm, v, 1.0, s, positions="prompt"))
-                for k, u in units.items()
-            ],
+            [Arm(k, lm, _addition(lm, u * norm, site)) for k, u in units.items()],
             {"harmless": list(harmless_test)},
             judge,
             intervention="add",
