@@ -27,6 +27,7 @@ def test_every_builtin_section_is_discovered_in_order_with_its_parts():
         "geometry",
         "refusal_by_layer",
         "interventions",
+        "discrepancy",
         "backdoor",
         "causal_checks",
     ]

@@ -11,12 +11,16 @@ that direction with a random sign and scores near 0 or near 1.
 High accuracy with low selectivity means the probe memorises rather than reads a linear
 feature. High selectivity still does not show the model *uses* the feature: that needs a
 causal intervention.
+
+The classifier is pluggable: ``fit`` maps training rows and labels to a scoring function (a
+:data:`Fitter`); the default is the logistic probe. :mod:`safetyscope.analysis.nonlinear_probes`
+supplies truncated-polynomial and MLP fitters, scored by the same split, controls and metrics.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,19 @@ from safetyscope import __version__
 from safetyscope.directions.checks import DirectionError, check_pair
 from safetyscope.directions.logistic import fit_logistic
 from safetyscope.stats import wilson_interval
+
+#: ``fit(x_train, y_train) -> score``: a trained classifier as a function from rows to logits
+#: (positive = harmful). The default :func:`linear_fitter` wraps :func:`fit_logistic`.
+Fitter = Callable[[Tensor, Tensor], Callable[[Tensor], Tensor]]
+
+
+def linear_fitter(l2: float = 1e-2) -> Fitter:
+    """The logistic probe as a :data:`Fitter`."""
+
+    def fit(x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+        return fit_logistic(x, y, l2=l2).decision
+
+    return fit
 
 
 def auc_from_ranks(scores: Float[Tensor, " n"], labels: Tensor) -> float:
@@ -90,6 +107,7 @@ class ProbeReport:
     l2: float
     n_controls: int
     provenance: dict[str, Any] = field(default_factory=dict)
+    method: str = "linear"
 
     def best(self) -> LayerProbe:
         """The layer with the highest held-out accuracy (then selectivity, then the earliest)."""
@@ -112,7 +130,7 @@ class ProbeReport:
         layers = [LayerProbe(**(p | {"accuracy_ci": tuple(p["accuracy_ci"]), "control_ci": tuple(p["control_ci"])}))
                   for p in data["layers"]]
         return cls(layers, data["test_fraction"], data["seed"], data["l2"], data["n_controls"],
-                   data.get("provenance", {}))
+                   data.get("provenance", {}), data.get("method", "linear"))
 
     def save(self, path: str | Path) -> Path:
         """Write the report as JSON."""
@@ -126,16 +144,16 @@ class ProbeReport:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def _probe_layer(x: Tensor, y: Tensor, train: Tensor, test: Tensor, layer: int | None, l2: float,
+def _probe_layer(x: Tensor, y: Tensor, train: Tensor, test: Tensor, layer: int | None, fit: Fitter,
                  controls: Sequence[Tensor]) -> LayerProbe:
-    fit = fit_logistic(x[train], y[train], l2=l2)
-    scores = fit.decision(x[test])
+    score = fit(x[train], y[train])
+    scores = score(x[test])
+    train_acc = float(((score(x[train]) > 0) == y[train].bool()).double().mean())
     correct = int(((scores > 0) == y[test].bool()).sum())
     n_test = int(test.numel())
     c_correct, c_aucs = 0, []
     for y_ctrl in controls:
-        ctrl = fit_logistic(x[train], y_ctrl[train], l2=l2)
-        c_scores = ctrl.decision(x[test])
+        c_scores = fit(x[train], y_ctrl[train])(x[test])
         c_correct += int(((c_scores > 0) == y_ctrl[test].bool()).sum())
         c_aucs.append(auc_from_ranks(c_scores, y_ctrl[test]))
     acc, c_acc = correct / n_test, c_correct / (n_test * len(controls))
@@ -143,11 +161,11 @@ def _probe_layer(x: Tensor, y: Tensor, train: Tensor, test: Tensor, layer: int |
         layer=layer, accuracy=acc, accuracy_ci=wilson_interval(correct, n_test),
         auc=auc_from_ranks(scores, y[test]), control_accuracy=c_acc,
         control_ci=wilson_interval(c_correct, n_test * len(controls)), control_auc=sum(c_aucs) / len(controls),
-        selectivity=acc - c_acc, train_accuracy=fit.train_accuracy, n_train=int(train.numel()), n_test=n_test,
+        selectivity=acc - c_acc, train_accuracy=train_acc, n_train=int(train.numel()), n_test=n_test,
     )
 
 
-def _shuffled_labels(y: Tensor, train: Tensor, test: Tensor, n: int, gen: torch.Generator) -> list[Tensor]:
+def shuffled_label_sets(y: Tensor, train: Tensor, test: Tensor, n: int, gen: torch.Generator) -> list[Tensor]:
     """``n`` permutations of the labels; each must leave both classes in train and in test."""
     out: list[Tensor] = []
     while len(out) < n:
@@ -167,6 +185,8 @@ def probe_layers(
     l2: float = 1e-2,
     n_controls: int = 5,
     provenance: dict[str, Any] | None = None,
+    fit: Fitter | None = None,
+    method: str = "linear",
 ) -> ProbeReport:
     """Train and score a harmful-vs-harmless probe at every layer, with a shuffled-label control.
 
@@ -180,6 +200,8 @@ def probe_layers(
             layer); the control accuracy pools their test predictions (its Wilson interval
             counts ``n_test * n_controls`` trials).
         provenance: upstream provenance to record.
+        fit: the classifier (a :data:`Fitter`; default the logistic probe with ``l2``).
+        method: the classifier's name, recorded in the report.
     """
     if n_controls < 1:
         raise DirectionError(f"n_controls must be >= 1, got {n_controls}.")
@@ -190,11 +212,12 @@ def probe_layers(
         raise DirectionError(f"{len(labels)} layer labels for {a3.shape[1]} layers.")
     train, test = stratified_split(a3.shape[0], b3.shape[0], test_fraction, seed)
     y = torch.cat([torch.ones(a3.shape[0]), torch.zeros(b3.shape[0])])
-    controls = _shuffled_labels(y, train, test, n_controls, torch.Generator().manual_seed(seed + 1))
+    controls = shuffled_label_sets(y, train, test, n_controls, torch.Generator().manual_seed(seed + 1))
+    fitter = fit if fit is not None else linear_fitter(l2)
     results = [
-        _probe_layer(torch.cat([a3[:, i], b3[:, i]]), y, train, test, layer, l2, controls)
+        _probe_layer(torch.cat([a3[:, i], b3[:, i]]), y, train, test, layer, fitter, controls)
         for i, layer in enumerate(labels)
     ]
     prov = dict(provenance or {}, n_harmful=a3.shape[0], n_harmless=b3.shape[0], d=a3.shape[-1],
                 safetyscope_version=__version__)
-    return ProbeReport(results, test_fraction, seed, l2, n_controls, prov)
+    return ProbeReport(results, test_fraction, seed, l2, n_controls, prov, method)

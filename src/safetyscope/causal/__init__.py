@@ -18,6 +18,7 @@ from safetyscope.causal.cosmic import (
     rank_cosmic,
     select_cosmic,
 )
+from safetyscope.causal.discrepancy import DiscrepancyReport, LayerDiscrepancy, predict_control
 from safetyscope.causal.edit_compare import EditComparison, EditRow, compare_edits, components_from_patching
 from safetyscope.causal.patch_spec import COMPONENTS, MODES, PatchingError, PatchTarget
 from safetyscope.causal.patching import patching_sweep
@@ -58,10 +59,12 @@ __all__ = [
     "CorruptionStudy",
     "CosmicCandidate",
     "CosmicSelection",
+    "DiscrepancyReport",
     "EditComparison",
     "EditRow",
     "EditScore",
     "InterventionReport",
+    "LayerDiscrepancy",
     "MapComparison",
     "MetricUnderEdits",
     "PatchMetric",
@@ -86,6 +89,7 @@ __all__ = [
     "measure",
     "normalised_recovery",
     "patching_sweep",
+    "predict_control",
     "random_like",
     "rank_candidates",
     "rank_cosmic",
