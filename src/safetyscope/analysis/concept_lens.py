@@ -13,7 +13,12 @@ direction per layer (a :class:`~safetyscope.directions.DirectionSet`) is read la
 mean projection (95% interval), and for two sets the AUROC of the projection separating them,
 beside the AUROC of a random direction of equal norm (the control: a random direction's
 projection separates classes only as much as their raw geometry does; having no orientation, it
-is scored on its better side, ``max(AUROC, 1 - AUROC)``).
+is scored on its better side, ``max(AUROC, 1 - AUROC)``). When two classes are far apart in the
+residual stream *every* direction separates them (both AUROCs near 1), so the class gap along
+the concept, ``gap = mean_a(s) - mean_b(s)``, is also reported beside the mean absolute gap
+along 16 random unit directions: a concept direction earns its name by a gap many times the
+random one (for a difference ``Δ`` of class means, a random unit direction sees about
+``|Δ| / sqrt(d)``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from safetyscope.directions.direction import Direction, DirectionSet
 from safetyscope.errors import SafetyscopeError
 from safetyscope.model.loading import LoadedModel
 from safetyscope.stats import mean_interval
+
+#: Random unit directions whose mean absolute class gap is the control of a concept's gap.
+N_RANDOM = 16
 
 
 def concept_vectors(concept: Direction | DirectionSet, layers: Sequence[int], d_model: int) -> dict[int, Tensor]:
@@ -60,6 +68,8 @@ class ConceptLayer:
     ci: dict[str, tuple[float, float]]
     auroc: float | None
     auroc_random: float | None
+    gap: float | None = None
+    gap_random: float | None = None
 
 
 @dataclass
@@ -80,7 +90,8 @@ class ConceptLensReport:
     def from_dict(cls, d: dict[str, Any]) -> ConceptLensReport:
         """Inverse of :meth:`to_dict`."""
         concepts = {k: [ConceptLayer(x["layer"], x["mean"], {s: tuple(c) for s, c in x["ci"].items()}, x["auroc"],
-                                     x["auroc_random"]) for x in v] for k, v in d["concepts"].items()}
+                                     x["auroc_random"], x.get("gap"), x.get("gap_random")) for x in v]
+                    for k, v in d["concepts"].items()}
         return cls(concepts, d["sets"], d["n"], d["positions"], d.get("provenance", {}))
 
     def figure(self, concept: str | None = None) -> dict[str, Any]:
@@ -96,17 +107,21 @@ class ConceptLensReport:
         return {"kind": "curves", "x": [r.layer for r in rows], "series": series, "xlabel": "layer",
                 "ylabel": "projection h·v", "title": f"Concept lens: {name} ({self.positions})", "caption": cap}
 
-    def auroc_figure(self) -> dict[str, Any]:
-        """A ``curves`` spec: each concept's AUROC by layer beside its random-direction control."""
+    def gap_figure(self) -> dict[str, Any]:
+        """A ``curves`` spec: each concept's class gap by layer beside the mean gap along random directions."""
         series = []
         for g, (name, rows) in enumerate(self.concepts.items()):
-            series.append({"label": name, "y": [r.auroc for r in rows], "role": "effect", "group": g})
-            series.append({"label": f"{name}: random direction", "y": [r.auroc_random for r in rows],
+            series.append({"label": f"{name}: gap along the concept", "y": [r.gap for r in rows], "role": "effect",
+                           "group": g})
+            series.append({"label": f"{name}: random directions", "y": [r.gap_random for r in rows],
                            "role": "control", "group": g})
         first = next(iter(self.concepts.values()))
+        cap = "; ".join(f"{n}: AUROC " + ", ".join(f"L{r.layer} {r.auroc:.2f} (random {r.auroc_random:.2f})"
+                                                    for r in rows if r.auroc is not None)
+                        for n, rows in self.concepts.items())
         return {"kind": "curves", "x": [r.layer for r in first], "series": series, "xlabel": "layer",
-                "ylabel": f"AUROC ({self.sets[0]} vs {self.sets[1]})", "ylim": [0, 1],
-                "title": "Concept lens: separation by layer"}
+                "ylabel": f"mean projection gap ({self.sets[0]} - {self.sets[1]})",
+                "title": "Concept lens: class gap by layer", "caption": cap}
 
 
 def concept_lens(lm: LoadedModel, concepts: Mapping[str, Direction | DirectionSet],
@@ -143,7 +158,7 @@ def concept_lens(lm: LoadedModel, concepts: Mapping[str, Direction | DirectionSe
             proj = {s: acts[s][:, j] @ v for s in names}
             mean = {s: float(p.mean()) for s, p in proj.items()}
             ci = {s: mean_interval([float(x) for x in p]) for s, p in proj.items()}
-            auroc = ctrl = None
+            auroc = ctrl = gap = gap_r = None
             if len(names) >= 2:
                 a, b = names[0], names[1]
                 labels = torch.cat([torch.ones(len(proj[a])), torch.zeros(len(proj[b]))])
@@ -151,7 +166,11 @@ def concept_lens(lm: LoadedModel, concepts: Mapping[str, Direction | DirectionSe
                 r = random_like(v.float(), seed + layer).double()
                 ctrl = auc_from_ranks(torch.cat([acts[a][:, j] @ r, acts[b][:, j] @ r]), labels)
                 ctrl = max(ctrl, 1.0 - ctrl)  # a random direction has no orientation: its best side
-            rows.append(ConceptLayer(layer, mean, ci, auroc, ctrl))
+                gap = mean[a] - mean[b]
+                delta = acts[a][:, j].mean(0) - acts[b][:, j].mean(0)
+                rand = torch.stack([random_like(v.float(), seed + 7919 * (s + 1) + layer) for s in range(N_RANDOM)])
+                gap_r = float((rand.double() @ delta).abs().mean())
+            rows.append(ConceptLayer(layer, mean, ci, auroc, ctrl, gap, gap_r))
         out[cname] = rows
     pos = positions if isinstance(positions, str) else positions.key
     prov = {"model_fingerprint": lm.fingerprint(), "seed": seed, "safetyscope_version": __version__,
