@@ -44,7 +44,10 @@ def test_organism_refusal_direction_beats_random_directions(organism_dir, organi
     lm = load_model(organism_dir)
     refusal = organism_contrast.directions("diff_means")
     corpus = build_corpus(seed=0)
-    rep = concept_lens(lm, {"refusal": refusal}, {"harmful": corpus.prompts("harmful")[:30],
-                                                  "harmless": corpus.prompts("harmless")[:30]})
+    rep = concept_lens(
+        lm,
+        {"refusal": refusal},
+        {"harmful": corpus.prompts("harmful")[:30], "harmless": corpus.prompts("harmless")[:30]},
+    )
     for r in rep.concepts["refusal"]:
         assert r.gap > 4 * r.gap_random and r.auroc > 0.95

@@ -53,7 +53,9 @@ def test_knn_accuracy():
 def test_organism_profiles_separate_harmful_from_harmless(organism_dir):
     lm = load_model(organism_dir)
     corpus = build_corpus(seed=0)
-    rep = entropy_profile(lm, {"harmful": corpus.prompts("harmful")[:30], "harmless": corpus.prompts("harmless")[:30]})
+    rep = entropy_profile(
+        lm, {"harmful": corpus.prompts("harmful")[:30], "harmless": corpus.prompts("harmless")[:30]}
+    )
     assert rep.knn["accuracy"] >= 0.9 > 0.75 >= rep.knn["control"]
     # the organism is more certain of a refusal than of which helpful opening to use
     assert rep.profiles["harmful"][-1].high < rep.profiles["harmless"][-1].low

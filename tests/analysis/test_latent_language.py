@@ -18,10 +18,19 @@ from safetyscope.model.registry import pulled_path
 from safetyscope.model.tiny import save_tiny
 
 # single characters are single tokens of the tiny character-level tokenizer; zh is written without a space
-WORDS = [{"en": e, "fr": f, "zh": z} for e, f, z in
-         [("a", "b", "c"), ("d", "e", "f"), ("g", "h", "i"), ("j", "k", "l"), ("m", "n", "o"), ("p", "q", "r"),
-          ("s", "t", "s"),    # zh word equal to the English one: dropped
-          ("u", "v", "wx")]]  # two-character answer: dropped
+WORDS = [
+    {"en": e, "fr": f, "zh": z}
+    for e, f, z in [
+        ("a", "b", "c"),
+        ("d", "e", "f"),
+        ("g", "h", "i"),
+        ("j", "k", "l"),
+        ("m", "n", "o"),
+        ("p", "q", "r"),
+        ("s", "t", "s"),  # zh word equal to the English one: dropped
+        ("u", "v", "wx"),
+    ]
+]  # two-character answer: dropped
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +72,9 @@ def test_probabilities_match_the_logit_lens(tiny_llama):
     want_t = sum(float(probs[i, prompts[i].target_ids].sum()) for i in rows) / len(rows)
     want_e = sum(float(probs[i, prompts[i].english_ids].sum()) for i in rows) / len(rows)
     c = rep.curve("fr-zh")
-    assert c.p_target[1] == pytest.approx(want_t, abs=1e-6) and c.p_english[1] == pytest.approx(want_e, abs=1e-6)
+    assert c.p_target[1] == pytest.approx(want_t, abs=1e-6) and c.p_english[1] == pytest.approx(
+        want_e, abs=1e-6
+    )
     assert rep.curve("translation").n == 4 and rep.curve("zh-zh").n == 4 and rep.n_prompts == 8
     assert "logit" in rep.verdict and LatentLanguageReport.from_dict(rep.to_dict()) == rep
     assert len(rep.figure()["series"]) == 3

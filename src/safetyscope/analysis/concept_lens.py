@@ -45,13 +45,17 @@ from safetyscope.stats import mean_interval
 N_RANDOM = 16
 
 
-def concept_vectors(concept: Direction | DirectionSet, layers: Sequence[int], d_model: int) -> dict[int, Tensor]:
+def concept_vectors(
+    concept: Direction | DirectionSet, layers: Sequence[int], d_model: int
+) -> dict[int, Tensor]:
     """Unit vector per layer: a set's own direction at each layer it has, a single direction everywhere."""
     dirs = list(concept) if isinstance(concept, DirectionSet) else [concept]
     for dvec in dirs:
         if dvec.vector.shape[-1] != d_model:
-            raise SafetyscopeError(f"A {dvec.method} direction has width {dvec.vector.shape[-1]}, the model "
-                                   f"{d_model}: it was read from another model.")
+            raise SafetyscopeError(
+                f"A {dvec.method} direction has width {dvec.vector.shape[-1]}, the model "
+                f"{d_model}: it was read from another model."
+            )
     if len(dirs) == 1:
         v = dirs[0].vector.double()
         return dict.fromkeys(layers, v / v.norm())
@@ -89,44 +93,100 @@ class ConceptLensReport:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConceptLensReport:
         """Inverse of :meth:`to_dict`."""
-        concepts = {k: [ConceptLayer(x["layer"], x["mean"], {s: tuple(c) for s, c in x["ci"].items()}, x["auroc"],
-                                     x["auroc_random"], x.get("gap"), x.get("gap_random")) for x in v]
-                    for k, v in d["concepts"].items()}
+        concepts = {
+            k: [
+                ConceptLayer(
+                    x["layer"],
+                    x["mean"],
+                    {s: tuple(c) for s, c in x["ci"].items()},
+                    x["auroc"],
+                    x["auroc_random"],
+                    x.get("gap"),
+                    x.get("gap_random"),
+                )
+                for x in v
+            ]
+            for k, v in d["concepts"].items()
+        }
         return cls(concepts, d["sets"], d["n"], d["positions"], d.get("provenance", {}))
 
     def figure(self, concept: str | None = None) -> dict[str, Any]:
         """A ``curves`` spec of the mean projection by layer per set (95% bands) for one concept."""
         name = concept or next(iter(self.concepts))
         rows = self.concepts[name]
-        series = [{"label": s, "y": [r.mean[s] for r in rows], "low": [r.ci[s][0] for r in rows],
-                   "high": [r.ci[s][1] for r in rows], "role": "effect"} for s in self.sets]
+        series = [
+            {
+                "label": s,
+                "y": [r.mean[s] for r in rows],
+                "low": [r.ci[s][0] for r in rows],
+                "high": [r.ci[s][1] for r in rows],
+                "role": "effect",
+            }
+            for s in self.sets
+        ]
         cap = ""
         if rows and rows[0].auroc is not None:
             cap = "AUROC by layer: " + ", ".join(
-                f"L{r.layer} {r.auroc:.2f} (random {r.auroc_random:.2f})" for r in rows if r.auroc is not None)
-        return {"kind": "curves", "x": [r.layer for r in rows], "series": series, "xlabel": "layer",
-                "ylabel": "projection h·v", "title": f"Concept lens: {name} ({self.positions})", "caption": cap}
+                f"L{r.layer} {r.auroc:.2f} (random {r.auroc_random:.2f})" for r in rows if r.auroc is not None
+            )
+        return {
+            "kind": "curves",
+            "x": [r.layer for r in rows],
+            "series": series,
+            "xlabel": "layer",
+            "ylabel": "projection h·v",
+            "title": f"Concept lens: {name} ({self.positions})",
+            "caption": cap,
+        }
 
     def gap_figure(self) -> dict[str, Any]:
         """A ``curves`` spec: each concept's class gap by layer beside the mean gap along random directions."""
         series = []
         for g, (name, rows) in enumerate(self.concepts.items()):
-            series.append({"label": f"{name}: gap along the concept", "y": [r.gap for r in rows], "role": "effect",
-                           "group": g})
-            series.append({"label": f"{name}: random directions", "y": [r.gap_random for r in rows],
-                           "role": "control", "group": g})
+            series.append(
+                {
+                    "label": f"{name}: gap along the concept",
+                    "y": [r.gap for r in rows],
+                    "role": "effect",
+                    "group": g,
+                }
+            )
+            series.append(
+                {
+                    "label": f"{name}: random directions",
+                    "y": [r.gap_random for r in rows],
+                    "role": "control",
+                    "group": g,
+                }
+            )
         first = next(iter(self.concepts.values()))
-        cap = "; ".join(f"{n}: AUROC " + ", ".join(f"L{r.layer} {r.auroc:.2f} (random {r.auroc_random:.2f})"
-                                                    for r in rows if r.auroc is not None)
-                        for n, rows in self.concepts.items())
-        return {"kind": "curves", "x": [r.layer for r in first], "series": series, "xlabel": "layer",
-                "ylabel": f"mean projection gap ({self.sets[0]} - {self.sets[1]})",
-                "title": "Concept lens: class gap by layer", "caption": cap}
+        cap = "; ".join(
+            f"{n}: AUROC "
+            + ", ".join(
+                f"L{r.layer} {r.auroc:.2f} (random {r.auroc_random:.2f})" for r in rows if r.auroc is not None
+            )
+            for n, rows in self.concepts.items()
+        )
+        return {
+            "kind": "curves",
+            "x": [r.layer for r in first],
+            "series": series,
+            "xlabel": "layer",
+            "ylabel": f"mean projection gap ({self.sets[0]} - {self.sets[1]})",
+            "title": "Concept lens: class gap by layer",
+            "caption": cap,
+        }
 
 
-def concept_lens(lm: LoadedModel, concepts: Mapping[str, Direction | DirectionSet],
-                 prompt_sets: Mapping[str, PromptSet | Sequence[str]], *, layers: Sequence[int] | None = None,
-                 positions: Positions | str = "last", seed: int = 0) -> ConceptLensReport:
+def concept_lens(
+    lm: LoadedModel,
+    concepts: Mapping[str, Direction | DirectionSet],
+    prompt_sets: Mapping[str, PromptSet | Sequence[str]],
+    *,
+    layers: Sequence[int] | None = None,
+    positions: Positions | str = "last",
+    seed: int = 0,
+) -> ConceptLensReport:
     """Project each set's residuals onto each concept at every layer.
 
     Args:
@@ -168,12 +228,20 @@ def concept_lens(lm: LoadedModel, concepts: Mapping[str, Direction | DirectionSe
                 ctrl = max(ctrl, 1.0 - ctrl)  # a random direction has no orientation: its best side
                 gap = mean[a] - mean[b]
                 delta = acts[a][:, j].mean(0) - acts[b][:, j].mean(0)
-                rand = torch.stack([random_like(v.float(), seed + 7919 * (s + 1) + layer) for s in range(N_RANDOM)])
+                rand = torch.stack(
+                    [random_like(v.float(), seed + 7919 * (s + 1) + layer) for s in range(N_RANDOM)]
+                )
                 gap_r = float((rand.double() @ delta).abs().mean())
             rows.append(ConceptLayer(layer, mean, ci, auroc, ctrl, gap, gap_r))
         out[cname] = rows
     pos = positions if isinstance(positions, str) else positions.key
-    prov = {"model_fingerprint": lm.fingerprint(), "seed": seed, "safetyscope_version": __version__,
-            "concepts": {c: {"method": getattr(x, "method", None), "provenance": getattr(x, "provenance", {})}
-                         for c, x in concepts.items()}}
+    prov = {
+        "model_fingerprint": lm.fingerprint(),
+        "seed": seed,
+        "safetyscope_version": __version__,
+        "concepts": {
+            c: {"method": getattr(x, "method", None), "provenance": getattr(x, "provenance", {})}
+            for c, x in concepts.items()
+        },
+    }
     return ConceptLensReport(out, names, {s: int(a.shape[0]) for s, a in acts.items()}, pos, prov)

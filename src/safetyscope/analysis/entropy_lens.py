@@ -41,8 +41,12 @@ def entropy(logits: Float[Tensor, "*batch vocab"]) -> Float[Tensor, "*batch"]:
     return -(logp.exp() * logp).sum(-1)
 
 
-def entropy_rows(lm: LoadedModel, h: Float[Tensor, "rows layers d"], layers: Sequence[int],
-                 translator: Translator | None = None) -> Float[Tensor, "rows layers"]:
+def entropy_rows(
+    lm: LoadedModel,
+    h: Float[Tensor, "rows layers d"],
+    layers: Sequence[int],
+    translator: Translator | None = None,
+) -> Float[Tensor, "rows layers"]:
     """The lens entropy of every row at every layer (``h[:, i]`` read at ``layers[i]``)."""
     out = []
     with torch.no_grad():
@@ -102,26 +106,60 @@ class EntropyReport:
     def from_dict(cls, d: dict[str, Any]) -> EntropyReport:
         """Inverse of :meth:`to_dict`."""
         profiles = {k: [EntropyLayer(**x) for x in v] for k, v in d["profiles"].items()}
-        return cls(d["lens"], d["layers"], profiles, d["n"], d["max_entropy"], d["positions"], d.get("knn", {}),
-                   d.get("provenance", {}))
+        return cls(
+            d["lens"],
+            d["layers"],
+            profiles,
+            d["n"],
+            d["max_entropy"],
+            d["positions"],
+            d.get("knn", {}),
+            d.get("provenance", {}),
+        )
 
     def figure(self) -> dict[str, Any]:
         """A ``curves`` spec: mean entropy by layer per set (95% bands), ``log |V|`` as the baseline."""
-        series = [{"label": name, "y": [x.mean for x in prof], "low": [x.low for x in prof],
-                   "high": [x.high for x in prof], "role": "effect"} for name, prof in self.profiles.items()]
-        series.append({"label": "log |V| (uniform)", "y": [self.max_entropy] * len(self.layers), "role": "baseline"})
+        series = [
+            {
+                "label": name,
+                "y": [x.mean for x in prof],
+                "low": [x.low for x in prof],
+                "high": [x.high for x in prof],
+                "role": "effect",
+            }
+            for name, prof in self.profiles.items()
+        ]
+        series.append(
+            {"label": "log |V| (uniform)", "y": [self.max_entropy] * len(self.layers), "role": "baseline"}
+        )
         cap = ""
         if self.knn:
-            cap = (f"{self.knn['k']}-NN accuracy of the sets from their profiles {self.knn['accuracy']:.2f} "
-                   f"[{self.knn['ci'][0]:.2f}, {self.knn['ci'][1]:.2f}] vs shuffled labels {self.knn['control']:.2f}")
-        return {"kind": "curves", "x": self.layers, "series": series, "xlabel": "layer", "ylabel": "entropy (nats)",
-                "title": f"Entropy-Lens ({self.lens} lens, {self.positions})", "caption": cap}
+            cap = (
+                f"{self.knn['k']}-NN accuracy of the sets from their profiles {self.knn['accuracy']:.2f} "
+                f"[{self.knn['ci'][0]:.2f}, {self.knn['ci'][1]:.2f}] vs shuffled labels {self.knn['control']:.2f}"
+            )
+        return {
+            "kind": "curves",
+            "x": self.layers,
+            "series": series,
+            "xlabel": "layer",
+            "ylabel": "entropy (nats)",
+            "title": f"Entropy-Lens ({self.lens} lens, {self.positions})",
+            "caption": cap,
+        }
 
 
-def entropy_profile(lm: LoadedModel, prompt_sets: Mapping[str, PromptSet | Sequence[str]], *,
-                    layers: Sequence[int] | None = None, positions: Positions | str = "last",
-                    translator: Translator | None = None, lens_name: str = "logit", k: int = 3,
-                    seed: int = 0) -> EntropyReport:
+def entropy_profile(
+    lm: LoadedModel,
+    prompt_sets: Mapping[str, PromptSet | Sequence[str]],
+    *,
+    layers: Sequence[int] | None = None,
+    positions: Positions | str = "last",
+    translator: Translator | None = None,
+    lens_name: str = "logit",
+    k: int = 3,
+    seed: int = 0,
+) -> EntropyReport:
     """Entropy profile of each prompt set; with two or more sets, their k-NN separability and its control.
 
     Args:
@@ -156,11 +194,31 @@ def entropy_profile(lm: LoadedModel, prompt_sets: Mapping[str, PromptSet | Seque
         if x.shape[0] > k:
             acc = knn_accuracy(x, y, k)
             ctrl = [knn_accuracy(x, shuffled_labels(y, seed + s), k) for s in range(5)]
-            knn = {"k": k, "accuracy": acc, "ci": list(wilson_interval(round(acc * len(y)), len(y))),
-                   "control": sum(ctrl) / len(ctrl), "control_runs": ctrl, "n": len(y),
-                   "chance": max(len(v) for v in per_set.values()) / len(y)}
+            knn = {
+                "k": k,
+                "accuracy": acc,
+                "ci": list(wilson_interval(round(acc * len(y)), len(y))),
+                "control": sum(ctrl) / len(ctrl),
+                "control_runs": ctrl,
+                "n": len(y),
+                "chance": max(len(v) for v in per_set.values()) / len(y),
+            }
     pos = positions if isinstance(positions, str) else positions.key
-    prov = {"model_fingerprint": lm.fingerprint(), "seed": seed, "safetyscope_version": __version__,
-            "prompt_sets": {n: (p.name if isinstance(p, PromptSet) else f"{len(p)} prompts") for n, p in prompt_sets.items()}}
-    return EntropyReport(lens_name, layer_list, profiles, {n: int(v.shape[0]) for n, v in per_set.items()},
-                         math.log(lm.vocab_size), pos, knn, prov)
+    prov = {
+        "model_fingerprint": lm.fingerprint(),
+        "seed": seed,
+        "safetyscope_version": __version__,
+        "prompt_sets": {
+            n: (p.name if isinstance(p, PromptSet) else f"{len(p)} prompts") for n, p in prompt_sets.items()
+        },
+    }
+    return EntropyReport(
+        lens_name,
+        layer_list,
+        profiles,
+        {n: int(v.shape[0]) for n, v in per_set.items()},
+        math.log(lm.vocab_size),
+        pos,
+        knn,
+        prov,
+    )

@@ -56,8 +56,9 @@ class FutureRows:
     k: int
 
 
-def future_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], k: int, layers: Sequence[int] | None = None
-                ) -> FutureRows:
+def future_rows(
+    lm: LoadedModel, seqs: Sequence[Sequence[int]], k: int, layers: Sequence[int] | None = None
+) -> FutureRows:
     """Block outputs at every position ``1 <= t < len - k`` of each token sequence, with ``x_t`` and ``x_{t+k}``."""
     if k < 1:
         raise SafetyscopeError(f"k must be >= 1 (1 = the next token), got {k}.")
@@ -86,13 +87,21 @@ def future_rows(lm: LoadedModel, seqs: Sequence[Sequence[int]], k: int, layers: 
         for idx, res in iter_batches([len(s) for s in keep], run, max_batch_tokens=16384):
             for i, r in zip(idx, res, strict=True):
                 chunks[i] = r
-    cur = [torch.tensor(s[1:len(s) - k]) for s in keep]
-    tgt = [torch.tensor(s[1 + k:]) for s in keep]
+    cur = [torch.tensor(s[1 : len(s) - k]) for s in keep]
+    tgt = [torch.tensor(s[1 + k :]) for s in keep]
     return FutureRows(torch.cat(chunks).clone(), torch.cat(cur), torch.cat(tgt), layer_list, k)  # type: ignore[arg-type]
 
 
-def train_future_lens(lm: LoadedModel, rows: FutureRows, *, steps: int = 300, lr: float = 3e-3,
-                      batch_size: int = 512, seed: int = 0, shuffle_targets: bool = False) -> TunedLens:
+def train_future_lens(
+    lm: LoadedModel,
+    rows: FutureRows,
+    *,
+    steps: int = 300,
+    lr: float = 3e-3,
+    batch_size: int = 512,
+    seed: int = 0,
+    shuffle_targets: bool = False,
+) -> TunedLens:
     """Fit one translator per layer by cross-entropy to the token ``k`` ahead (Adam, seeded minibatches).
 
     ``shuffle_targets=True`` trains the control: targets permuted across rows (same marginal, no relation).
@@ -109,15 +118,27 @@ def train_future_lens(lm: LoadedModel, rows: FutureRows, *, steps: int = 300, lr
         for _ in range(steps):
             idx = torch.randint(n, (min(n, batch_size),), generator=gen).to(lm.device)
             x = h[idx]
-            loss = sum(F.cross_entropy(apply_lens(lm, x[:, i] + x[:, i] @ weight[i].T + bias[i]), y[idx])
-                       for i in range(n_layers))
+            loss = sum(
+                F.cross_entropy(apply_lens(lm, x[:, i] + x[:, i] @ weight[i].T + bias[i]), y[idx])
+                for i in range(n_layers)
+            )
             opt.zero_grad()
             loss.backward()  # type: ignore[union-attr]
             opt.step()
             losses.append(float(loss.detach()) / n_layers)  # type: ignore[union-attr]
-    prov = {"kind": "future", "k": rows.k, "model_fingerprint": lm.fingerprint(), "n_rows": n, "steps": steps,
-            "lr": lr, "batch_size": batch_size, "seed": seed, "shuffled_targets": shuffle_targets,
-            "final_loss": losses[-1] if losses else None, "safetyscope_version": __version__}
+    prov = {
+        "kind": "future",
+        "k": rows.k,
+        "model_fingerprint": lm.fingerprint(),
+        "n_rows": n,
+        "steps": steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "shuffled_targets": shuffle_targets,
+        "final_loss": losses[-1] if losses else None,
+        "safetyscope_version": __version__,
+    }
     return TunedLens(rows.layers, weight.detach().cpu(), bias.detach().cpu(), prov)
 
 
@@ -162,24 +183,59 @@ class FutureLensReport:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FutureLensReport:
         """Inverse of :meth:`to_dict`."""
-        layers = [FutureLayer(x["layer"], x["future"], tuple(x["future_ci"]), x["shuffled"], tuple(x["shuffled_ci"]),
-                              x["logit_lens"], tuple(x["logit_lens_ci"])) for x in d["layers"]]
-        return cls(d["k"], d["n_train"], d["n_eval"], layers, d["unigram"], d["current_token"], d.get("provenance", {}))
+        layers = [
+            FutureLayer(
+                x["layer"],
+                x["future"],
+                tuple(x["future_ci"]),
+                x["shuffled"],
+                tuple(x["shuffled_ci"]),
+                x["logit_lens"],
+                tuple(x["logit_lens_ci"]),
+            )
+            for x in d["layers"]
+        ]
+        return cls(
+            d["k"],
+            d["n_train"],
+            d["n_eval"],
+            layers,
+            d["unigram"],
+            d["current_token"],
+            d.get("provenance", {}),
+        )
 
     def figure(self) -> dict[str, Any]:
         """A ``curves`` spec: top-1 accuracy by layer, future lens vs shuffled-target control vs baselines."""
         ly = self.layers
         n = len(ly)
-        return {"kind": "curves", "x": [r.layer for r in ly], "xlabel": "layer", "ylim": [0, 1],
-                "ylabel": f"top-1 accuracy of token t+{self.k}", "title": f"Future lens (k={self.k}, n={self.n_eval})",
-                "series": [
-                    {"label": "future lens", "y": [r.future for r in ly], "low": [r.future_ci[0] for r in ly],
-                     "high": [r.future_ci[1] for r in ly], "role": "effect"},
-                    {"label": "logit lens", "y": [r.logit_lens for r in ly], "role": "effect"},
-                    {"label": "shuffled-target lens (control)", "y": [r.shuffled for r in ly],
-                     "low": [r.shuffled_ci[0] for r in ly], "high": [r.shuffled_ci[1] for r in ly], "role": "control"},
-                    {"label": "current-token table", "y": [self.current_token] * n, "role": "baseline"}],
-                "caption": f"unigram baseline {self.unigram:.3f}; current-token table {self.current_token:.3f}"}
+        return {
+            "kind": "curves",
+            "x": [r.layer for r in ly],
+            "xlabel": "layer",
+            "ylim": [0, 1],
+            "ylabel": f"top-1 accuracy of token t+{self.k}",
+            "title": f"Future lens (k={self.k}, n={self.n_eval})",
+            "series": [
+                {
+                    "label": "future lens",
+                    "y": [r.future for r in ly],
+                    "low": [r.future_ci[0] for r in ly],
+                    "high": [r.future_ci[1] for r in ly],
+                    "role": "effect",
+                },
+                {"label": "logit lens", "y": [r.logit_lens for r in ly], "role": "effect"},
+                {
+                    "label": "shuffled-target lens (control)",
+                    "y": [r.shuffled for r in ly],
+                    "low": [r.shuffled_ci[0] for r in ly],
+                    "high": [r.shuffled_ci[1] for r in ly],
+                    "role": "control",
+                },
+                {"label": "current-token table", "y": [self.current_token] * n, "role": "baseline"},
+            ],
+            "caption": f"unigram baseline {self.unigram:.3f}; current-token table {self.current_token:.3f}",
+        }
 
 
 @torch.no_grad()
@@ -189,37 +245,67 @@ def lens_accuracy(lm: LoadedModel, lens: TunedLens | None, rows: FutureRows) -> 
     for i, layer in enumerate(rows.layers):
         correct = 0
         for s in range(0, rows.h.shape[0], 2048):
-            x = rows.h[s:s + 2048, i].to(lm.device)
+            x = rows.h[s : s + 2048, i].to(lm.device)
             x = x if lens is None else lens(layer, x)
-            correct += int((apply_lens(lm, x).argmax(-1).cpu() == rows.target[s:s + 2048]).sum())
+            correct += int((apply_lens(lm, x).argmax(-1).cpu() == rows.target[s : s + 2048]).sum())
         out.append(correct)
     return out
 
 
-def evaluate_future_lens(lm: LoadedModel, lens: TunedLens, control: TunedLens, train: FutureRows,
-                         held_out: FutureRows) -> FutureLensReport:
+def evaluate_future_lens(
+    lm: LoadedModel, lens: TunedLens, control: TunedLens, train: FutureRows, held_out: FutureRows
+) -> FutureLensReport:
     """Held-out top-1 accuracy by layer: the lens, its shuffled-target control, the logit lens and the table baselines."""
     n = held_out.target.shape[0]
     fut, shuf, plain = (lens_accuracy(lm, x, held_out) for x in (lens, control, None))
-    layers = [FutureLayer(layer, fut[i] / n, wilson_interval(fut[i], n), shuf[i] / n, wilson_interval(shuf[i], n),
-                          plain[i] / n, wilson_interval(plain[i], n)) for i, layer in enumerate(held_out.layers)]
+    layers = [
+        FutureLayer(
+            layer,
+            fut[i] / n,
+            wilson_interval(fut[i], n),
+            shuf[i] / n,
+            wilson_interval(shuf[i], n),
+            plain[i] / n,
+            wilson_interval(plain[i], n),
+        )
+        for i, layer in enumerate(held_out.layers)
+    ]
     unigram, table = table_baselines(train)
     uni = float((held_out.target == unigram).float().mean())
-    cur = sum(int(table.get(c, unigram) == t) for c, t in zip(held_out.current.tolist(), held_out.target.tolist(),
-                                                              strict=True)) / n
-    prov = {"model_fingerprint": lm.fingerprint(), "lens": lens.provenance, "control": control.provenance,
-            "safetyscope_version": __version__}
+    cur = (
+        sum(
+            int(table.get(c, unigram) == t)
+            for c, t in zip(held_out.current.tolist(), held_out.target.tolist(), strict=True)
+        )
+        / n
+    )
+    prov = {
+        "model_fingerprint": lm.fingerprint(),
+        "lens": lens.provenance,
+        "control": control.provenance,
+        "safetyscope_version": __version__,
+    }
     return FutureLensReport(held_out.k, int(train.target.shape[0]), n, layers, uni, cur, prov)
 
 
-def future_lens(lm: LoadedModel, seqs: Sequence[Sequence[int]], *, k: int = 2, layers: Sequence[int] | None = None,
-                steps: int = 300, lr: float = 3e-3, seed: int = 0, eval_fraction: float = 0.25
-                ) -> tuple[TunedLens, FutureLensReport]:
+def future_lens(
+    lm: LoadedModel,
+    seqs: Sequence[Sequence[int]],
+    *,
+    k: int = 2,
+    layers: Sequence[int] | None = None,
+    steps: int = 300,
+    lr: float = 3e-3,
+    seed: int = 0,
+    eval_fraction: float = 0.25,
+) -> tuple[TunedLens, FutureLensReport]:
     """Split sequences (seeded), train the future lens and its shuffled-target control, evaluate on held-out ones."""
     if not 0 < eval_fraction < 1:
         raise SafetyscopeError(f"eval_fraction must lie in (0, 1), got {eval_fraction}.")
     if len(seqs) < 4:
-        raise SafetyscopeError(f"A future lens needs at least 4 sequences (train and held out), got {len(seqs)}.")
+        raise SafetyscopeError(
+            f"A future lens needs at least 4 sequences (train and held out), got {len(seqs)}."
+        )
     perm = torch.randperm(len(seqs), generator=torch.Generator().manual_seed(seed)).tolist()
     n_eval = max(1, round(len(seqs) * eval_fraction))
     held = [seqs[i] for i in perm[:n_eval]]
@@ -232,5 +318,7 @@ def future_lens(lm: LoadedModel, seqs: Sequence[Sequence[int]], *, k: int = 2, l
 
 def chat_sequences(lm: LoadedModel, pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
     """Token ids of whole conversations: the chat-formatted instruction followed by its response."""
-    return [list(lm.tokenizer(lm.chat.format(instr) + resp, add_special_tokens=False)["input_ids"])
-            for instr, resp in pairs]
+    return [
+        list(lm.tokenizer(lm.chat.format(instr) + resp, add_special_tokens=False)["input_ids"])
+        for instr, resp in pairs
+    ]

@@ -48,8 +48,15 @@ from safetyscope.model.loading import LoadedModel
 from safetyscope.stats import mean_interval
 
 #: Language names as written in the prompts.
-LANG_NAMES: dict[str, str] = {"en": "English", "fr": "Français", "de": "Deutsch", "zh": "中文", "es": "Español",
-                              "ru": "Русский", "ja": "日本語"}
+LANG_NAMES: dict[str, str] = {
+    "en": "English",
+    "fr": "Français",
+    "de": "Deutsch",
+    "zh": "中文",
+    "es": "Español",
+    "ru": "Русский",
+    "ja": "日本語",
+}
 #: Languages written without a space between words (the answer follows ``":"`` directly).
 UNSPACED: frozenset[str] = frozenset({"zh", "ja"})
 #: Default tasks: four translations between non-English languages and one repetition.
@@ -72,12 +79,16 @@ def load_words(path: str | Path | None = None) -> list[dict[str, str]]:
         SafetyscopeError: no English column, or a row with the wrong number of fields.
     """
     path = Path(path) if path is not None else words_path()
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     if not lines:
         raise SafetyscopeError(f"{path} holds no header or words.")
     header = lines[0].split("\t")
     if "en" not in header:
-        raise SafetyscopeError(f"{path}: the header {header} has no 'en' column (English is the pivot we test).")
+        raise SafetyscopeError(
+            f"{path}: the header {header} has no 'en' column (English is the pivot we test)."
+        )
     rows = []
     for i, line in enumerate(lines[1:], 2):
         cells = line.split("\t")
@@ -94,9 +105,13 @@ def parse_task(task: str, langs: Sequence[str]) -> tuple[str, str]:
         raise SafetyscopeError(f"Task {task!r} is not SRC-TGT (e.g. fr-de, or zh-zh for repetition).")
     bad = [p for p in parts if p not in langs or p not in LANG_NAMES]
     if bad:
-        raise SafetyscopeError(f"Task {task!r}: unknown language(s) {bad}; known: {sorted(set(langs) & set(LANG_NAMES))}.")
+        raise SafetyscopeError(
+            f"Task {task!r}: unknown language(s) {bad}; known: {sorted(set(langs) & set(LANG_NAMES))}."
+        )
     if "en" in parts:
-        raise SafetyscopeError(f"Task {task!r} involves English; the lens tests an English pivot between other languages.")
+        raise SafetyscopeError(
+            f"Task {task!r} involves English; the lens tests an English pivot between other languages."
+        )
     return parts[0], parts[1]
 
 
@@ -131,8 +146,14 @@ class LLPrompt:
     control_ids: list[int] = field(default_factory=list)
 
 
-def build_prompts(tokenizer: Any, tasks: Sequence[str] = DEFAULT_TASKS, *, max_per_task: int = 8, seed: int = 0,
-                  words: list[dict[str, str]] | None = None) -> tuple[list[LLPrompt], dict[str, int]]:
+def build_prompts(
+    tokenizer: Any,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    *,
+    max_per_task: int = 8,
+    seed: int = 0,
+    words: list[dict[str, str]] | None = None,
+) -> tuple[list[LLPrompt], dict[str, int]]:
     """Few-shot prompts per task and the count of dropped prompts by reason.
 
     Reasons: ``answer_not_single_token``, ``english_not_single_token``, ``same_as_english``
@@ -140,7 +161,11 @@ def build_prompts(tokenizer: Any, tasks: Sequence[str] = DEFAULT_TASKS, *, max_p
     """
     rows = load_words() if words is None else words
     langs = list(rows[0]) if rows else []
-    dropped: dict[str, int] = {"answer_not_single_token": 0, "english_not_single_token": 0, "same_as_english": 0}
+    dropped: dict[str, int] = {
+        "answer_not_single_token": 0,
+        "english_not_single_token": 0,
+        "same_as_english": 0,
+    }
     kept: list[LLPrompt] = []
     for task in tasks:
         src, tgt = parse_task(task, langs)
@@ -152,7 +177,9 @@ def build_prompts(tokenizer: Any, tasks: Sequence[str] = DEFAULT_TASKS, *, max_p
                 break
             row = rows[i]
             shots = [rows[(i + j) % len(rows)] for j in range(1, N_SHOTS + 1)]
-            text = "\n".join([*(_line(src, tgt, s[src], s[tgt]) for s in shots), _line(src, tgt, row[src], None)])
+            text = "\n".join(
+                [*(_line(src, tgt, s[src], s[tgt]) for s in shots), _line(src, tgt, row[src], None)]
+            )
             answer = row[tgt] if tgt in UNSPACED else " " + row[tgt]
             base = tokenizer(text, add_special_tokens=False)["input_ids"]
             full = tokenizer(text + answer, add_special_tokens=False)["input_ids"]
@@ -171,10 +198,14 @@ def build_prompts(tokenizer: Any, tasks: Sequence[str] = DEFAULT_TASKS, *, max_p
         for j, p in enumerate(mine):  # control: the English word of another concept of this task
             if len(mine) > 1:
                 other = mine[(j + 1) % len(mine)]
-                p.control_ids = [t for t in other.english_ids if t not in p.target_ids and t not in p.english_ids]
+                p.control_ids = [
+                    t for t in other.english_ids if t not in p.target_ids and t not in p.english_ids
+                ]
         kept.extend(mine)
     if not kept:
-        raise SafetyscopeError(f"No prompt survived the single-token check ({dropped}); choose other tasks or words.")
+        raise SafetyscopeError(
+            f"No prompt survived the single-token check ({dropped}); choose other tasks or words."
+        )
     return kept, dropped
 
 
@@ -226,66 +257,117 @@ class LatentLanguageReport:
             c["p_target_ci"] = [tuple(x) for x in c["p_target_ci"]]
             c["p_english_ci"] = [tuple(x) for x in c["p_english_ci"]]
             curves.append(LLCurve(**c))
-        return cls(curves, d["dropped"], d["n_prompts"], d["verdict"], d.get("prompts", []), d.get("provenance", {}))
+        return cls(
+            curves, d["dropped"], d["n_prompts"], d["verdict"], d.get("prompts", []), d.get("provenance", {})
+        )
 
     def figure(self, lens: str = "logit", task: str = "translation") -> dict[str, Any]:
         """A ``curves`` spec: P(target) and P(English) by layer with 95% bands, the control dashed."""
         c = self.curve(task, lens)
         lo = lambda ci: [x[0] for x in ci]  # noqa: E731
         hi = lambda ci: [x[1] for x in ci]  # noqa: E731
-        return {"kind": "curves", "x": c.layers, "xlabel": "layer", "ylabel": "probability", "ylim": [0, 1],
-                "title": f"Latent language ({lens} lens, {task}, n={c.n})",
-                "series": [
-                    {"label": "target-language answer", "y": c.p_target, "low": lo(c.p_target_ci),
-                     "high": hi(c.p_target_ci), "role": "effect"},
-                    {"label": "same word in English", "y": c.p_english, "low": lo(c.p_english_ci),
-                     "high": hi(c.p_english_ci), "role": "effect"},
-                    {"label": "English word of another concept (control)", "y": c.p_english_control,
-                     "role": "control"}],
-                "caption": self.verdict.get(lens, "")}
+        return {
+            "kind": "curves",
+            "x": c.layers,
+            "xlabel": "layer",
+            "ylabel": "probability",
+            "ylim": [0, 1],
+            "title": f"Latent language ({lens} lens, {task}, n={c.n})",
+            "series": [
+                {
+                    "label": "target-language answer",
+                    "y": c.p_target,
+                    "low": lo(c.p_target_ci),
+                    "high": hi(c.p_target_ci),
+                    "role": "effect",
+                },
+                {
+                    "label": "same word in English",
+                    "y": c.p_english,
+                    "low": lo(c.p_english_ci),
+                    "high": hi(c.p_english_ci),
+                    "role": "effect",
+                },
+                {
+                    "label": "English word of another concept (control)",
+                    "y": c.p_english_control,
+                    "role": "control",
+                },
+            ],
+            "caption": self.verdict.get(lens, ""),
+        }
 
 
-def _probs(lm: LoadedModel, h: torch.Tensor, ids: list[list[int]], translator: Translator | None,
-           layer: int) -> torch.Tensor:
+def _probs(
+    lm: LoadedModel, h: torch.Tensor, ids: list[list[int]], translator: Translator | None, layer: int
+) -> torch.Tensor:
     x = h if translator is None else translator(layer, h.to(lm.device))
     p = torch.softmax(apply_lens(lm, x).double(), -1).cpu()
     return torch.tensor([float(p[i, sel].sum()) if sel else float("nan") for i, sel in enumerate(ids)])
 
 
-def _curve(task: str, lens: str, rows: list[int], layers: list[int], pt: torch.Tensor, pe: torch.Tensor,
-           pc: torch.Tensor, top1: torch.Tensor) -> LLCurve:
+def _curve(
+    task: str,
+    lens: str,
+    rows: list[int],
+    layers: list[int],
+    pt: torch.Tensor,
+    pe: torch.Tensor,
+    pc: torch.Tensor,
+    top1: torch.Tensor,
+) -> LLCurve:
     def stats(m: torch.Tensor) -> tuple[list[float], list[tuple[float, float]]]:
         cols = [[float(v) for v in m[rows, j] if v == v] for j in range(len(layers))]
-        return [sum(c) / len(c) if c else float("nan") for c in cols], [mean_interval(c) if c else (float("nan"),) * 2
-                                                                       for c in cols]
+        return [sum(c) / len(c) if c else float("nan") for c in cols], [
+            mean_interval(c) if c else (float("nan"),) * 2 for c in cols
+        ]
 
     t, t_ci = stats(pt)
     e, e_ci = stats(pe)
     c, _ = stats(pc)
     diff = pe - pt
-    pivot = [layer for j, layer in enumerate(layers) if len(rows) > 1 and e[j] >= PIVOT_MIN_PROB
-             and mean_interval([float(v) for v in diff[rows, j]])[0] > 0]
-    return LLCurve(task, lens, len(rows), layers, t, t_ci, e, e_ci, c, float(top1[rows].float().mean()), pivot)
+    pivot = [
+        layer
+        for j, layer in enumerate(layers)
+        if len(rows) > 1
+        and e[j] >= PIVOT_MIN_PROB
+        and mean_interval([float(v) for v in diff[rows, j]])[0] > 0
+    ]
+    return LLCurve(
+        task, lens, len(rows), layers, t, t_ci, e, e_ci, c, float(top1[rows].float().mean()), pivot
+    )
 
 
 def _verdict(c: LLCurve) -> str:
     peak = max(range(len(c.layers)), key=lambda j: c.p_english[j])
     last = len(c.layers) - 1
     if not c.pivot_layers:
-        return (f"No English pivot: P(English) never exceeds P(target) with 95% confidence at P(en) >= "
-                f"{PIVOT_MIN_PROB} (peak P(en) "
-                f"{c.p_english[peak]:.3f} at layer {c.layers[peak]}; final P(target) {c.p_target[last]:.3f}).")
+        return (
+            f"No English pivot: P(English) never exceeds P(target) with 95% confidence at P(en) >= "
+            f"{PIVOT_MIN_PROB} (peak P(en) "
+            f"{c.p_english[peak]:.3f} at layer {c.layers[peak]}; final P(target) {c.p_target[last]:.3f})."
+        )
     span = f"{c.pivot_layers[0]}-{c.pivot_layers[-1]}" if len(c.pivot_layers) > 1 else str(c.pivot_layers[0])
     ends = c.p_target[last] > c.p_english[last]
-    return (f"{'Pivots' if ends else 'Leans'} through English: P(English) > P(target) (95% CI of the paired "
-            f"difference above 0, P(en) >= {PIVOT_MIN_PROB}) at {len(c.pivot_layers)} layer(s) {span}; peak P(en) {c.p_english[peak]:.3f} at "
-            f"layer {c.layers[peak]} vs control {c.p_english_control[peak]:.3f}; final P(target) "
-            f"{c.p_target[last]:.3f} vs P(en) {c.p_english[last]:.3f}; final top-1 correct {c.final_top1:.2f}.")
+    return (
+        f"{'Pivots' if ends else 'Leans'} through English: P(English) > P(target) (95% CI of the paired "
+        f"difference above 0, P(en) >= {PIVOT_MIN_PROB}) at {len(c.pivot_layers)} layer(s) {span}; peak P(en) {c.p_english[peak]:.3f} at "
+        f"layer {c.layers[peak]} vs control {c.p_english_control[peak]:.3f}; final P(target) "
+        f"{c.p_target[last]:.3f} vs P(en) {c.p_english[last]:.3f}; final top-1 correct {c.final_top1:.2f}."
+    )
 
 
-def latent_language(lm: LoadedModel, tasks: Sequence[str] = DEFAULT_TASKS, *, max_per_task: int = 8,
-                    layers: Sequence[int] | None = None, tuned: Translator | None = None, seed: int = 0,
-                    words: list[dict[str, str]] | None = None, progress: bool = False) -> LatentLanguageReport:
+def latent_language(
+    lm: LoadedModel,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    *,
+    max_per_task: int = 8,
+    layers: Sequence[int] | None = None,
+    tuned: Translator | None = None,
+    seed: int = 0,
+    words: list[dict[str, str]] | None = None,
+    progress: bool = False,
+) -> LatentLanguageReport:
     """Run the latent-language lens: build and check prompts, read the last token at every layer, decode.
 
     Args:
@@ -313,8 +395,13 @@ def latent_language(lm: LoadedModel, tasks: Sequence[str] = DEFAULT_TASKS, *, ma
             cols = [[], [], []]
             for layer in layer_list:
                 h = reads[Site(layer, "resid_post").key]
-                for k, ids in enumerate(([p.target_ids for p in prompts], [p.english_ids for p in prompts],
-                                         [p.control_ids for p in prompts])):
+                for k, ids in enumerate(
+                    (
+                        [p.target_ids for p in prompts],
+                        [p.english_ids for p in prompts],
+                        [p.control_ids for p in prompts],
+                    )
+                ):
                     cols[k].append(_probs(lm, h, ids, tr, layer))
             pt, pe, pc = (torch.stack(c, 1) for c in cols)
             final = apply_lens(lm, reads[Site(layer_list[-1], "resid_post").key]).argmax(-1).cpu()
@@ -323,8 +410,20 @@ def latent_language(lm: LoadedModel, tasks: Sequence[str] = DEFAULT_TASKS, *, ma
                 curves.append(_curve(task, name, rows, layer_list, pt, pe, pc, top1))
             key = "translation" if translation else next(iter(rows_of))
             verdict[name] = _verdict(next(c for c in curves if c.task == key and c.lens == name))
-    prov = {"model_fingerprint": lm.fingerprint(), "tasks": list(tasks), "max_per_task": max_per_task,
-            "seed": seed, "n_shots": N_SHOTS, "words": "bundled" if words is None else "user",
-            "safetyscope_version": __version__}
-    return LatentLanguageReport(curves, dropped, len(prompts), verdict,
-                                [{"task": p.task, "concept": p.concept, "answer": p.answer} for p in prompts], prov)
+    prov = {
+        "model_fingerprint": lm.fingerprint(),
+        "tasks": list(tasks),
+        "max_per_task": max_per_task,
+        "seed": seed,
+        "n_shots": N_SHOTS,
+        "words": "bundled" if words is None else "user",
+        "safetyscope_version": __version__,
+    }
+    return LatentLanguageReport(
+        curves,
+        dropped,
+        len(prompts),
+        verdict,
+        [{"task": p.task, "concept": p.concept, "answer": p.answer} for p in prompts],
+        prov,
+    )

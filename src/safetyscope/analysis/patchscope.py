@@ -91,8 +91,9 @@ def find_position(offsets: Sequence[tuple[int, int]], text: str, needle: str) ->
     return hits[-1]
 
 
-def hidden_states(lm: LoadedModel, ids: Sequence[Sequence[int]], positions: Sequence[int],
-                  sites: Sequence[Site]) -> dict[Site, Float[Tensor, "n d"]]:
+def hidden_states(
+    lm: LoadedModel, ids: Sequence[Sequence[int]], positions: Sequence[int], sites: Sequence[Site]
+) -> dict[Site, Float[Tensor, "n d"]]:
     """The activation at ``sites`` of each sequence's token ``positions[i]`` (causal: the prefix suffices)."""
     cut = []
     for seq, pos in zip(ids, positions, strict=True):
@@ -105,8 +106,15 @@ def hidden_states(lm: LoadedModel, ids: Sequence[Sequence[int]], positions: Sequ
 
 
 @torch.no_grad()
-def patch_decode(lm: LoadedModel, rows: Sequence[PatchRow], *, max_new_tokens: int = 1, k: int = 5,
-                 score_ids: Sequence[int] | None = None, progress: bool = False) -> list[Decoded]:
+def patch_decode(
+    lm: LoadedModel,
+    rows: Sequence[PatchRow],
+    *,
+    max_new_tokens: int = 1,
+    k: int = 5,
+    score_ids: Sequence[int] | None = None,
+    progress: bool = False,
+) -> list[Decoded]:
     """Run every row with its vector written at ``(site, position)``; decode the next token(s) greedily.
 
     Rows are batched by length (left padding; the write follows each row's padding), and every
@@ -137,7 +145,9 @@ def patch_decode(lm: LoadedModel, rows: Sequence[PatchRow], *, max_new_tokens: i
                 if row.vector is not None:
                     writes.setdefault(row.site, []).append((b, width - len(seq) + row.position, row.vector))
 
-            def write(site: Site, x: Tensor, writes: dict[Site, list[tuple[int, int, Tensor]]] = writes) -> Tensor:
+            def write(
+                site: Site, x: Tensor, writes: dict[Site, list[tuple[int, int, Tensor]]] = writes
+            ) -> Tensor:
                 x = x.clone()
                 for b, col, vec in writes[site]:
                     x[b, col] = vec.to(x.device, x.dtype)
@@ -151,15 +161,29 @@ def patch_decode(lm: LoadedModel, rows: Sequence[PatchRow], *, max_new_tokens: i
             probs = torch.softmax(logits.double(), -1).cpu()
             if step == 0:
                 top = probs.topk(min(k, probs.shape[-1]), -1)
-                first = [(top.indices[b].tolist(), top.values[b].tolist(),
-                          float(probs[b, score].sum()) if score else None) for b in range(len(idx))]
+                first = [
+                    (
+                        top.indices[b].tolist(),
+                        top.values[b].tolist(),
+                        float(probs[b, score].sum()) if score else None,
+                    )
+                    for b in range(len(idx))
+                ]
             for b, t in enumerate(probs.argmax(-1).tolist()):
                 gen[b].append(int(t))
-        return [Decoded(f[0], f[1], f[2], g if max_new_tokens > 0 else []) for f, g in zip(first, gen, strict=True)]
+        return [
+            Decoded(f[0], f[1], f[2], g if max_new_tokens > 0 else [])
+            for f, g in zip(first, gen, strict=True)
+        ]
 
     out: list[Decoded | None] = [None] * len(rows)
-    for idx, res in iter_batches([len(r.ids) + steps for r in rows], run, max_batch_tokens=8192,
-                                 progress=progress, description="patchscope"):
+    for idx, res in iter_batches(
+        [len(r.ids) + steps for r in rows],
+        run,
+        max_batch_tokens=8192,
+        progress=progress,
+        description="patchscope",
+    ):
         for i, d in zip(idx, res, strict=True):
             out[i] = d
     return out  # type: ignore[return-value]
@@ -211,21 +235,43 @@ class PatchscopeReport:
     def figure(self) -> dict[str, Any]:
         """A ``curves`` spec: P(source token) by layer, patched vs random-vector control vs unpatched."""
         x = [r.layer for r in self.layers]
-        return {"kind": "curves", "x": x, "xlabel": "source layer", "ylabel": "P(source token) at first output",
-                "ylim": [0, 1], "title": f"Patchscope of {self.source_token!r} ({self.inspection!r})",
-                "series": [
-                    {"label": "patched state", "y": [r.p_source_token for r in self.layers], "role": "effect"},
-                    {"label": "random vector, equal norm", "y": [r.p_source_token_random for r in self.layers],
-                     "role": "control"},
-                    {"label": "unpatched", "y": [self.p_source_token_unpatched] * len(x), "role": "baseline"}],
-                "caption": "; ".join(f"L{r.layer}: {r.top_tokens[0]!r}" for r in self.layers)}
+        return {
+            "kind": "curves",
+            "x": x,
+            "xlabel": "source layer",
+            "ylabel": "P(source token) at first output",
+            "ylim": [0, 1],
+            "title": f"Patchscope of {self.source_token!r} ({self.inspection!r})",
+            "series": [
+                {"label": "patched state", "y": [r.p_source_token for r in self.layers], "role": "effect"},
+                {
+                    "label": "random vector, equal norm",
+                    "y": [r.p_source_token_random for r in self.layers],
+                    "role": "control",
+                },
+                {"label": "unpatched", "y": [self.p_source_token_unpatched] * len(x), "role": "baseline"},
+            ],
+            "caption": "; ".join(f"L{r.layer}: {r.top_tokens[0]!r}" for r in self.layers),
+        }
 
 
-def patchscope(lm: LoadedModel, source: str, *, position: int | str = -1, layers: Sequence[int] | None = None,
-               point: str = "resid_post", inspection: str = DEFAULT_INSPECTION,
-               placeholder: str = DEFAULT_PLACEHOLDER, chat: bool = False, target: LoadedModel | None = None,
-               target_layers: Sequence[int] | None = None, mapping: StateMap | None = None,
-               max_new_tokens: int = 4, k: int = 5, seed: int = 0) -> PatchscopeReport:
+def patchscope(
+    lm: LoadedModel,
+    source: str,
+    *,
+    position: int | str = -1,
+    layers: Sequence[int] | None = None,
+    point: str = "resid_post",
+    inspection: str = DEFAULT_INSPECTION,
+    placeholder: str = DEFAULT_PLACEHOLDER,
+    chat: bool = False,
+    target: LoadedModel | None = None,
+    target_layers: Sequence[int] | None = None,
+    mapping: StateMap | None = None,
+    max_new_tokens: int = 4,
+    k: int = 5,
+    seed: int = 0,
+) -> PatchscopeReport:
     """Decode the source token's hidden state at each layer through an inspection prompt.
 
     Args:
@@ -242,10 +288,15 @@ def patchscope(lm: LoadedModel, source: str, *, position: int | str = -1, layers
     """
     tgt = target or lm
     if tgt is not lm and (mapping is None or target_layers is None):
-        raise SafetyscopeError("A patchscope into another model needs a mapping (a transfer map) and target layers.")
+        raise SafetyscopeError(
+            "A patchscope into another model needs a mapping (a transfer map) and target layers."
+        )
     ids, offsets, text = encode(lm, source, chat=chat)
-    pos = find_position(offsets, text, position) if isinstance(position, str) else (
-        position if position >= 0 else len(ids) + position)
+    pos = (
+        find_position(offsets, text, position)
+        if isinstance(position, str)
+        else (position if position >= 0 else len(ids) + position)
+    )
     layer_list = list(range(lm.n_layers)) if layers is None else list(layers)
     tl = layer_list if target_layers is None else list(target_layers)
     if len(tl) != len(layer_list):
@@ -269,11 +320,39 @@ def patchscope(lm: LoadedModel, source: str, *, position: int | str = -1, layers
     out = []
     for i, layer in enumerate(layer_list):
         d, r = dec[1 + 2 * i], dec[2 + 2 * i]
-        out.append(PatchscopeLayer(layer, tl[i], name(d.top_ids), d.top_probs, tgt.tokenizer.decode(d.generated),
-                                   d.score or 0.0, r.score or 0.0, name(r.top_ids[0]), d.top_ids[0] == src_tok))
+        out.append(
+            PatchscopeLayer(
+                layer,
+                tl[i],
+                name(d.top_ids),
+                d.top_probs,
+                tgt.tokenizer.decode(d.generated),
+                d.score or 0.0,
+                r.score or 0.0,
+                name(r.top_ids[0]),
+                d.top_ids[0] == src_tok,
+            )
+        )
     base = dec[0]
-    prov = {"model_fingerprint": lm.fingerprint(), "target_fingerprint": tgt.fingerprint(), "seed": seed,
-            "mapped": mapping is not None, "chat": chat, "safetyscope_version": __version__}
-    return PatchscopeReport(source, lm.tokenizer.convert_ids_to_tokens(src_tok), pos, inspection, placeholder, point,
-                            out, name(base.top_ids), tgt.tokenizer.decode(base.generated), base.score or 0.0,
-                            None if tgt is lm else tgt.spec, prov)
+    prov = {
+        "model_fingerprint": lm.fingerprint(),
+        "target_fingerprint": tgt.fingerprint(),
+        "seed": seed,
+        "mapped": mapping is not None,
+        "chat": chat,
+        "safetyscope_version": __version__,
+    }
+    return PatchscopeReport(
+        source,
+        lm.tokenizer.convert_ids_to_tokens(src_tok),
+        pos,
+        inspection,
+        placeholder,
+        point,
+        out,
+        name(base.top_ids),
+        tgt.tokenizer.decode(base.generated),
+        base.score or 0.0,
+        None if tgt is lm else tgt.spec,
+        prov,
+    )

@@ -63,29 +63,69 @@ class PairedPatchscopeReport:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PairedPatchscopeReport:
         """Inverse of :meth:`to_dict`."""
-        sites = [PairedSite(x["site"], x["rate"], tuple(x["ci"]), x["random_rate"], tuple(x["random_ci"]),
-                            x["example"]) for x in d["sites"]]
-        return cls(d["trigger"], d["placeholder"], d["n"], sites, d["unpatched_rate"], tuple(d["unpatched_ci"]),
-                   d["triggered_rate"], tuple(d["triggered_ci"]), d.get("provenance", {}))
+        sites = [
+            PairedSite(
+                x["site"], x["rate"], tuple(x["ci"]), x["random_rate"], tuple(x["random_ci"]), x["example"]
+            )
+            for x in d["sites"]
+        ]
+        return cls(
+            d["trigger"],
+            d["placeholder"],
+            d["n"],
+            sites,
+            d["unpatched_rate"],
+            tuple(d["unpatched_ci"]),
+            d["triggered_rate"],
+            tuple(d["triggered_ci"]),
+            d.get("provenance", {}),
+        )
 
     def figure(self) -> dict[str, Any]:
         """A ``curves`` spec: judged rate by site, patched vs random vector vs unpatched (95% bands)."""
         s = self.sites
         n = len(s)
-        return {"kind": "curves", "x": [x.site for x in s], "xlabel": "site", "ylabel": "judged rate", "ylim": [0, 1],
-                "title": f"Patchscope: {self.trigger!r} state into {self.placeholder!r} prompts (n={self.n})",
-                "series": [
-                    {"label": f"{self.trigger} state patched", "y": [x.rate for x in s], "low": [x.ci[0] for x in s],
-                     "high": [x.ci[1] for x in s], "role": "effect"},
-                    {"label": "random vector, equal norm", "y": [x.random_rate for x in s],
-                     "low": [x.random_ci[0] for x in s], "high": [x.random_ci[1] for x in s], "role": "control"},
-                    {"label": "unpatched control prompts", "y": [self.unpatched_rate] * n, "role": "baseline"}],
-                "caption": f"triggered prompts themselves: {self.triggered_rate:.2f}"}
+        return {
+            "kind": "curves",
+            "x": [x.site for x in s],
+            "xlabel": "site",
+            "ylabel": "judged rate",
+            "ylim": [0, 1],
+            "title": f"Patchscope: {self.trigger!r} state into {self.placeholder!r} prompts (n={self.n})",
+            "series": [
+                {
+                    "label": f"{self.trigger} state patched",
+                    "y": [x.rate for x in s],
+                    "low": [x.ci[0] for x in s],
+                    "high": [x.ci[1] for x in s],
+                    "role": "effect",
+                },
+                {
+                    "label": "random vector, equal norm",
+                    "y": [x.random_rate for x in s],
+                    "low": [x.random_ci[0] for x in s],
+                    "high": [x.random_ci[1] for x in s],
+                    "role": "control",
+                },
+                {"label": "unpatched control prompts", "y": [self.unpatched_rate] * n, "role": "baseline"},
+            ],
+            "caption": f"triggered prompts themselves: {self.triggered_rate:.2f}",
+        }
 
 
-def paired_patchscope(lm: LoadedModel, triggered: Sequence[str], controls: Sequence[str], judge: Callable[[str], bool],
-                      *, trigger: str, placeholder: str, sites: Sequence[Site] | None = None, chat: bool = True,
-                      max_new_tokens: int = 6, seed: int = 0) -> PairedPatchscopeReport:
+def paired_patchscope(
+    lm: LoadedModel,
+    triggered: Sequence[str],
+    controls: Sequence[str],
+    judge: Callable[[str], bool],
+    *,
+    trigger: str,
+    placeholder: str,
+    sites: Sequence[Site] | None = None,
+    chat: bool = True,
+    max_new_tokens: int = 6,
+    seed: int = 0,
+) -> PairedPatchscopeReport:
     """Patch the trigger token's state into each paired control prompt at every site; judge the continuations.
 
     Args:
@@ -99,9 +139,14 @@ def paired_patchscope(lm: LoadedModel, triggered: Sequence[str], controls: Seque
         max_new_tokens: greedy continuation length; seed: the random-vector control.
     """
     if len(triggered) != len(controls) or not triggered:
-        raise SafetyscopeError(f"Need paired prompts of equal count, got {len(triggered)} and {len(controls)}.")
-    site_list = list(sites) if sites is not None else [Site(0, "resid_pre")] + [
-        Site(layer, "resid_post") for layer in range(lm.n_layers)]
+        raise SafetyscopeError(
+            f"Need paired prompts of equal count, got {len(triggered)} and {len(controls)}."
+        )
+    site_list = (
+        list(sites)
+        if sites is not None
+        else [Site(0, "resid_pre")] + [Site(layer, "resid_post") for layer in range(lm.n_layers)]
+    )
     src = [encode(lm, t, chat=chat) for t in triggered]
     tgt = [encode(lm, t, chat=chat) for t in controls]
     q = [find_position(off, text, trigger) for _, off, text in src]
@@ -133,6 +178,11 @@ def paired_patchscope(lm: LoadedModel, triggered: Sequence[str], controls: Seque
         out.append(PairedSite(site.key, r, ci, rr, rci, texts[patched[0]]))
     un, un_ci = rate(list(range(n)))
     tr, tr_ci = rate(list(range(n, 2 * n)))
-    prov = {"model_fingerprint": lm.fingerprint(), "seed": seed, "max_new_tokens": max_new_tokens, "chat": chat,
-            "safetyscope_version": __version__}
+    prov = {
+        "model_fingerprint": lm.fingerprint(),
+        "seed": seed,
+        "max_new_tokens": max_new_tokens,
+        "chat": chat,
+        "safetyscope_version": __version__,
+    }
     return PairedPatchscopeReport(trigger, placeholder, n, out, un, un_ci, tr, tr_ci, prov)
