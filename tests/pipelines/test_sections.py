@@ -25,6 +25,7 @@ def test_every_builtin_section_is_discovered_in_order_with_its_parts():
         "behavior",
         "directions",
         "geometry",
+        "lenses",
         "refusal_by_layer",
         "interventions",
         "discrepancy",

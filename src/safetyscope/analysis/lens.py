@@ -160,6 +160,16 @@ class LensReport:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         return Path(path)
 
+    def figure(self) -> dict[str, Any]:
+        """A ``curves`` spec (:mod:`safetyscope.report.plots`): the gap by layer, harmful vs harmless (the control)."""
+        x = [r.layer for r in self.layers]
+        return {"kind": "curves", "x": x, "xlabel": "layer", "ylabel": "refusal - compliance logit gap",
+                "title": f"{self.lens.capitalize()} lens: refusal gap by layer ({self.positions})",
+                "series": [{"label": "harmful", "y": [r.harmful_gap for r in self.layers], "role": "effect"},
+                           {"label": "harmless (control)", "y": [r.harmless_gap for r in self.layers],
+                            "role": "control"},
+                           {"label": "zero", "y": [0.0] * len(x), "role": "baseline"}]}
+
 
 def logit_gap(logits: Float[Tensor, "*batch vocab"], sets: TokenSets) -> Float[Tensor, "*batch"]:
     """Mean logit of the refusal tokens minus mean logit of the compliance tokens."""

@@ -164,6 +164,26 @@ class LensComparison:
         """Inverse of :meth:`to_dict`."""
         return cls([LayerKL(**x) for x in data["layers"]], data["n_tokens"], data.get("provenance", {}))
 
+    def figure(self) -> dict[str, Any]:
+        """A ``curves`` spec: KL to the final distribution by layer, tuned lens vs logit lens (the baseline)."""
+        return {"kind": "curves", "x": [r.layer for r in self.layers], "xlabel": "layer", "ylabel": "KL(final || lens), nats",
+                "title": f"Tuned vs logit lens ({self.n_tokens} held-out tokens)",
+                "series": [{"label": "tuned lens", "y": [r.tuned_lens_kl for r in self.layers], "role": "effect"},
+                           {"label": "logit lens", "y": [r.logit_lens_kl for r in self.layers], "role": "baseline"}]}
+
+
+def tuned_lens_cache(lm: LoadedModel) -> Path:
+    """Where ``safetyscope lens tuned`` caches a model's trained lens (keyed by the weights' fingerprint)."""
+    from safetyscope.paths import cache_dir
+
+    return cache_dir("tuned-lens") / f"{lm.fingerprint()}.safetensors"
+
+
+def cached_tuned_lens(lm: LoadedModel) -> TunedLens | None:
+    """The cached tuned lens of ``lm`` (:func:`tuned_lens_cache`), or ``None`` when none was trained."""
+    path = tuned_lens_cache(lm)
+    return TunedLens.load(path) if path.is_file() else None
+
 
 @torch.no_grad()
 def compare_lenses(lm: LoadedModel, tuned: TunedLens, prompts: PromptSet | Sequence[str]) -> LensComparison:
