@@ -149,13 +149,13 @@ def local_replacement(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
             y = _first(out)
             trace.mlp_out[layer] = y.detach()
             if tc is None:
-                err = y.detach().float().requires_grad_(True)
+                err = y.detach().float().clone().requires_grad_(True)
                 trace.errors[layer] = err
                 return _swap(out, err.to(y.dtype))
             pre = tc.pre_acts(args[0])
             acts = tc.activate(pre).detach().requires_grad_(True)
             y_hat = acts @ tc.W_dec + tc.b_dec
-            err = (y.float() - y_hat.detach()).requires_grad_(True)
+            err = (y.detach().float() - y_hat.detach()).requires_grad_(True)
             trace.pre[layer], trace.acts[layer], trace.errors[layer] = pre, acts, err
             return _swap(out, (y_hat + err).to(y.dtype))
         return fn
