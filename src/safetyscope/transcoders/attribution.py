@@ -154,6 +154,7 @@ def attribution_graph(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
         cols.append(torch.zeros(b, n_pos, dtype=torch.float64) if ge is None else (ge * emb).sum(-1).double().cpu())
         adj[torch.tensor(chunk), :n_src] = torch.cat(cols, dim=1)
     meta = {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "n_tokens": n_pos, "layers": layers,
+            "n_layers": lm.n_layers,
             "n_features": n_feat, "passes": passes, "targets_per_pass": targets_per_pass,
             "seconds": time.perf_counter() - t0, "safetyscope_version": __version__,
             "logit_target": "logit[token] - mean(logits)"}
