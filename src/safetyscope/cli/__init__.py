@@ -17,6 +17,7 @@ from safetyscope.cli import (
     robustness,
     sae,
     train,
+    transcoders,
     transfer,
 )
 from safetyscope.cli._app import app
@@ -35,6 +36,7 @@ __all__ = [
     "robustness",
     "sae",
     "train",
+    "transcoders",
     "transfer",
 ]
 
