@@ -8,7 +8,9 @@ from safetyscope.sae import SparseAutoencoder
 from safetyscope.transcoders import transcoder_config
 
 
-def random_transcoders(lm, k: int = 4, d_sae: int = 48, layers=None, seed: int = 0) -> dict[int, SparseAutoencoder]:
+def random_transcoders(
+    lm, k: int = 4, d_sae: int = 48, layers=None, seed: int = 0
+) -> dict[int, SparseAutoencoder]:
     """Seeded random TopK transcoders with positive encoder biases (so features fire)."""
     out = {}
     for layer in layers if layers is not None else range(lm.n_layers):

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.transcoders.helpers import random_transcoders
 
 from safetyscope.errors import SafetyscopeError
 from safetyscope.transcoders import frozen_replay, local_replacement, mlp_module
 from safetyscope.transcoders.attribution import attribution_graph
-from tests.transcoders.helpers import random_transcoders
 
 
 def _replay_targets(lm, tcs, ids, rec, perturb=None, embed=None):
     """Feature pre-activations per layer and last-position logits of the frozen model (naive forward)."""
     seen = {}
-    hooks = [mlp_module(lm, la).register_forward_pre_hook(lambda _m, a, _la=la: seen.__setitem__(_la, a[0]))
-             for la in tcs]
+    hooks = [
+        mlp_module(lm, la).register_forward_pre_hook(lambda _m, a, _la=la: seen.__setitem__(_la, a[0]))
+        for la in tcs
+    ]
     try:
         with torch.no_grad(), frozen_replay(lm, rec, perturb, embed):
             logits = lm.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].double()
@@ -38,8 +40,11 @@ def test_edges_match_naive_ablation(llama):
     gen = torch.Generator().manual_seed(0)
     feats = g.indices("feature")
     checked = 0
-    for src in [*torch.tensor(feats)[torch.randperm(len(feats), generator=gen)[:6]].tolist(),
-                *g.indices("error")[::4], *g.indices("embedding")[:3]]:
+    for src in [
+        *torch.tensor(feats)[torch.randperm(len(feats), generator=gen)[:6]].tolist(),
+        *g.indices("error")[::4],
+        *g.indices("embedding")[:3],
+    ]:
         s = g.nodes[src]
         embed = None
         perturb = None
@@ -51,12 +56,14 @@ def test_edges_match_naive_ablation(llama):
             embed = rec.embed.detach().clone()
             embed[0, s.position] = 0.0
         if s.kind != "embedding":
+
             def perturb(layer, y, _s=s, _d=delta):
                 if layer != _s.layer:
                     return y
                 y = y.clone()
                 y[0, _s.position] += _d.to(y.dtype)
                 return y
+
         pre1, logits1 = _replay_targets(llama, tcs, ids, rec, perturb, embed)
         naive_logit = (logits1[tok] - logits1.mean()) - base_logit
         assert float(g.adjacency[logit_row, src]) == pytest.approx(-float(naive_logit), abs=1e-4, rel=1e-3)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.transcoders.helpers import random_transcoders
 
 from safetyscope.errors import UnknownArchitectureError
 from safetyscope.transcoders import frozen_replay, local_replacement, qk_projections, replace_mlps
-from tests.transcoders.helpers import random_transcoders
 
 FAMILIES = ["llama", "qwen2", "gemma3_text", "olmo2"]
 IDS = [[1, 5, 17, 42, 8, 23, 3]]
@@ -50,6 +50,7 @@ def test_frozen_model_is_linear(llama):
             if layer == 0:
                 y[0, 2] += scale * d
             return y
+
         with torch.no_grad(), frozen_replay(llama, tr, perturb):
             return llama.model(input_ids=x).logits[0, -1].double()
 
@@ -57,15 +58,21 @@ def test_frozen_model_is_linear(llama):
     assert (one - base).abs().max() > 1e-3
     assert torch.allclose(three - base, 3 * (one - base), atol=1e-4)
     with torch.no_grad():  # while the unfrozen model is not linear
+
         def live(scale):
             with replace_mlps(llama, {}):
                 h = llama.arch.layers[0].register_forward_hook(
-                    lambda _m, _a, o: (o[0] + scale * d * (torch.arange(7) == 2)[None, :, None].float(), *o[1:])
-                    if isinstance(o, tuple) else o + scale * d * (torch.arange(7) == 2)[None, :, None].float())
+                    lambda _m, _a, o: (
+                        (o[0] + scale * d * (torch.arange(7) == 2)[None, :, None].float(), *o[1:])
+                        if isinstance(o, tuple)
+                        else o + scale * d * (torch.arange(7) == 2)[None, :, None].float()
+                    )
+                )
                 try:
                     return llama.model(input_ids=x).logits[0, -1].double()
                 finally:
                     h.remove()
+
         b, o, t = live(0.0), live(1.0), live(3.0)
         assert not torch.allclose(t - b, 3 * (o - b), atol=1e-4)
 

@@ -7,7 +7,7 @@ import torch
 
 from safetyscope.activations import Site, record
 from safetyscope.errors import ConfigError, OptionError, SafetyscopeError
-from safetyscope.sae import SparseAutoencoder, TrainConfig, load_sae, save_sae
+from safetyscope.sae import SAEConfig, SparseAutoencoder, TrainConfig, load_sae, save_sae
 from safetyscope.sae.corpus import TokenCorpus, TokenSeq
 from safetyscope.transcoders import (
     layer_metrics,
@@ -38,8 +38,10 @@ def test_rows_match_the_mlp_out_site(llama, rows):
     corpus = _corpus()
     seq = corpus.seqs[0]
     got = {}
-    with torch.no_grad(), record(llama.arch, [Site(1, "mlp_out")], lambda s, t: got.__setitem__(s, t),
-                                 stop_early=False):
+    with (
+        torch.no_grad(),
+        record(llama.arch, [Site(1, "mlp_out")], lambda s, t: got.__setitem__(s, t), stop_early=False),
+    ):
         llama.model(input_ids=torch.tensor([seq.ids]))
     index = rows.outputs[1].shard_index(0)
     mine = [r for r in range(len(index)) if int(index[r, 0]) == 0]
@@ -47,7 +49,7 @@ def test_rows_match_the_mlp_out_site(llama, rows):
     assert torch.allclose(rows.outputs[1].all_rows()[order], got[Site(1, "mlp_out")][0, 1:], atol=1e-5)
     assert rows.tokens == corpus.n_tokens
     assert torch.equal(rows.inputs[0].shard_index(0), rows.outputs[2].shard_index(0))
-    with pytest.raises(SafetyscopeError, match="within 0..2"):
+    with pytest.raises(SafetyscopeError, match=r"within 0\.\.2"):
         stream_mlp_rows(llama, corpus, [3])
 
 
@@ -83,8 +85,12 @@ def test_replacement_metrics_on_the_organism(organism_dir):
     lm = load_model(str(organism_dir))
     org_rows = stream_mlp_rows(lm, load_corpus(lm, "organism:120"), range(lm.n_layers))
     cfg = TrainConfig(d_sae=256, k=16, steps=250, batch_size=128, lr=3e-3)
-    tcs = {la: train_transcoder(org_rows.inputs[la].all_rows(), org_rows.outputs[la].all_rows(), la, cfg).transcoder
-           for la in range(lm.n_layers)}
+    tcs = {
+        la: train_transcoder(
+            org_rows.inputs[la].all_rows(), org_rows.outputs[la].all_rows(), la, cfg
+        ).transcoder
+        for la in range(lm.n_layers)
+    }
     means = {la: org_rows.outputs[la].all_rows().mean(0) for la in tcs}
     corpus = load_corpus(lm, "organism:30", seed=1)
     m = replacement_metrics(lm, tcs, corpus, means)
@@ -104,5 +110,4 @@ def test_saelens_round_trip(rows, tmp_path):
     x = rows.inputs[2].all_rows()[:5]
     assert torch.allclose(back(x), tcs[2](x), atol=1e-6)
     with pytest.raises(ConfigError, match="not a per-layer transcoder"):
-        transcoder_layer(SparseAutoencoder.random(
-            __import__("safetyscope.sae", fromlist=["SAEConfig"]).SAEConfig("topk", 32, 8, k=2)))
+        transcoder_layer(SparseAutoencoder.random(SAEConfig("topk", 32, 8, k=2)))

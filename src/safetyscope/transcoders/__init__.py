@@ -2,10 +2,16 @@
 attribution graphs with error nodes, pruning by influence, JSON export and a figure."""
 
 from safetyscope.transcoders.attribution import AttributionGraph, Node, attribution_graph
-from safetyscope.transcoders.evaluate import LayerMetrics, ReplacementMetrics, layer_metrics, replacement_metrics
+from safetyscope.transcoders.evaluate import (
+    LayerMetrics,
+    ReplacementMetrics,
+    layer_metrics,
+    replacement_metrics,
+)
 from safetyscope.transcoders.figure import graph_figure, save_graph_figure
 from safetyscope.transcoders.fit import TranscoderSet, fit_transcoders, load_transcoders, save_transcoders
 from safetyscope.transcoders.model import TRANSCODER_KIND, mlp_module, transcoder_config, transcoder_layer
+from safetyscope.transcoders.prune import PrunedGraph, influence, prune_graph
 from safetyscope.transcoders.replacement import (
     Trace,
     frozen_replay,
@@ -14,7 +20,6 @@ from safetyscope.transcoders.replacement import (
     qk_projections,
     replace_mlps,
 )
-from safetyscope.transcoders.prune import PrunedGraph, influence, prune_graph
 from safetyscope.transcoders.stream import MLPRows, stream_mlp_rows
 from safetyscope.transcoders.trace import prompt_agreement, prompt_ids, target_id, trace_prompt
 from safetyscope.transcoders.train import TRANSCODER_ARCHITECTURES, TranscoderResult, train_transcoder

@@ -77,9 +77,15 @@ def _logit_target(lm: LoadedModel, logits: Tensor, token: Tensor) -> Tensor:
     return logits.gather(1, token[:, None])[:, 0] - logits.mean(-1)
 
 
-def attribution_graph(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder], ids: Sequence[int], *,
-                      targets: Sequence[int] | None = None, targets_per_pass: int = 32,
-                      feature_labels: Mapping[tuple[int, int], str] | None = None) -> AttributionGraph:
+def attribution_graph(
+    lm: LoadedModel,
+    transcoders: Mapping[int, SparseAutoencoder],
+    ids: Sequence[int],
+    *,
+    targets: Sequence[int] | None = None,
+    targets_per_pass: int = 32,
+    feature_labels: Mapping[tuple[int, int], str] | None = None,
+) -> AttributionGraph:
     """The attribution graph of token ids ``ids`` (see the module docstring).
 
     Args:
@@ -99,7 +105,9 @@ def attribution_graph(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
     probs = logits.detach().softmax(-1)
     tgt_tokens = list(targets) if targets is not None else [int(probs.argmax())]
     if any(not 0 <= t < logits.shape[-1] for t in tgt_tokens):
-        raise SafetyscopeError(f"Target token ids {tgt_tokens} outside the vocabulary (0..{logits.shape[-1] - 1}).")
+        raise SafetyscopeError(
+            f"Target token ids {tgt_tokens} outside the vocabulary (0..{logits.shape[-1] - 1})."
+        )
     n_pos, layers = len(ids), sorted(transcoders)
     labels = feature_labels or {}
     nodes: list[Node] = []
@@ -108,8 +116,10 @@ def attribution_graph(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
         a = tr.acts[layer][0].detach()
         pos, feat = (a > 0).nonzero(as_tuple=True)
         feat_cols[layer] = (pos, feat)
-        nodes += [Node("feature", layer, int(p), int(f), float(a[p, f]), labels.get((layer, int(f)), ""))
-                  for p, f in zip(pos.tolist(), feat.tolist(), strict=True)]
+        nodes += [
+            Node("feature", layer, int(p), int(f), float(a[p, f]), labels.get((layer, int(f)), ""))
+            for p, f in zip(pos.tolist(), feat.tolist(), strict=True)
+        ]
     n_feat = len(nodes)
     err_layers = sorted(tr.errors)
     for layer in err_layers:
@@ -120,12 +130,15 @@ def attribution_graph(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
     tok_text = [lm.tokenizer.decode([int(t)]) for t in ids]
     nodes += [Node("embedding", -1, p, int(ids[p]), float(emb[p].norm()), tok_text[p]) for p in range(n_pos)]
     n_src = len(nodes)
-    nodes += [Node("logit", lm.n_layers, n_pos - 1, t, float(logits[t]), lm.tokenizer.decode([t])) for t in tgt_tokens]
+    nodes += [
+        Node("logit", lm.n_layers, n_pos - 1, t, float(logits[t]), lm.tokenizer.decode([t]))
+        for t in tgt_tokens
+    ]
     adj = torch.zeros(len(nodes), len(nodes), dtype=torch.float64)
     target_rows = list(range(n_feat)) + list(range(n_src, len(nodes)))
     passes = 0
     for start in range(0, len(target_rows), targets_per_pass):
-        chunk = target_rows[start:start + targets_per_pass]
+        chunk = target_rows[start : start + targets_per_pass]
         b = len(chunk)
         with local_replacement(lm, transcoders) as tb:
             out = lm.model(input_ids=x.expand(b, -1), use_cache=False).logits[:, -1].float()
@@ -133,7 +146,9 @@ def attribution_graph(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
             for row, ti in enumerate(chunk):
                 node = nodes[ti]
                 if node.kind == "logit":
-                    vals.append(_logit_target(lm, out[row:row + 1], torch.tensor([node.feature], device=dev))[0])
+                    vals.append(
+                        _logit_target(lm, out[row : row + 1], torch.tensor([node.feature], device=dev))[0]
+                    )
                 else:
                     vals.append(tb.pre[node.layer][row, node.position, node.feature])
             leaves = [tb.acts[la] for la in layers] + [tb.errors[la] for la in err_layers] + [tb.embed]
@@ -148,14 +163,25 @@ def attribution_graph(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
         for j, layer in enumerate(err_layers):  # error sources: e . dt/de
             gi = g[len(layers) + j]
             e = tr.errors[layer][0].detach()
-            cols.append(torch.zeros(b, n_pos, dtype=torch.float64) if gi is None
-                        else (gi * e).sum(-1).double().cpu())
+            cols.append(
+                torch.zeros(b, n_pos, dtype=torch.float64) if gi is None else (gi * e).sum(-1).double().cpu()
+            )
         ge = g[len(leaves) - 1]
-        cols.append(torch.zeros(b, n_pos, dtype=torch.float64) if ge is None else (ge * emb).sum(-1).double().cpu())
+        cols.append(
+            torch.zeros(b, n_pos, dtype=torch.float64) if ge is None else (ge * emb).sum(-1).double().cpu()
+        )
         adj[torch.tensor(chunk), :n_src] = torch.cat(cols, dim=1)
-    meta = {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "n_tokens": n_pos, "layers": layers,
-            "n_layers": lm.n_layers,
-            "n_features": n_feat, "passes": passes, "targets_per_pass": targets_per_pass,
-            "seconds": time.perf_counter() - t0, "safetyscope_version": __version__,
-            "logit_target": "logit[token] - mean(logits)"}
+    meta = {
+        "model": lm.spec,
+        "model_fingerprint": lm.fingerprint(),
+        "n_tokens": n_pos,
+        "layers": layers,
+        "n_layers": lm.n_layers,
+        "n_features": n_feat,
+        "passes": passes,
+        "targets_per_pass": targets_per_pass,
+        "seconds": time.perf_counter() - t0,
+        "safetyscope_version": __version__,
+        "logit_target": "logit[token] - mean(logits)",
+    }
     return AttributionGraph(nodes, adj, tok_text, [float(probs[t]) for t in tgt_tokens], meta)

@@ -67,7 +67,9 @@ class ReplacementMetrics:
 
 
 @torch.no_grad()
-def layer_metrics(tc: SparseAutoencoder, x: Tensor, y: Tensor, layer: int, batch_size: int = 4096) -> LayerMetrics:
+def layer_metrics(
+    tc: SparseAutoencoder, x: Tensor, y: Tensor, layer: int, batch_size: int = 4096
+) -> LayerMetrics:
     """FVU of the MLP output, L0 and dead fraction over rows ``x`` (inputs) / ``y`` (outputs)."""
     sse, l0 = 0.0, 0.0
     fires = torch.zeros(tc.cfg.d_sae, dtype=torch.bool)
@@ -90,6 +92,7 @@ def _constant_mlps(lm: LoadedModel, values: Mapping[int, Tensor]) -> Iterator[No
             y = out[0] if isinstance(out, tuple) else out
             new = v.to(y.device, y.dtype).expand_as(y)
             return (new, *out[1:]) if isinstance(out, tuple) else new
+
         return fn
 
     try:
@@ -102,9 +105,15 @@ def _constant_mlps(lm: LoadedModel, values: Mapping[int, Tensor]) -> Iterator[No
 
 
 @torch.no_grad()
-def replacement_metrics(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder], corpus: TokenCorpus,
-                        mlp_means: Mapping[int, Tensor], *, max_batch_tokens: int = 8192,
-                        progress: bool = False) -> ReplacementMetrics:
+def replacement_metrics(
+    lm: LoadedModel,
+    transcoders: Mapping[int, SparseAutoencoder],
+    corpus: TokenCorpus,
+    mlp_means: Mapping[int, Tensor],
+    *,
+    max_batch_tokens: int = 8192,
+    progress: bool = False,
+) -> ReplacementMetrics:
     """CE loss recovered, top-1 agreement and KL of the uncorrected replacement model (module docstring)."""
     seqs = [s for s in corpus.seqs if len(s.ids) > 1]
     arms: dict[str, Callable[[], AbstractContextManager[None]]] = {
@@ -139,8 +148,13 @@ def replacement_metrics(lm: LoadedModel, transcoders: Mapping[int, SparseAutoenc
         count += len(rows)
         return [None] * len(idx)
 
-    for _ in iter_batches([len(s.ids) for s in seqs], run, max_batch_tokens=max_batch_tokens, progress=progress,
-                          description="replacement model vs original"):
+    for _ in iter_batches(
+        [len(s.ids) for s in seqs],
+        run,
+        max_batch_tokens=max_batch_tokens,
+        progress=progress,
+        description="replacement model vs original",
+    ):
         pass
     n = max(1, count)
     m = {k: v / n for k, v in ce.items()}
@@ -150,8 +164,24 @@ def replacement_metrics(lm: LoadedModel, transcoders: Mapping[int, SparseAutoenc
         return (floor - m["replaced"]) / gap if gap != 0 else float("nan")
 
     return ReplacementMetrics(
-        sorted(transcoders), count, m["clean"], m["replaced"], m["zero"], m["mean"], recovered(m["zero"]),
-        recovered(m["mean"]), agree["replaced"] / n, wilson_interval(agree["replaced"], n), kl["replaced"] / n,
-        agree["mean"] / n, kl["mean"] / n,
-        {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "corpus": corpus.spec, "corpus_hash": corpus.hash,
-         "safetyscope_version": __version__})
+        sorted(transcoders),
+        count,
+        m["clean"],
+        m["replaced"],
+        m["zero"],
+        m["mean"],
+        recovered(m["zero"]),
+        recovered(m["mean"]),
+        agree["replaced"] / n,
+        wilson_interval(agree["replaced"], n),
+        kl["replaced"] / n,
+        agree["mean"] / n,
+        kl["mean"] / n,
+        {
+            "model": lm.spec,
+            "model_fingerprint": lm.fingerprint(),
+            "corpus": corpus.spec,
+            "corpus_hash": corpus.hash,
+            "safetyscope_version": __version__,
+        },
+    )

@@ -55,34 +55,59 @@ def graph_figure(pruned: PrunedGraph, *, title: str = "", n_labels: int = 12) ->
         wmax = max([abs(float(g.adjacency[t, s])) for t, s in edges] + [1e-12])
         for t, s in edges:
             w = float(g.adjacency[t, s])
-            ax.plot([pos[s][0], pos[t][0]], [pos[s][1], pos[t][1]], color="#2166ac" if w > 0 else "#b2182b",
-                    lw=0.3 + 3.0 * abs(w) / wmax, alpha=0.55, zorder=1)
+            ax.plot(
+                [pos[s][0], pos[t][0]],
+                [pos[s][1], pos[t][1]],
+                color="#2166ac" if w > 0 else "#b2182b",
+                lw=0.3 + 3.0 * abs(w) / wmax,
+                alpha=0.55,
+                zorder=1,
+            )
         imax = max([float(pruned.influence[i]) for i in pos] + [1e-12])
         for i, (x, y) in pos.items():
             n = g.nodes[i]
             if n.kind == "feature":
-                ax.scatter([x], [y], s=30 + 220 * float(pruned.influence[i]) / imax, color="#f4a582",
-                           edgecolor="k", lw=0.5, zorder=2)
+                ax.scatter(
+                    [x],
+                    [y],
+                    s=30 + 220 * float(pruned.influence[i]) / imax,
+                    color="#f4a582",
+                    edgecolor="k",
+                    lw=0.5,
+                    zorder=2,
+                )
             elif n.kind == "error":
                 ax.scatter([x], [y], s=40, marker="s", color="#bbbbbb", edgecolor="k", lw=0.5, zorder=2)
             elif n.kind == "embedding":
                 ax.scatter([x], [y], s=40, marker="^", color="#92c5de", edgecolor="k", lw=0.5, zorder=2)
             else:
                 ax.scatter([x], [y], s=120, marker="D", color="#5aae61", edgecolor="k", lw=0.5, zorder=2)
-                ax.annotate(repr(n.label), (x, y), xytext=(0, 8), textcoords="offset points", ha="center",
-                            fontsize=8)
-        feats = sorted([i for i in pos if g.nodes[i].kind == "feature"], key=lambda i: -float(pruned.influence[i]))
+                ax.annotate(
+                    repr(n.label), (x, y), xytext=(0, 8), textcoords="offset points", ha="center", fontsize=8
+                )
+        feats = sorted(
+            [i for i in pos if g.nodes[i].kind == "feature"], key=lambda i: -float(pruned.influence[i])
+        )
         for i in feats[:n_labels]:
             n = g.nodes[i]
             text = (n.label or f"L{n.layer}#{n.feature}")[-28:]
-            ax.annotate(text, pos[i], xytext=(4, 4), textcoords="offset points", fontsize=6, rotation=20, zorder=3)
+            ax.annotate(
+                text, pos[i], xytext=(4, 4), textcoords="offset points", fontsize=6, rotation=20, zorder=3
+            )
         ax.set_xticks(range(len(g.tokens)))
         ax.set_xticklabels([repr(t)[1:-1] for t in g.tokens], rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(n_layers + 2))
         ax.set_yticklabels(["emb", *[f"L{la}" for la in range(n_layers)], "logit"])
         ax.set_xlim(-0.7, len(g.tokens) - 0.3)
-        ax.set_title(title or (f"attribution graph: explained share {pruned.explained_share:.2f}, "
-                               f"error share {pruned.error_share:.2f}"), loc="left", fontsize=9)
+        ax.set_title(
+            title
+            or (
+                f"attribution graph: explained share {pruned.explained_share:.2f}, "
+                f"error share {pruned.error_share:.2f}"
+            ),
+            loc="left",
+            fontsize=9,
+        )
     return fig
 
 

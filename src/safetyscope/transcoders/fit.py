@@ -49,28 +49,57 @@ class TranscoderSet:
 
     def metrics_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` content."""
-        return {"layers": [asdict(m) for m in self.layers], "replacement": self.replacement,
-                "training": {str(k): v for k, v in self.training.items()}, "provenance": self.provenance}
+        return {
+            "layers": [asdict(m) for m in self.layers],
+            "replacement": self.replacement,
+            "training": {str(k): v for k, v in self.training.items()},
+            "provenance": self.provenance,
+        }
 
 
-def fit_transcoders(lm: LoadedModel, layers: Sequence[int], cfg: TrainConfig, *, corpus: str = "organism",
-                    eval_corpus: str | None = None, label_contexts: int = 3, progress: bool = False) -> TranscoderSet:
+def fit_transcoders(
+    lm: LoadedModel,
+    layers: Sequence[int],
+    cfg: TrainConfig,
+    *,
+    corpus: str = "organism",
+    eval_corpus: str | None = None,
+    label_contexts: int = 3,
+    progress: bool = False,
+) -> TranscoderSet:
     """Stream MLP rows, train one transcoder per layer, measure them, and label each feature."""
     data = load_corpus(lm, corpus)
     rows = stream_mlp_rows(lm, data, layers, progress=progress)
-    out = TranscoderSet({}, provenance={"model": lm.spec, "model_fingerprint": lm.fingerprint(), "corpus": corpus,
-                                        "corpus_hash": data.hash, "tokens": rows.tokens,
-                                        "stream_seconds": rows.seconds, "config": asdict(cfg),
-                                        "safetyscope_version": __version__})
+    out = TranscoderSet(
+        {},
+        provenance={
+            "model": lm.spec,
+            "model_fingerprint": lm.fingerprint(),
+            "corpus": corpus,
+            "corpus_hash": data.hash,
+            "tokens": rows.tokens,
+            "stream_seconds": rows.seconds,
+            "config": asdict(cfg),
+            "safetyscope_version": __version__,
+        },
+    )
     for layer in sorted(set(layers)):
         x, y = rows.inputs[layer].all_rows(), rows.outputs[layer].all_rows()
         res = train_transcoder(x, y, layer, cfg, progress=progress, model_name=lm.spec)
         out.layers.append(layer_metrics(res.transcoder, x, y, layer))
-        out.training[layer] = {"seconds": res.seconds, "tokens_per_second": res.tokens_per_second,
-                               "final_mse": res.history[-1]["mse"] if res.history else float("nan")}
-        ctx = top_contexts(lm, res.transcoder, rows.inputs[layer], data, list(range(cfg.d_sae)), n=label_contexts)
-        out.labels[layer] = {f: " | ".join(c.text.replace("\n", " ")[-40:] for c in items)
-                             for f, items in ctx.items() if items and items[0].activation > 0}
+        out.training[layer] = {
+            "seconds": res.seconds,
+            "tokens_per_second": res.tokens_per_second,
+            "final_mse": res.history[-1]["mse"] if res.history else float("nan"),
+        }
+        ctx = top_contexts(
+            lm, res.transcoder, rows.inputs[layer], data, list(range(cfg.d_sae)), n=label_contexts
+        )
+        out.labels[layer] = {
+            f: " | ".join(c.text.replace("\n", " ")[-40:] for c in items)
+            for f, items in ctx.items()
+            if items and items[0].activation > 0
+        }
         out.transcoders[layer] = res.transcoder.to(lm.device)
     if sorted(out.transcoders) == list(range(lm.n_layers)):
         ev = load_corpus(lm, eval_corpus or corpus, seed=1)
@@ -96,8 +125,10 @@ def load_transcoders(folder: Path) -> TranscoderSet:
     folder = Path(folder)
     subs = sorted(folder.glob("layer_*")) if folder.is_dir() else []
     if not subs:
-        raise ConfigError(f"{folder} holds no transcoders (no layer_L folders); train them with "
-                          "`safetyscope transcoder train MODEL --layers ... --out DIR`.")
+        raise ConfigError(
+            f"{folder} holds no transcoders (no layer_L folders); train them with "
+            "`safetyscope transcoder train MODEL --layers ... --out DIR`."
+        )
     ts = TranscoderSet({})
     for sub in subs:
         tc = load_sae(sub)

@@ -31,24 +31,46 @@ def mlp_module(lm: LoadedModel, layer: int) -> nn.Module:
     path = lm.arch.map.mlp_out
     parent, _, _ = path.rpartition(".")
     if not parent:
-        raise ConfigError(f"The {lm.family} map's MLP output {path!r} has no parent module; transcoders need "
-                          "the MLP block (e.g. 'mlp.down_proj' -> 'mlp').")
+        raise ConfigError(
+            f"The {lm.family} map's MLP output {path!r} has no parent module; transcoders need "
+            "the MLP block (e.g. 'mlp.down_proj' -> 'mlp')."
+        )
     return lm.arch.layers[layer].get_submodule(parent)
 
 
-def transcoder_config(d_model: int, d_sae: int, layer: int, *, architecture: str = "topk", k: int | None = None,
-                      model_name: str | None = None) -> SAEConfig:
+def transcoder_config(
+    d_model: int,
+    d_sae: int,
+    layer: int,
+    *,
+    architecture: str = "topk",
+    k: int | None = None,
+    model_name: str | None = None,
+) -> SAEConfig:
     """The :class:`SAEConfig` of a PLT of ``layer`` (see the module docstring)."""
-    return SAEConfig(architecture, d_model, d_sae, k=k, apply_b_dec_to_input=False,
-                     hook_name=f"blocks.{layer}.ln2.hook_normalized",
-                     metadata={"kind": TRANSCODER_KIND, "layer": layer, "hook_name_out": f"blocks.{layer}.hook_mlp_out",
-                               "d_out": d_model, "model_name": model_name})
+    return SAEConfig(
+        architecture,
+        d_model,
+        d_sae,
+        k=k,
+        apply_b_dec_to_input=False,
+        hook_name=f"blocks.{layer}.ln2.hook_normalized",
+        metadata={
+            "kind": TRANSCODER_KIND,
+            "layer": layer,
+            "hook_name_out": f"blocks.{layer}.hook_mlp_out",
+            "d_out": d_model,
+            "model_name": model_name,
+        },
+    )
 
 
 def transcoder_layer(tc: SparseAutoencoder) -> int:
     """The layer a transcoder replaces (raises :class:`ConfigError` for a plain SAE)."""
     meta = tc.cfg.metadata
     if meta.get("kind") != TRANSCODER_KIND or "layer" not in meta:
-        raise ConfigError("This SAE is not a per-layer transcoder (metadata.kind != "
-                          f"{TRANSCODER_KIND!r}); train one with `safetyscope transcoder train`.")
+        raise ConfigError(
+            "This SAE is not a per-layer transcoder (metadata.kind != "
+            f"{TRANSCODER_KIND!r}); train one with `safetyscope transcoder train`."
+        )
     return int(meta["layer"])

@@ -47,19 +47,40 @@ class PrunedGraph:
         """JSON form: kept nodes (with influence) and edges (``source``, ``target``, ``weight``)."""
         g = self.graph
         keep = self.node_mask.nonzero()[:, 0].tolist()
-        nodes = [{"id": g.nodes[i].id, "kind": g.nodes[i].kind, "layer": g.nodes[i].layer,
-                  "position": g.nodes[i].position, "feature": g.nodes[i].feature,
-                  "activation": g.nodes[i].activation, "label": g.nodes[i].label,
-                  "token": g.tokens[g.nodes[i].position] if g.nodes[i].kind != "logit" else g.nodes[i].label,
-                  "influence": float(self.influence[i])} for i in keep]
-        edges = [{"source": g.nodes[s].id, "target": g.nodes[t].id, "weight": float(g.adjacency[t, s])}
-                 for t, s in self.edge_mask.nonzero().tolist()]
-        return {"tokens": g.tokens, "nodes": nodes, "edges": edges, "explained_share": self.explained_share,
-                "edge_share": self.edge_share, "error_share": self.error_share,
-                "replacement_score": 1.0 - self.error_share, "node_threshold": self.node_threshold,
-                "edge_threshold": self.edge_threshold, "n_nodes_total": len(g.nodes),
-                "n_features_total": len(g.indices("feature")),
-                "logit_probs": g.logit_probs, "meta": g.meta, **self.extra}
+        nodes = [
+            {
+                "id": g.nodes[i].id,
+                "kind": g.nodes[i].kind,
+                "layer": g.nodes[i].layer,
+                "position": g.nodes[i].position,
+                "feature": g.nodes[i].feature,
+                "activation": g.nodes[i].activation,
+                "label": g.nodes[i].label,
+                "token": g.tokens[g.nodes[i].position] if g.nodes[i].kind != "logit" else g.nodes[i].label,
+                "influence": float(self.influence[i]),
+            }
+            for i in keep
+        ]
+        edges = [
+            {"source": g.nodes[s].id, "target": g.nodes[t].id, "weight": float(g.adjacency[t, s])}
+            for t, s in self.edge_mask.nonzero().tolist()
+        ]
+        return {
+            "tokens": g.tokens,
+            "nodes": nodes,
+            "edges": edges,
+            "explained_share": self.explained_share,
+            "edge_share": self.edge_share,
+            "error_share": self.error_share,
+            "replacement_score": 1.0 - self.error_share,
+            "node_threshold": self.node_threshold,
+            "edge_threshold": self.edge_threshold,
+            "n_nodes_total": len(g.nodes),
+            "n_features_total": len(g.indices("feature")),
+            "logit_probs": g.logit_probs,
+            "meta": g.meta,
+            **self.extra,
+        }
 
 
 def influence(graph: AttributionGraph) -> tuple[Tensor, Tensor, Tensor]:
@@ -76,7 +97,9 @@ def influence(graph: AttributionGraph) -> tuple[Tensor, Tensor, Tensor]:
     return infl, m, w
 
 
-def prune_graph(graph: AttributionGraph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PrunedGraph:
+def prune_graph(
+    graph: AttributionGraph, node_threshold: float = 0.8, edge_threshold: float = 0.98
+) -> PrunedGraph:
     """Keep the features and edges that carry the given shares of influence (module docstring)."""
     for name, v in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
         if not 0.0 < v <= 1.0:
@@ -110,5 +133,6 @@ def prune_graph(graph: AttributionGraph, node_threshold: float = 0.8, edge_thres
     err = torch.tensor([k == "error" for k in kinds])
     denom = float(infl[term_src].sum())
     error_share = float(infl[term_src & err].sum()) / denom if denom > 0 else float("nan")
-    return PrunedGraph(graph, infl, keep, edge_mask, node_threshold, edge_threshold, explained, edge_share,
-                       error_share)
+    return PrunedGraph(
+        graph, infl, keep, edge_mask, node_threshold, edge_threshold, explained, edge_share, error_share
+    )

@@ -51,7 +51,8 @@ def qk_projections(lm: LoadedModel, layer: int) -> tuple[nn.Module, nn.Module]:
     if not (hasattr(attn, "q_proj") and hasattr(attn, "k_proj")):
         raise UnknownArchitectureError(
             f"Freezing attention patterns needs separate q_proj/k_proj in {type(attn).__name__} ({lm.family}); "
-            "fused projections (GPT-2 c_attn, GPT-NeoX query_key_value, Phi-3 qkv_proj) are not supported.")
+            "fused projections (GPT-2 c_attn, GPT-NeoX query_key_value, Phi-3 qkv_proj) are not supported."
+        )
     return attn.q_proj, attn.k_proj
 
 
@@ -97,6 +98,7 @@ def replace_mlps(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder]) 
         def fn(_m: nn.Module, args: tuple[Any, ...], out: Any) -> Any:
             y = _first(out)
             return _swap(out, tc(args[0]).to(y.dtype))
+
         return fn
 
     try:
@@ -108,9 +110,12 @@ def replace_mlps(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder]) 
             h.remove()
 
 
-def _freeze_hooks(lm: LoadedModel, trace: Trace, replay: Trace | None, handles: list[RemovableHandle]) -> None:
+def _freeze_hooks(
+    lm: LoadedModel, trace: Trace, replay: Trace | None, handles: list[RemovableHandle]
+) -> None:
     """Frozen norm scales and attention queries/keys: live (detach) or replayed from ``replay``."""
     for i, module in enumerate(norm_modules(lm)):
+
         def norm_hook(_m: nn.Module, args: tuple[Any, ...], out: Any, _i: int = i) -> Any:
             y = _first(out)
             r = _norm_radius(_m, args[0])
@@ -118,20 +123,24 @@ def _freeze_hooks(lm: LoadedModel, trace: Trace, replay: Trace | None, handles: 
             trace.radius[_i] = r0
             b = _norm_bias(_m)
             return _swap(out, ((y - b) * (r / r0) + b).to(y.dtype))
+
         handles.append(module.register_forward_hook(norm_hook))
     for layer in range(lm.n_layers):
         for j, proj in enumerate(qk_projections(lm, layer)):
+
             def qk_hook(_m: nn.Module, _a: Any, out: Tensor, _k: tuple[int, int] = (layer, j)) -> Tensor:
                 if replay is not None:
                     return replay.qk[_k]
                 trace.qk[_k] = out.detach()
                 return out.detach()
+
             handles.append(proj.register_forward_hook(qk_hook))
 
 
 @contextmanager
-def local_replacement(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder], *,
-                      freeze: bool = True) -> Iterator[Trace]:
+def local_replacement(
+    lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder], *, freeze: bool = True
+) -> Iterator[Trace]:
     """The local replacement model with error nodes (exact forward; see the module docstring)."""
     trace = Trace()
     handles: list[RemovableHandle] = []
@@ -158,6 +167,7 @@ def local_replacement(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencod
             err = (y.detach().float() - y_hat.detach()).requires_grad_(True)
             trace.pre[layer], trace.acts[layer], trace.errors[layer] = pre, acts, err
             return _swap(out, (y_hat + err).to(y.dtype))
+
         return fn
 
     try:
@@ -178,8 +188,9 @@ Perturb = Callable[[int, Tensor], Tensor]
 
 
 @contextmanager
-def frozen_replay(lm: LoadedModel, recorded: Trace, perturb: Perturb | None = None,
-                  embed: Tensor | None = None) -> Iterator[None]:
+def frozen_replay(
+    lm: LoadedModel, recorded: Trace, perturb: Perturb | None = None, embed: Tensor | None = None
+) -> Iterator[None]:
     """Run the frozen model of ``recorded`` (a batch-1 :func:`local_replacement` trace) on new inputs.
 
     Each MLP writes its recorded output, changed by ``perturb`` when given; ``embed`` replaces the
@@ -198,6 +209,7 @@ def frozen_replay(lm: LoadedModel, recorded: Trace, perturb: Perturb | None = No
         def fn(_m: nn.Module, _a: Any, out: Any) -> Any:
             y = recorded.mlp_out[layer].to(_first(out).dtype)
             return _swap(out, perturb(layer, y) if perturb is not None else y)
+
         return fn
 
     try:

@@ -41,8 +41,14 @@ class MLPRows:
         return next(iter(self.inputs.values())).n_rows
 
 
-def stream_mlp_rows(lm: LoadedModel, corpus: TokenCorpus, layers: Sequence[int], *, max_batch_tokens: int = 8192,
-                    progress: bool = False) -> MLPRows:
+def stream_mlp_rows(
+    lm: LoadedModel,
+    corpus: TokenCorpus,
+    layers: Sequence[int],
+    *,
+    max_batch_tokens: int = 8192,
+    progress: bool = False,
+) -> MLPRows:
     """Rows of every layer in ``layers`` at the corpus' selected positions (see the module docstring)."""
     layers = sorted(set(layers))
     if not layers or layers[0] < 0 or layers[-1] >= lm.n_layers:
@@ -61,12 +67,13 @@ def stream_mlp_rows(lm: LoadedModel, corpus: TokenCorpus, layers: Sequence[int],
         c = torch.tensor([width - len(s.ids) + p for s in batch for p in s.positions], device=lm.device)
         handles = []
 
-        def hook(layer: int):  # noqa: ANN202
+        def hook(layer: int):
             def fn(_m: torch.nn.Module, args: tuple, out: Tensor) -> None:
                 got_in[layer].append(args[0][r, c].float().cpu())
                 got_out[layer].append((out[0] if isinstance(out, tuple) else out)[r, c].float().cpu())
                 if layer == layers[-1]:
                     raise StopForward
+
             return fn
 
         try:
@@ -76,22 +83,46 @@ def stream_mlp_rows(lm: LoadedModel, corpus: TokenCorpus, layers: Sequence[int],
         finally:
             for h in handles:
                 h.remove()
-        index.append(torch.tensor([[i, p] for i, s in zip(idx, batch, strict=True) for p in s.positions],
-                                  dtype=torch.long).view(-1, 2))
+        index.append(
+            torch.tensor(
+                [[i, p] for i, s in zip(idx, batch, strict=True) for p in s.positions], dtype=torch.long
+            ).view(-1, 2)
+        )
         return [None] * len(idx)
 
     with torch.inference_mode():
-        for _ in iter_batches([len(s.ids) for s in seqs], run, max_batch_tokens=max_batch_tokens, progress=progress,
-                              description="streaming MLP inputs and outputs"):
+        for _ in iter_batches(
+            [len(s.ids) for s in seqs],
+            run,
+            max_batch_tokens=max_batch_tokens,
+            progress=progress,
+            description="streaming MLP inputs and outputs",
+        ):
             pass
     seconds = time.perf_counter() - t0
-    prov = {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "corpus": corpus.spec, "corpus_hash": corpus.hash,
-            "n_tokens": corpus.n_tokens, "safetyscope_version": __version__}
+    prov = {
+        "model": lm.spec,
+        "model_fingerprint": lm.fingerprint(),
+        "corpus": corpus.spec,
+        "corpus_hash": corpus.hash,
+        "n_tokens": corpus.n_tokens,
+        "safetyscope_version": __version__,
+    }
 
     def store(rows: list[Tensor], layer: int, what: str) -> ActivationStore:
         x = torch.cat(rows)
-        return ActivationStore(Site(layer, "mlp_out"), x.shape[1], [x], [len(x)], {**prov, "rows": what},
-                               seconds, [torch.cat(index)])
+        return ActivationStore(
+            Site(layer, "mlp_out"),
+            x.shape[1],
+            [x],
+            [len(x)],
+            {**prov, "rows": what},
+            seconds,
+            [torch.cat(index)],
+        )
 
-    return MLPRows({la: store(got_in[la], la, "mlp_in") for la in layers},
-                   {la: store(got_out[la], la, "mlp_out") for la in layers}, seconds)
+    return MLPRows(
+        {la: store(got_in[la], la, "mlp_in") for la in layers},
+        {la: store(got_out[la], la, "mlp_out") for la in layers},
+        seconds,
+    )

@@ -27,7 +27,11 @@ def prompt_ids(lm: LoadedModel, prompt: str, *, raw: bool = False, continuation:
     """Token ids of the (chat-formatted) prompt followed by ``continuation``."""
     if not prompt.strip():
         raise PromptError("The prompt is empty; pass --prompt TEXT.")
-    ids = list(lm.tokenizer(prompt, add_special_tokens=True)["input_ids"]) if raw else list(lm.chat.encode(prompt).input_ids)
+    ids = (
+        list(lm.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        if raw
+        else list(lm.chat.encode(prompt).input_ids)
+    )
     if continuation:
         ids += list(lm.tokenizer(continuation, add_special_tokens=False)["input_ids"])
     return ids
@@ -42,26 +46,44 @@ def target_id(lm: LoadedModel, token: str) -> int:
 
 
 @torch.no_grad()
-def prompt_agreement(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder], ids: list[int]) -> dict[str, float]:
+def prompt_agreement(
+    lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder], ids: list[int]
+) -> dict[str, float]:
     """Top-1 agreement and mean KL of the uncorrected replacement model on every position of ``ids``."""
     x = torch.tensor([ids], device=lm.device)
     clean = lm.model(input_ids=x, use_cache=False).logits[0].float()
     with replace_mlps(lm, transcoders):
         rep = lm.model(input_ids=x, use_cache=False).logits[0].float()
     agree = (clean.argmax(-1) == rep.argmax(-1)).double()
-    return {"replacement_top1_agreement": float(agree.mean()), "replacement_last_token_agrees": bool(agree[-1]),
-            "replacement_kl": float(kl_rows(clean, rep).mean()), "positions": len(ids)}
+    return {
+        "replacement_top1_agreement": float(agree.mean()),
+        "replacement_last_token_agrees": bool(agree[-1]),
+        "replacement_kl": float(kl_rows(clean, rep).mean()),
+        "positions": len(ids),
+    }
 
 
-def trace_prompt(lm: LoadedModel, transcoders: Mapping[int, SparseAutoencoder], prompt: str, *,
-                 target: str | None = None, continuation: str = "", raw: bool = False, node_threshold: float = 0.8,
-                 edge_threshold: float = 0.98, labels: Mapping[tuple[int, int], str] | None = None,
-                 targets_per_pass: int = 32) -> PrunedGraph:
+def trace_prompt(
+    lm: LoadedModel,
+    transcoders: Mapping[int, SparseAutoencoder],
+    prompt: str,
+    *,
+    target: str | None = None,
+    continuation: str = "",
+    raw: bool = False,
+    node_threshold: float = 0.8,
+    edge_threshold: float = 0.98,
+    labels: Mapping[tuple[int, int], str] | None = None,
+    targets_per_pass: int = 32,
+) -> PrunedGraph:
     """The pruned attribution graph of one prompt (see the module docstring)."""
     ids = prompt_ids(lm, prompt, raw=raw, continuation=continuation)
     targets = [target_id(lm, target)] if target is not None else None
-    graph = attribution_graph(lm, transcoders, ids, targets=targets, targets_per_pass=targets_per_pass,
-                              feature_labels=labels)
+    graph = attribution_graph(
+        lm, transcoders, ids, targets=targets, targets_per_pass=targets_per_pass, feature_labels=labels
+    )
     pruned = prune_graph(graph, node_threshold, edge_threshold)
-    pruned.extra.update({"prompt": prompt, "continuation": continuation, **prompt_agreement(lm, transcoders, ids)})
+    pruned.extra.update(
+        {"prompt": prompt, "continuation": continuation, **prompt_agreement(lm, transcoders, ids)}
+    )
     return pruned

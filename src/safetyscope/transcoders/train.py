@@ -51,17 +51,36 @@ class TranscoderResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (weights are saved separately with :func:`safetyscope.sae.save_sae`)."""
-        return {"config": asdict(self.config), "layer": self.layer, "history": self.history, "seconds": self.seconds,
-                "tokens": self.tokens, "tokens_per_second": self.tokens_per_second, "provenance": self.provenance}
+        return {
+            "config": asdict(self.config),
+            "layer": self.layer,
+            "history": self.history,
+            "seconds": self.seconds,
+            "tokens": self.tokens,
+            "tokens_per_second": self.tokens_per_second,
+            "provenance": self.provenance,
+        }
 
 
-def train_transcoder(x: Tensor, y: Tensor, layer: int, cfg: TrainConfig, *, progress: bool = False,
-                     log_every: int = 50, model_name: str | None = None) -> TranscoderResult:
+def train_transcoder(
+    x: Tensor,
+    y: Tensor,
+    layer: int,
+    cfg: TrainConfig,
+    *,
+    progress: bool = False,
+    log_every: int = 50,
+    model_name: str | None = None,
+) -> TranscoderResult:
     """Train a PLT mapping rows ``x`` ``[n, d]`` (MLP inputs) to ``y`` ``[n, d]`` (MLP outputs)."""
     if cfg.architecture not in TRANSCODER_ARCHITECTURES:
-        raise OptionError(f"Transcoder architecture {cfg.architecture!r} is not one of {TRANSCODER_ARCHITECTURES}.")
+        raise OptionError(
+            f"Transcoder architecture {cfg.architecture!r} is not one of {TRANSCODER_ARCHITECTURES}."
+        )
     if x.shape != y.shape or x.ndim != 2:
-        raise OptionError(f"Transcoder rows must be two equal [n, d] tensors, got {tuple(x.shape)} and {tuple(y.shape)}.")
+        raise OptionError(
+            f"Transcoder rows must be two equal [n, d] tensors, got {tuple(x.shape)} and {tuple(y.shape)}."
+        )
     if len(x) < cfg.batch_size:
         raise OptionError(f"{len(x)} rows are fewer than one batch ({cfg.batch_size}); stream more tokens.")
     t0 = time.perf_counter()
@@ -71,9 +90,12 @@ def train_transcoder(x: Tensor, y: Tensor, layer: int, cfg: TrainConfig, *, prog
     s_in = math.sqrt(d) / float(x.norm(dim=-1).mean().clamp_min(1e-12)) if cfg.normalize else 1.0
     s_out = math.sqrt(d) / float(y.norm(dim=-1).mean().clamp_min(1e-12)) if cfg.normalize else 1.0
     arch = cfg.architecture
-    tc = SparseAutoencoder.random(transcoder_config(d, cfg.d_sae, layer, architecture=arch,
-                                                    k=cfg.k if arch == "topk" else None, model_name=model_name),
-                                  cfg.seed)
+    tc = SparseAutoencoder.random(
+        transcoder_config(
+            d, cfg.d_sae, layer, architecture=arch, k=cfg.k if arch == "topk" else None, model_name=model_name
+        ),
+        cfg.seed,
+    )
     log_theta = torch.nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.init_threshold)))
     with torch.no_grad():
         tc.b_dec.copy_(y.mean(0) * s_out)
@@ -90,21 +112,20 @@ def train_transcoder(x: Tensor, y: Tensor, layer: int, cfg: TrainConfig, *, prog
         for i in range(cfg.steps):
             if pos + cfg.batch_size > len(order):
                 order, pos = torch.randperm(len(x), generator=gen), 0
-            rows = order[pos:pos + cfg.batch_size]
+            rows = order[pos : pos + cfg.batch_size]
             pos += cfg.batch_size
             xb, yb = x[rows] * s_in, y[rows] * s_out
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(i, cfg) * group["mult"]
             sparsity = min(1.0, (i + 1) / max(1, int(cfg.sparsity_warmup_frac * cfg.steps)))
             pre = xb @ tc.W_enc + tc.b_enc
-            if arch == "topk":
-                f = topk_acts(pre, cfg.k)
-            else:
-                f = jumprelu_ste(pre, log_theta.exp(), cfg.bandwidth)
+            f = topk_acts(pre, cfg.k) if arch == "topk" else jumprelu_ste(pre, log_theta.exp(), cfg.bandwidth)
             y_hat = f @ tc.W_dec + tc.b_dec
             mse = mse_sum(yb, y_hat)
             if arch == "topk":
-                extra = cfg.aux_coeff * aux_topk_loss(pre, yb - y_hat, tc.W_dec, since_fired > cfg.dead_tokens, k_aux)
+                extra = cfg.aux_coeff * aux_topk_loss(
+                    pre, yb - y_hat, tc.W_dec, since_fired > cfg.dead_tokens, k_aux
+                )
             else:
                 extra = sparsity * cfg.l0_coeff * step_ste(pre, log_theta.exp(), cfg.bandwidth).sum()
             loss = (mse + extra) / len(xb)
@@ -115,8 +136,14 @@ def train_transcoder(x: Tensor, y: Tensor, layer: int, cfg: TrainConfig, *, prog
             since_fired += len(xb)
             since_fired[fired] = 0
             if i % log_every == 0 or i == cfg.steps - 1:
-                history.append({"step": float(i), "mse": mse.item() / len(xb), "extra": extra.item() / len(xb),
-                                "l0": float((f > 0).sum()) / len(xb)})
+                history.append(
+                    {
+                        "step": float(i),
+                        "mse": mse.item() / len(xb),
+                        "extra": extra.item() / len(xb),
+                        "l0": float((f > 0).sum()) / len(xb),
+                    }
+                )
             advance(1)
     with torch.no_grad():
         if arch == "jumprelu":
@@ -127,4 +154,6 @@ def train_transcoder(x: Tensor, y: Tensor, layer: int, cfg: TrainConfig, *, prog
         tc.b_dec.div_(s_out)
     tc.cfg.metadata.update({"input_scale": s_in, "output_scale": s_out})
     prov = {"rows": len(x), "safetyscope_version": __version__}
-    return TranscoderResult(tc, cfg, layer, history, time.perf_counter() - t0, cfg.steps * cfg.batch_size, prov)
+    return TranscoderResult(
+        tc, cfg, layer, history, time.perf_counter() - t0, cfg.steps * cfg.batch_size, prov
+    )
