@@ -115,19 +115,19 @@ def atp_star_scores(
             for layer, attn in attns.items():
                 handles.append(
                     attn.register_forward_pre_hook(
-                        lambda _m, _a, k, _l=layer: kw.__setitem__(_l, dict(k)), with_kwargs=True
+                        lambda _m, _a, k, _l=layer, _d=kw: _d.__setitem__(_l, dict(k)), with_kwargs=True
                     )
                 )
                 handles.append(
-                    attn.register_forward_hook(lambda _m, _a, o, _l=layer: pat.__setitem__(_l, o[1]))
+                    attn.register_forward_hook(lambda _m, _a, o, _l=layer, _d=pat: _d.__setitem__(_l, o[1]))
                 )
                 for j, proj in enumerate((attn.q_proj, attn.k_proj)):
                     handles.append(
                         proj.register_forward_hook(
-                            lambda _m, _a, o, _k=(layer, j): qk.__setitem__(_k, o.detach())
+                            lambda _m, _a, o, _k=(layer, j), _d=qk: _d.__setitem__(_k, o.detach())
                         )
                     )
-            stack.callback(lambda: [h.remove() for h in handles])
+            stack.callback(lambda _hs=handles: [h.remove() for h in _hs])
             stack.enter_context(edit(lm.arch, block_in[0], lambda _s, h: h.detach().requires_grad_(True)))
             taps = stack.enter_context(gradient_taps(lm, graph, list(io.values())))
             logits = lm.model(**model_inputs(lm, clean)).logits[:, -1]
