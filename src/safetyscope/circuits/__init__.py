@@ -1,11 +1,14 @@
 """Attribution and circuits: node attribution patching (AtP), a computational graph per family, edge
 attribution patching (EAP, EAP-IG), exact edge patching, pruning and circuit faithfulness."""
 
+from safetyscope.circuits.acdc import acdc, acdc_order
 from safetyscope.circuits.atp import ATP_POINTS, AtPResult, atp_sites, node_attribution
+from safetyscope.circuits.atp_star import atp_star_scores, attention_module, eager_attention
 from safetyscope.circuits.attribute import METHODS, attribute, curve_sizes, node_circuit, node_scores
 from safetyscope.circuits.eap import IG_VARIANTS, edge_attribution
 from safetyscope.circuits.evaluate import (
     area_curves,
+    circuit_logits,
     circuit_metrics,
     faithfulness,
     random_circuits,
@@ -40,14 +43,20 @@ __all__ = [
     "PathEffect",
     "Projection",
     "ScrubResult",
+    "acdc",
+    "acdc_order",
     "area_curves",
     "atp_sites",
+    "atp_star_scores",
+    "attention_module",
     "attribute",
     "auroc",
     "build_graph",
+    "circuit_logits",
     "circuit_metric",
     "circuit_metrics",
     "curve_sizes",
+    "eager_attention",
     "edge_attribution",
     "edge_figure",
     "edge_positions",

@@ -110,6 +110,25 @@ def circuit_metrics(
     return out / len(pairs)
 
 
+@torch.no_grad()
+def circuit_logits(
+    lm: LoadedModel, pairs: Pairs, graph: Graph, circuits: Sequence[Tensor], *, batch_size: int = 8
+) -> Tensor:
+    """Last-token logits ``[n_circuits, n_pairs, vocab]`` of the model restricted to each circuit (as above)."""
+    io = graph_io(lm, graph)
+    sites = sorted(sender_sites(graph))
+    circ = torch.stack([c.bool() & graph.mask for c in circuits])
+    out = torch.zeros(len(circ), len(pairs), lm.vocab_size)
+    for idx in batches(pairs, batch_size):
+        clean = [pairs.clean[i] for i in idx]
+        with receiver_patches(lm, graph, io, lambda _r, _x: None) as state:
+            _, rec_b = last_logits(lm, [pairs.corrupt[i] for i in idx], sites)
+        corr_in = dict(state.inputs)
+        logits = _run_chunk(lm, graph, io, rec_b, corr_in, circ, clean)
+        out[:, idx] = logits.view(len(circ), len(idx), -1)[..., : lm.vocab_size].cpu()
+    return out
+
+
 def faithfulness(value: float, clean: float, corrupt: float) -> float | None:
     """``(value − corrupt) / (clean − corrupt)``; ``None`` when clean and corrupted coincide."""
     gap = clean - corrupt

@@ -21,6 +21,7 @@ from safetyscope.cli import (
     robustness,
     sae,
     train,
+    transcoders,
     transfer,
 )
 from safetyscope.cli._app import app
@@ -43,6 +44,7 @@ __all__ = [
     "robustness",
     "sae",
     "train",
+    "transcoders",
     "transfer",
 ]
 
