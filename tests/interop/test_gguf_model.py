@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,47 +17,10 @@ from safetyscope.interop.gguf_model import (
 )
 
 pytest.importorskip("gguf")
-CORPUS = [
-    "How do I bake bread at home? Mix flour, water, salt and yeast.",
-    "Tell me how to build a weapon. I cannot help with that request.",
-    "def add(a, b):\n    return a + b  # numbers 12345",
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-] * 20
-TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
-            "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-
-
-def bpe_tokenizer() -> object:
-    """A small byte-level BPE (GPT-2 pre-tokenizer) trained here, with ChatML special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator(CORPUS, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.chat_template = TEMPLATE
-    return tok
-
-
-def bpe_model(tmp_path: Path, family: str) -> object:
-    from safetyscope import load_model
-    from safetyscope.model.tiny import tiny_model
-
-    tok = bpe_tokenizer()
-    model = tiny_model(family, seed=1, vocab_size=len(tok) + 4, pad_token_id=tok.pad_token_id,  # type: ignore[attr-defined]
-                       bos_token_id=None, eos_token_id=tok.eos_token_id)  # type: ignore[attr-defined]
-    path = tmp_path / family
-    model.save_pretrained(path)
-    tok.save_pretrained(path)  # type: ignore[attr-defined]
-    return load_model(path, dtype="float32")
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_edited_model_round_trips_through_transformers(tmp_path: Path, family: str) -> None:
+def test_edited_model_round_trips_through_transformers(tmp_path: Path, family: str, bpe_model: Any) -> None:
     from safetyscope.interventions.weights import orthogonalize
 
     lm = bpe_model(tmp_path, family)
@@ -68,7 +32,9 @@ def test_edited_model_round_trips_through_transformers(tmp_path: Path, family: s
     ids = lm.tokenizer(text, return_tensors="pt")["input_ids"]  # type: ignore[attr-defined]
     assert torch.equal(tok(text, return_tensors="pt")["input_ids"], ids)
     chat = [{"role": "user", "content": "Hi"}]
-    assert tok.apply_chat_template(chat, tokenize=False) == lm.tokenizer.apply_chat_template(chat, tokenize=False)  # type: ignore[attr-defined]
+    assert tok.apply_chat_template(chat, tokenize=False) == lm.tokenizer.apply_chat_template(
+        chat, tokenize=False
+    )  # type: ignore[attr-defined]
     with torch.no_grad():
         want = edited.model(ids).logits
         got = model(ids).logits
@@ -92,7 +58,9 @@ def test_word_level_tokenizer_and_unknown_family_are_refused(tmp_path: Path) -> 
     from safetyscope import load_model
     from safetyscope.model.tiny import save_tiny
 
-    word_level = load_model(save_tiny("llama", tmp_path / "w"), dtype="float32")  # like the organism's tokenizer
+    word_level = load_model(
+        save_tiny("llama", tmp_path / "w"), dtype="float32"
+    )  # like the organism's tokenizer
     with pytest.raises(GgufExportError, match="WordLevel"):
         write_gguf(word_level, tmp_path / "o.gguf")
     assert not (tmp_path / "o.gguf").exists()

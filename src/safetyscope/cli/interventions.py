@@ -102,14 +102,17 @@ def steer(
 def edit(
     model: Annotated[str, typer.Argument(help="Model spec (never modified).")],
     direction: DirectionOpt,
-    out: Annotated[Path, typer.Option("--out", help="New HF model directory.")],
+    out: Annotated[Path, typer.Option("--out", help="New HF model directory, adapter directory, or .gguf file.")],
     method: Annotated[str, typer.Option(help="standard, projected or biprojected.")] = "standard",
     layer: Annotated[int | None, typer.Option(help="Layer to take from a multi-layer direction file.")] = None,
     harmless: Annotated[Path | None, typer.Option("--harmless", help="Harmless prompts for the mean used by projected methods.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     dtype: DtypeOpt = "auto",
     as_: Annotated[str, typer.Option(
-        "--as", help="hf: a full HF model directory; lora: a PEFT LoRA adapter (exact for standard/projected).")] = "hf",
+        "--as", help="hf: a full HF model directory; lora: a PEFT LoRA adapter (exact for standard/projected); "
+                     "gguf: one GGUF file (llama/qwen2, F16/BF16). Default: gguf if the input was GGUF, else hf.")] = "auto",
+    gguf_dtype: Annotated[str | None, typer.Option(
+        "--gguf-dtype", help="f16 or bf16 (default: bf16 for a bf16 model, else f16).")] = None,
 ) -> None:
     """Orthogonalize every residual-writing matrix against a direction and save a new model (or the edit as a LoRA adapter)."""
     from safetyscope.activations import collect
@@ -119,19 +122,36 @@ def edit(
     from safetyscope.outputs import check_output
     from safetyscope.pipelines.refusal import refusal_prompts
 
-    if as_ not in ("hf", "lora"):
+    if as_ not in ("auto", "hf", "lora", "gguf"):
         from safetyscope.errors import OptionError
 
-        raise OptionError(f"--as {as_!r}: use hf or lora (GGUF export is not implemented yet).")
+        raise OptionError(f"--as {as_!r}: use hf, lora or gguf.")
+    if gguf_dtype not in (None, "f16", "bf16"):
+        from safetyscope.errors import OptionError
+
+        raise OptionError(f"--gguf-dtype {gguf_dtype!r}: use f16 or bf16 (quantize the file with llama.cpp).")
     if as_ == "lora":
         from safetyscope.interop.lora import LORA_METHODS, LoraExportError
 
         if method not in LORA_METHODS:
             raise LoraExportError(f"--method {method} keeps each write vector's norm, which is not a low-rank update: "
                                   f"no LoRA reproduces it. Use --method {' or '.join(LORA_METHODS)} with --as lora.")
-    check_output(out, force=force, kind="dir", inputs=[model, direction, harmless])
+    if as_ == "auto" and str(model).endswith(".gguf"):
+        as_ = "gguf"
+    kind = "file" if as_ == "gguf" else "dir"
+    if as_ != "auto":
+        check_output(out, force=force, kind=kind, inputs=[model, direction, harmless])
     lm = load_model(model, dtype=dtype)
-    check_output(out, force=force, kind="dir", inputs=[lm.path])
+    if as_ == "auto":
+        from safetyscope.interop.gguf_model import was_gguf
+
+        as_, kind = ("gguf", "file") if was_gguf(model, lm) else ("hf", "dir")
+        check_output(out, force=force, kind=kind, inputs=[model, direction, harmless])
+    check_output(out, force=force, kind=kind, inputs=[lm.path])
+    if as_ == "gguf":
+        from safetyscope.interop.gguf_model import check_exportable
+
+        check_exportable(lm)  # refuse an unknown family or tokenizer before editing
     d = load_direction(direction, layer)
     mean = None
     if method != "standard":
@@ -153,6 +173,14 @@ def edit(
                       f"({adapter.n_params} parameters) to {literal(out)}")
         return
     edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean)
+    if as_ == "gguf":
+        from safetyscope.interop.gguf_model import write_gguf
+
+        info = write_gguf(edited, out, gguf_dtype, name=f"{Path(str(model)).name} [{method}-orthogonalized]",
+                          card=card)
+        console.print(f"[green]saved[/] {literal(method)}-orthogonalized model as {info.dtype.upper()} GGUF "
+                      f"({info.file_bytes / 1e6:.1f} MB, {info.n_tensors} tensors) to {literal(out)}")
+        return
     save_edited(edited, out, card, force=force)
     console.print(f"[green]saved[/] {literal(method)}-orthogonalized model to {literal(out)}")
 

@@ -32,9 +32,15 @@ GGUF_FAMILIES = ("llama", "qwen2")
 #: Tensor types written for matrices.
 GGUF_DTYPES = ("f16", "bf16")
 #: Texts whose encodings must survive the round trip through the file.
-PROBE_TEXTS = ("Hello world! How do I bake bread?", "  two  spaces, tabs\tand\nnew lines 12345",
-               "def f(x):\n    return x ** 2  # code", "Ünïcödé café — naïve 日本語")
+PROBE_TEXTS = (
+    "Hello world! How do I bake bread?",
+    "  two  spaces, tabs\tand\nnew lines 12345",
+    "def f(x):\n    return x ** 2  # code",
+    "Ünïcödé café — naïve 日本語",
+)
 
+#: Metadata key holding the edit card (llama.cpp ignores unknown keys).
+EDIT_KEY = "safetyscope.edit"
 _LAYER = {  # HF name inside model.layers.N -> GGUF name inside blk.N
     "input_layernorm.weight": "attn_norm.weight",
     "self_attn.q_proj.weight": "attn_q.weight",
@@ -49,8 +55,11 @@ _LAYER = {  # HF name inside model.layers.N -> GGUF name inside blk.N
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
-_TOP = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-        "lm_head.weight": "output.weight"}
+_TOP = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
 
 
 class GgufExportError(FormatError):
@@ -93,9 +102,12 @@ def _rope_theta(config: Any) -> float:
     params = getattr(config, "rope_parameters", None) or {}
     scaling = params.get("rope_type", "default") if isinstance(params, dict) else "default"
     old = getattr(config, "rope_scaling", None)
-    if scaling not in ("default", None) or (isinstance(old, dict) and old.get("rope_type", old.get("type")) not in
-                                            (None, "default")):
-        raise GgufExportError(f"RoPE scaling {scaling or old!r} is not written by this exporter; only plain RoPE.")
+    if scaling not in ("default", None) or (
+        isinstance(old, dict) and old.get("rope_type", old.get("type")) not in (None, "default")
+    ):
+        raise GgufExportError(
+            f"RoPE scaling {scaling or old!r} is not written by this exporter; only plain RoPE."
+        )
     theta = params.get("rope_theta") if isinstance(params, dict) else None
     return float(theta if theta is not None else getattr(config, "rope_theta", 10000.0))
 
@@ -107,9 +119,12 @@ def check_exportable(lm: LoadedModel) -> str:
     if family not in GGUF_FAMILIES:
         raise GgufExportError(
             f"GGUF export has tensor-name maps for {list(GGUF_FAMILIES)}, not {family!r}. Save the full model "
-            "(--as hf) and convert it with llama.cpp's convert_hf_to_gguf.py.")
+            "(--as hf) and convert it with llama.cpp's convert_hf_to_gguf.py."
+        )
     if family == "llama" and (getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False)):
-        raise GgufExportError("This llama model has attention/MLP biases, which llama.cpp's llama graph does not read.")
+        raise GgufExportError(
+            "This llama model has attention/MLP biases, which llama.cpp's llama graph does not read."
+        )
     _rope_theta(config)
     tokenizer_spec(lm.tokenizer)
     return str(family)
@@ -149,14 +164,18 @@ def tokenizer_spec(tokenizer: Any) -> dict[str, Any]:
         raise GgufExportError(
             f"The tokenizer is a {model.get('type')} model; GGUF can carry byte-level BPE (and SentencePiece) "
             "vocabularies, not this one (the organism's word-level tokenizer has no GGUF encoding). "
-            "Save the full model with --as hf instead.")
+            "Save the full model with --as hf instead."
+        )
     pre = _split_name(data.get("pre_tokenizer"))
     if pre is None or (data.get("decoder") or {}).get("type") != "ByteLevel":
         raise GgufExportError(
             "The tokenizer is a BPE without a recognised byte-level pre-tokenizer (GPT-2 regex, or a Qwen2/Llama-3 "
-            "split); SentencePiece-style BPE is not written by this exporter. Save with --as hf instead.")
+            "split); SentencePiece-style BPE is not written by this exporter. Save with --as hf instead."
+        )
     if data.get("normalizer") not in (None, {"type": "NFC"}):
-        raise GgufExportError(f"The tokenizer's normalizer {data['normalizer'].get('type')} has no GGUF encoding.")
+        raise GgufExportError(
+            f"The tokenizer's normalizer {data['normalizer'].get('type')} has no GGUF encoding."
+        )
     vocab: dict[str, int] = dict(model["vocab"])
     added = {a["id"]: a for a in data.get("added_tokens", [])}
     for i, a in added.items():
@@ -187,9 +206,18 @@ def _array(t: torch.Tensor, dtype: str) -> tuple[np.ndarray, Any]:
     return raw, gguf.GGMLQuantizationType.BF16
 
 
-def write_gguf(lm: LoadedModel, out: str | Path, dtype: str | None = None, *, name: str | None = None,
-               check_tokenizer: bool = True) -> GgufExport:
+def write_gguf(
+    lm: LoadedModel,
+    out: str | Path,
+    dtype: str | None = None,
+    *,
+    name: str | None = None,
+    card: dict[str, Any] | None = None,
+    check_tokenizer: bool = True,
+) -> GgufExport:
     """Write ``lm`` as a GGUF file (``dtype``: ``f16`` or ``bf16``; default bf16 for bf16 models, else f16).
+
+    ``card`` (the edit's description) is stored as JSON under the metadata key ``safetyscope.edit``.
 
     Raises:
         GgufExportError: unknown family, RoPE scaling, a tokenizer GGUF cannot carry, or a tokenizer
@@ -204,23 +232,32 @@ def write_gguf(lm: LoadedModel, out: str | Path, dtype: str | None = None, *, na
     param_dtype = next(lm.model.parameters()).dtype
     dtype = dtype or ("bf16" if param_dtype == torch.bfloat16 else "f16")
     if dtype not in GGUF_DTYPES:
-        raise GgufExportError(f"GGUF tensor type {dtype!r}: use one of {GGUF_DTYPES} (quantize with llama.cpp).")
+        raise GgufExportError(
+            f"GGUF tensor type {dtype!r}: use one of {GGUF_DTYPES} (quantize with llama.cpp)."
+        )
     config = lm.model.config
     n_vocab_model = int(lm.arch.embed.weight.shape[0])
     tokens, types = list(spec["tokens"]), list(spec["types"])
     if len(tokens) > n_vocab_model:
-        raise GgufExportError(f"The tokenizer has {len(tokens)} tokens but the embedding only {n_vocab_model} rows.")
+        raise GgufExportError(
+            f"The tokenizer has {len(tokens)} tokens but the embedding only {n_vocab_model} rows."
+        )
     for i in range(len(tokens), n_vocab_model):
         tokens.append(f"[PAD{i}]")
         types.append(5)
     out = Path(out)
-    n_head, n_kv = int(config.num_attention_heads), int(config.num_key_value_heads or config.num_attention_heads)
+    n_head, n_kv = (
+        int(config.num_attention_heads),
+        int(config.num_key_value_heads or config.num_attention_heads),
+    )
     head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // n_head)
     tok = lm.tokenizer
     with atomic_file(out) as tmp:
         writer = gguf.GGUFWriter(str(tmp), family)
         writer.add_name(name or Path(str(lm.spec)).name)
-        writer.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if dtype == "bf16" else gguf.LlamaFileType.MOSTLY_F16)
+        writer.add_file_type(
+            gguf.LlamaFileType.MOSTLY_BF16 if dtype == "bf16" else gguf.LlamaFileType.MOSTLY_F16
+        )
         writer.add_context_length(int(config.max_position_embeddings))
         writer.add_embedding_length(int(config.hidden_size))
         writer.add_block_count(int(config.num_hidden_layers))
@@ -236,15 +273,25 @@ def write_gguf(lm: LoadedModel, out: str | Path, dtype: str | None = None, *, na
         writer.add_token_list(tokens)
         writer.add_token_types(types)
         writer.add_token_merges(spec["merges"])
-        for key, adder in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
-                           ("pad_token_id", writer.add_pad_token_id), ("unk_token_id", writer.add_unk_token_id)):
+        for key, adder in (
+            ("bos_token_id", writer.add_bos_token_id),
+            ("eos_token_id", writer.add_eos_token_id),
+            ("pad_token_id", writer.add_pad_token_id),
+            ("unk_token_id", writer.add_unk_token_id),
+        ):
             value = getattr(tok, key, None)
             if value is not None:
                 adder(int(value))
         probe = tok("x")["input_ids"]
-        writer.add_add_bos_token(bool(tok.bos_token_id is not None and probe and probe[0] == tok.bos_token_id))
+        writer.add_add_bos_token(
+            bool(tok.bos_token_id is not None and probe and probe[0] == tok.bos_token_id)
+        )
         if getattr(tok, "chat_template", None):
             writer.add_chat_template(str(tok.chat_template))
+        if card is not None:
+            from safetyscope import __version__
+
+            writer.add_string(EDIT_KEY, json.dumps(dict(card, safetyscope_version=__version__), default=str))
         names = dict(lm.model.named_parameters())
         if "lm_head.weight" not in names:  # tied: llama.cpp reads token_embd, but we write output explicitly
             names["lm_head.weight"] = lm.arch.unembed.weight
@@ -257,7 +304,9 @@ def write_gguf(lm: LoadedModel, out: str | Path, dtype: str | None = None, *, na
             if family == "llama" and gname.endswith(("attn_q.weight", "attn_k.weight")):
                 w = llamacpp_permute(w, n_head if "attn_q" in gname else n_kv)
             arr, raw = _array(w, dtype)
-            writer.add_tensor(gname, arr, raw_shape=tuple(w.shape) if raw is not None else None, raw_dtype=raw)
+            writer.add_tensor(
+                gname, arr, raw_shape=tuple(w.shape) if raw is not None else None, raw_dtype=raw
+            )
             count += 1
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -275,14 +324,18 @@ def _check_tokenizer_roundtrip(lm: LoadedModel, path: Path) -> None:
     rebuilt = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     texts = list(PROBE_TEXTS)
     if getattr(lm.tokenizer, "chat_template", None):
-        texts.append(lm.tokenizer.apply_chat_template([{"role": "user", "content": "Hi there"}], tokenize=False,
-                                                      add_generation_prompt=True))
+        texts.append(
+            lm.tokenizer.apply_chat_template(
+                [{"role": "user", "content": "Hi there"}], tokenize=False, add_generation_prompt=True
+            )
+        )
     for text in texts:
         a, b = lm.tokenizer(text)["input_ids"], rebuilt(text)["input_ids"]
         if list(a) != list(b):
             raise GgufExportError(
                 f"The tokenizer rebuilt from the GGUF file encodes {text[:40]!r} differently ({list(b)[:12]} vs "
-                f"{list(a)[:12]}); this tokenizer cannot be carried faithfully. Save with --as hf instead.")
+                f"{list(a)[:12]}); this tokenizer cannot be carried faithfully. Save with --as hf instead."
+            )
 
 
 def load_gguf_model(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
