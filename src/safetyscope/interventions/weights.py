@@ -11,7 +11,9 @@ no component along the direction(s): ``W ← W − Q Qᵀ W`` in output space. V
   (norm-preserving biprojected abliteration).
 * multi-direction — pass a ``[k, d]`` subspace to any method.
 * ``layer_weights`` — optional per-layer strength ``α_l ∈ [0, 1]`` (``W ← W − α_l Q Qᵀ W``),
-  e.g. from :func:`gaussian_kernel`; the embedding uses ``embed_weight``.
+  e.g. from :func:`gaussian_kernel`, or a pair ``(α_attn, α_mlp)`` per layer; the embedding
+  uses ``embed_weight``. :func:`safetyscope.interventions.kernel.kernel_ablate` is the same edit
+  applied with hooks.
 
 The input model is never modified: :func:`orthogonalize` returns an edited deep copy.
 """
@@ -85,7 +87,7 @@ def orthogonalize(
     method: str = "standard",
     *,
     harmless_mean: Tensor | None = None,
-    layer_weights: Mapping[int, float] | None = None,
+    layer_weights: Mapping[int, float | tuple[float, float]] | None = None,
     embed_weight: float = 1.0,
 ) -> LoadedModel:
     """Return a copy of ``lm`` whose residual writers cannot write along ``directions``.
@@ -94,7 +96,8 @@ def orthogonalize(
         directions: ``[d]`` or a ``[k, d]`` subspace.
         method: ``standard``, ``projected`` or ``biprojected`` (see the module docstring).
         harmless_mean: mean harmless activation (``[d]``), required by the projected methods.
-        layer_weights: strength per layer (default 1 everywhere); missing layers are unedited.
+        layer_weights: strength per layer (default 1 everywhere), or ``(attention, MLP)`` strengths;
+            missing layers are unedited.
         embed_weight: strength for the embedding(s).
     """
     if method not in METHODS:
@@ -122,11 +125,11 @@ def orthogonalize(
             if emb is not None and embed_weight:
                 emb.weight.copy_(_project_rows(emb.weight, basis, embed_weight, keep_norm))
         for layer, alpha in weights.items():
-            if not alpha:
-                continue
-            for which, module in (("attn", edited.arch.attn_out(layer)), ("mlp", edited.arch.mlp_out(layer))):
-                q = writer_basis(edited, layer, which, basis)
-                _edit_writer(module, q, alpha, layout, keep_norm)
+            pair = alpha if isinstance(alpha, tuple) else (alpha, alpha)
+            for which, module, a in (("attn", edited.arch.attn_out(layer), pair[0]),
+                                     ("mlp", edited.arch.mlp_out(layer), pair[1])):
+                if a:
+                    _edit_writer(module, writer_basis(edited, layer, which, basis), float(a), layout, keep_norm)
     edited.spec = f"{lm.spec} [orthogonalized:{method}]"
     edited.path = None
     return edited
