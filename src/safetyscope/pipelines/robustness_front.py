@@ -1,0 +1,229 @@
+"""``safetyscope robustness-front``: the refusal-vs-KL Pareto front of orthogonalization, checked by generation.
+
+Steps: prompt splits (train / validation / test); candidate directions per layer from the train
+split (difference in means at the last end-of-instruction token, :func:`candidate_directions`);
+an Optuna search scored on the validation split (:mod:`safetyscope.causal.front`); then the
+front's points (up to ``check``, spread along the KL axis) are generated on the test split and
+judged, beside the un-edited baseline and a control (the lowest-refusal point's kernel with a
+random direction of equal norm). It is a measurement: no model is written.
+
+Output folder: ``results.json`` (the table, every trial's parameters, the checks with Wilson
+intervals, provenance), ``front.png`` and the resumable study ``study.journal``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from safetyscope import __version__
+from safetyscope.causal.arms import Arm, ArmResult, run_arms
+from safetyscope.causal.controls import random_like
+from safetyscope.causal.front import (
+    FrontObjective,
+    FrontParams,
+    TrialScore,
+    interpolated_direction,
+    open_study,
+    run_study,
+)
+from safetyscope.causal.selection import candidate_directions
+from safetyscope.evaluation.refusal_score import refusal_token_ids
+from safetyscope.interventions.kernel import kernel_ablate
+from safetyscope.model.loading import LoadedModel
+from safetyscope.pipelines.refusal import judge_for, refusal_prompts
+
+STUDY_FILE = "study.journal"
+RESULTS_FILE = "results.json"
+FIGURE_FILE = "front.png"
+KL_LEVELS = (0.1, 0.5)
+
+
+@dataclass
+class FrontCheck:
+    """A front point (or the baseline / control) generated and judged on the test split."""
+
+    name: str
+    number: int | None
+    params: FrontParams | None
+    search_refusal: float | None
+    search_kl: float | None
+    result: ArmResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable."""
+        return {"name": self.name, "number": self.number, "params": self.params.to_dict() if self.params else None,
+                "search_refusal": self.search_refusal, "search_kl": self.search_kl, "result": self.result.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FrontCheck:
+        """Inverse of :meth:`to_dict`."""
+        return cls(d["name"], d["number"], FrontParams.from_dict(d["params"]) if d["params"] else None,
+                   d["search_refusal"], d["search_kl"], ArmResult.from_dict(d["result"]))
+
+
+@dataclass
+class RobustnessFront:
+    """Every trial, the front, its generation checks, and the worst case at each KL level."""
+
+    trials: list[TrialScore]
+    checks: list[FrontCheck]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def front(self) -> list[TrialScore]:
+        """Pareto-optimal trials, by increasing KL."""
+        return sorted((t for t in self.trials if t.on_front), key=lambda t: (t.kl, t.refusal))
+
+    def worst_case(self, max_kl: float) -> dict[str, Any] | None:
+        """The checked point with the lowest judged refusal whose generation-measured first-token KL is ≤ ``max_kl``."""
+        ok = [c for c in self.checks if c.number is not None and c.result.kl_first_token is not None
+              and c.result.kl_first_token <= max_kl]
+        if not ok:
+            return None
+        best = min(ok, key=lambda c: (c.result.refusal["harmful"].rate or 0.0, c.result.kl_first_token))
+        return {"max_kl": max_kl, "number": best.number, "refusal": best.result.refusal["harmful"].to_dict(),
+                "kl_first_token": best.result.kl_first_token}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable."""
+        return {"trials": [t.to_dict() for t in self.trials], "front": [t.number for t in self.front],
+                "checks": [c.to_dict() for c in self.checks],
+                "worst_case": {str(k): self.worst_case(k) for k in KL_LEVELS}, "provenance": self.provenance}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RobustnessFront:
+        """Inverse of :meth:`to_dict`."""
+        return cls([TrialScore.from_dict(t) for t in d["trials"]], [FrontCheck.from_dict(c) for c in d["checks"]],
+                   dict(d.get("provenance", {})))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RobustnessFront:
+        """Read ``results.json`` (a folder or the file)."""
+        p = Path(path)
+        return cls.from_dict(json.loads((p / RESULTS_FILE if p.is_dir() else p).read_text()))
+
+
+def spread(front: list[TrialScore], k: int) -> list[TrialScore]:
+    """Up to ``k`` front points evenly spaced along the front (by KL order), both ends included."""
+    if len(front) <= k:
+        return list(front)
+    idx = sorted({round(i * (len(front) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+    return [front[i] for i in idx]
+
+
+def robustness_front(
+    lm: LoadedModel,
+    out: Path,
+    *,
+    harmful: Path | None = None,
+    harmless: Path | None = None,
+    trials: int = 30,
+    n_train: int = 32,
+    n_val: int = 16,
+    n_test: int = 32,
+    check: int = 5,
+    sampler: str = "tpe",
+    objective: str = "share",
+    batch: int = 1,
+    seed: int = 0,
+    judge: str | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> RobustnessFront:
+    """Search, check and write the front to ``out`` (see the module docstring); resumes ``out/study.journal``."""
+    t0 = time.perf_counter()
+    prompts = refusal_prompts(lm, harmful, harmless, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    layers = list(range(lm.n_layers))
+    cands = candidate_directions(lm, prompts.harmful_train, prompts.harmless_train, layers)
+    candidates = torch.stack([cands[(layer, -1)] for layer in layers])
+    from safetyscope.transfer.pairs import prompt_hash
+
+    setup = {"model_fingerprint": lm.fingerprint(), "n_layers": lm.n_layers, "objective": objective,
+             "train_hash": prompt_hash(prompts.harmful_train + prompts.harmless_train),
+             "val_hash": prompt_hash(prompts.harmful_val + prompts.harmless_val), "seed": seed}
+    out.mkdir(parents=True, exist_ok=True)
+    study = open_study(out / STUDY_FILE, "robustness-front", sampler, seed, setup, n_startup=max(4, trials // 3))
+    scorer = FrontObjective(lm, candidates, list(prompts.harmful_val), list(prompts.harmless_val),
+                            refusal_token_ids(lm.tokenizer), objective, batch_size)
+    scores = run_study(study, scorer, trials, batch=batch, progress=progress)
+    t_search = time.perf_counter() - t0
+    front = sorted((t for t in scores if t.on_front), key=lambda t: (t.kl, t.refusal))
+    chosen = spread(front, check)
+    arms = [Arm("baseline", lm)]
+    for t in chosen:
+        arms.append(Arm(f"trial {t.number}", lm, scorer.context(t.params)))
+    lowest = min(front, key=lambda t: (t.refusal, t.kl)) if front else None
+    if lowest is not None:
+        v = interpolated_direction(candidates, lowest.params.direction_index)
+        rand = random_like(v, seed)
+        n = lm.n_layers
+        arms.append(Arm("control", lm, lambda: kernel_ablate(lm, rand, lowest.params.attn.weights(n),
+                                                             lowest.params.mlp.weights(n))))
+    report = run_arms(lm, arms, {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test},
+                      judge_for(lm, judge), intervention="kernel_ablate", max_new_tokens=max_new_tokens,
+                      batch_size=batch_size)
+    checks = [FrontCheck("baseline", None, None, None, None, report.arms["baseline"])]
+    for t in chosen:
+        checks.append(FrontCheck(f"trial {t.number}", t.number, t.params, t.refusal, t.kl,
+                                 report.arms[f"trial {t.number}"]))
+    if lowest is not None:
+        checks.append(FrontCheck("control", None, lowest.params, None, None, report.arms["control"]))
+    result = RobustnessFront(scores, checks, {
+        "model": lm.spec, "model_fingerprint": lm.fingerprint(), "prompts": prompts.source, "sampler": sampler,
+        "objective": objective, "n_trials": len(scores), "n_val": [len(prompts.harmful_val), len(prompts.harmless_val)],
+        "n_test": [len(prompts.harmful_test), len(prompts.harmless_test)], "judge": report.provenance.get("judge"),
+        "max_new_tokens": max_new_tokens, "seed": seed, "setup": setup, "search_s": round(t_search, 1),
+        "total_s": round(time.perf_counter() - t0, 1), "safetyscope_version": __version__,
+        "control": f"random direction of equal norm with trial {lowest.number}'s kernels" if lowest else None})
+    from safetyscope.outputs import atomic_file
+
+    with atomic_file(out / RESULTS_FILE) as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
+    draw_front(result, out / FIGURE_FILE)
+    return result
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return str(x)
+
+
+def draw_front(result: RobustnessFront, path: Path) -> Path:
+    """Scatter of every trial (search KL vs refusal), the front, and the judged refusal (95% CI) of the checks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4))
+    ax, bx = fig.subplots(1, 2)
+    ax.scatter([t.kl for t in result.trials], [t.refusal for t in result.trials], s=12, c="#aaaaaa", label="trial")
+    front = result.front
+    ax.plot([t.kl for t in front], [t.refusal for t in front], "o-", c="#1f5fa8", label="Pareto front")
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("harmless first-token KL (nats, validation)")
+    ax.set_ylabel(f"harmful refusal objective ({result.provenance.get('objective')})")
+    ax.set_title("search (no generation)")
+    ax.legend(fontsize=8)
+    for c in result.checks:
+        r = c.result.refusal["harmful"]
+        kl = c.result.kl_first_token or 0.0
+        color = "#222222" if c.name == "baseline" else "#808080" if c.name == "control" else "#c0392b"
+        rate = r.rate or 0.0
+        bx.errorbar([kl], [rate], yerr=[[rate - r.ci_low], [r.ci_high - rate]], fmt="o", c=color, capsize=3)
+        bx.annotate(c.name, (kl, rate), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    bx.set_xscale("symlog", linthresh=1e-3)
+    bx.set_xlabel("harmless first-token KL (nats, test)")
+    bx.set_ylabel("judged refusal rate (harmful, test; 95% Wilson CI)")
+    bx.set_ylim(-0.05, 1.05)
+    bx.set_title("front checked by generation")
+    fig.tight_layout()
+    FigureCanvasAgg(fig).print_png(str(path))
+    return path
