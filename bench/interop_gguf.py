@@ -39,8 +39,9 @@ def main() -> None:
     t0 = time.perf_counter()
     lm = load_model(args.model, dtype="bfloat16")
     src_bytes = sum(f.stat().st_size for f in Path(lm.path).glob("*.safetensors")) if lm.path else None
-    text = lm.tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[0]}], tokenize=False,
-                                            add_generation_prompt=True)
+    text = lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROMPTS[0]}], tokenize=False, add_generation_prompt=True
+    )
     ids = lm.tokenizer([text], return_tensors="pt")["input_ids"]
     v = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0))
     original = _logits(lm.model, ids)
@@ -60,18 +61,29 @@ def main() -> None:
     assert torch.equal(tok([text], return_tensors="pt")["input_ids"], ids)
     got = _logits(model, ids)
     diff = (got - want).abs()
-    print(json.dumps({
-        "bench": "interop_gguf", "model": args.model, "gguf_dtype": info.dtype, "file_bytes": info.file_bytes,
-        "source_safetensors_bytes": src_bytes,
-        "size_ratio_vs_safetensors": info.file_bytes / src_bytes if src_bytes else None,
-        "n_tensors": info.n_tensors, "vocab": info.vocab_size, "pre_tokenizer": info.pre_tokenizer,
-        "tokens_compared": int(ids.numel()),
-        "max_logit_diff_reload_vs_edited": float(diff.max()),
-        "mean_logit_diff_reload_vs_edited": float(diff.mean()),
-        "max_logit_diff_edited_vs_original": float((want - original).abs().max()),
-        "same_argmax": float((got.argmax(-1) == want.argmax(-1)).float().mean()),
-        "write_s": round(t_write, 1), "reload_s": round(t_load, 1), "total_s": round(time.perf_counter() - t0, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "interop_gguf",
+                "model": args.model,
+                "gguf_dtype": info.dtype,
+                "file_bytes": info.file_bytes,
+                "source_safetensors_bytes": src_bytes,
+                "size_ratio_vs_safetensors": info.file_bytes / src_bytes if src_bytes else None,
+                "n_tensors": info.n_tensors,
+                "vocab": info.vocab_size,
+                "pre_tokenizer": info.pre_tokenizer,
+                "tokens_compared": int(ids.numel()),
+                "max_logit_diff_reload_vs_edited": float(diff.max()),
+                "mean_logit_diff_reload_vs_edited": float(diff.mean()),
+                "max_logit_diff_edited_vs_original": float((want - original).abs().max()),
+                "same_argmax": float((got.argmax(-1) == want.argmax(-1)).float().mean()),
+                "write_s": round(t_write, 1),
+                "reload_s": round(t_load, 1),
+                "total_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ def test_batched_scores_equal_naive(llama: object) -> None:
     cands = torch.randn(3, 32, generator=torch.Generator().manual_seed(0))
     ids = [5, 9, 11]
     obj = FrontObjective(lm, cands, HARMFUL, HARMLESS, ids, "prob", batch_size=8)  # type: ignore[arg-type]
-    points = [FrontParams(1.3, KernelParams(1.2, 1.0, 0.3, 2.0), KernelParams(0.8, 2.0, 0.0, 1.5)),
-              FrontParams(2.0, KernelParams(0.0, 0.0, 0.0, 1.0), KernelParams(1.5, 1.0, 1.0, 3.0))]
+    points = [
+        FrontParams(1.3, KernelParams(1.2, 1.0, 0.3, 2.0), KernelParams(0.8, 2.0, 0.0, 1.5)),
+        FrontParams(2.0, KernelParams(0.0, 0.0, 0.0, 1.0), KernelParams(1.5, 1.0, 1.0, 3.0)),
+    ]
     got = obj.score(points)
     for p, (o, kl, share, prob) in zip(points, got, strict=True):
         with obj.context(p)():
@@ -70,7 +72,10 @@ def test_study_resumes_and_refuses_other_setup(tmp_path: Path, llama: object) ->
     more = run_study(again, obj, 5, progress=False)
     assert [t.number for t in more][:3] == [t.number for t in first] and len(more) == 5
     front = [t for t in more if t.on_front]
-    assert front and all(not (o.refusal <= t.refusal and o.kl <= t.kl and (o.refusal < t.refusal or o.kl < t.kl))
-                         for t in front for o in more)
+    assert front and all(
+        not (o.refusal <= t.refusal and o.kl <= t.kl and (o.refusal < t.refusal or o.kl < t.kl))
+        for t in front
+        for o in more
+    )
     with pytest.raises(FrontError, match="another setup"):
         open_study(tmp_path / "s.journal", "f", "tpe", 0, {"model": "other", "seed": 0}, n_startup=2)

@@ -31,7 +31,11 @@ from torch import Tensor
 
 from safetyscope.errors import SafetyscopeError
 from safetyscope.evaluation.logits import kl_rows
-from safetyscope.evaluation.refusal_score import last_token_logits, last_token_logits_under, refusal_scores_from_logits
+from safetyscope.evaluation.refusal_score import (
+    last_token_logits,
+    last_token_logits_under,
+    refusal_scores_from_logits,
+)
 from safetyscope.interventions.kernel import kernel_ablate, linear_kernel
 from safetyscope.model.loading import LoadedModel
 
@@ -69,9 +73,15 @@ class FrontParams:
     @classmethod
     def from_optuna(cls, p: dict[str, float]) -> FrontParams:
         """From a trial's ``params``."""
+
         def kernel(c: str) -> KernelParams:
-            return KernelParams(p[f"{c}_max_weight"], p[f"{c}_peak"], p[f"{c}_min_frac"] * p[f"{c}_max_weight"],
-                                p[f"{c}_distance"])
+            return KernelParams(
+                p[f"{c}_max_weight"],
+                p[f"{c}_peak"],
+                p[f"{c}_min_frac"] * p[f"{c}_max_weight"],
+                p[f"{c}_distance"],
+            )
+
         return cls(p["direction_index"], kernel("attn"), kernel("mlp"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +121,7 @@ def interpolated_direction(candidates: Tensor, index: float) -> Tensor:
     n = candidates.shape[0]
     if not 0 <= index <= n - 1:
         raise FrontError(f"direction_index {index} outside [0, {n - 1}].")
-    lo = int(math.floor(index))
+    lo = math.floor(index)
     hi = min(lo + 1, n - 1)
     t = index - lo
     pair = candidates[[lo, hi]].double()
@@ -189,21 +199,36 @@ def open_study(path: Path, name: str, sampler: str, seed: int, setup: dict[str, 
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
     except ImportError as exc:
-        raise FrontError("The robustness front needs optuna: pip install 'safetyscope[search]' (or optuna).") from exc
+        raise FrontError(
+            "The robustness front needs optuna: pip install 'safetyscope[search]' (or optuna)."
+        ) from exc
     if sampler not in SAMPLERS:
         raise FrontError(f"sampler {sampler!r}: use one of {SAMPLERS}.")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(path)))
-    chosen = (optuna.samplers.NSGAIISampler(seed=seed) if sampler == "nsga2"
-              else optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True))
-    study = optuna.create_study(study_name=name, storage=storage, directions=["minimize", "minimize"],
-                                sampler=chosen, load_if_exists=True)
+    chosen = (
+        optuna.samplers.NSGAIISampler(seed=seed)
+        if sampler == "nsga2"
+        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True)
+    )
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=["minimize", "minimize"],
+        sampler=chosen,
+        load_if_exists=True,
+    )
     stored = dict(study.user_attrs)
     if stored and stored.get("setup") != setup:
-        diff = sorted(k for k in set(stored.get("setup", {})) | set(setup)
-                      if stored.get("setup", {}).get(k) != setup.get(k))
-        raise FrontError(f"The study in {path} was made with another setup (differs in {diff}); use another --out "
-                         "or --force to start over.")
+        diff = sorted(
+            k
+            for k in set(stored.get("setup", {})) | set(setup)
+            if stored.get("setup", {}).get(k) != setup.get(k)
+        )
+        raise FrontError(
+            f"The study in {path} was made with another setup (differs in {diff}); use another --out "
+            "or --force to start over."
+        )
     if not stored:
         study.set_user_attr("setup", setup)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -211,8 +236,9 @@ def open_study(path: Path, name: str, sampler: str, seed: int, setup: dict[str, 
     return study
 
 
-def run_study(study: Any, objective: FrontObjective, n_trials: int, *, batch: int = 1,
-              progress: bool = True) -> list[TrialScore]:
+def run_study(
+    study: Any, objective: FrontObjective, n_trials: int, *, batch: int = 1, progress: bool = True
+) -> list[TrialScore]:
     """Run trials until ``n_trials`` are complete (resuming counts earlier ones); return every complete trial."""
     import optuna
 
@@ -238,9 +264,17 @@ def scores_of(study: Any) -> list[TrialScore]:
     import optuna
 
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    out = [TrialScore(t.number, FrontParams.from_optuna(t.params), float(t.values[0]), float(t.values[1]),
-                      float(t.user_attrs.get("refusal_share", math.nan)),
-                      float(t.user_attrs.get("refusal_prob", math.nan))) for t in trials]
+    out = [
+        TrialScore(
+            t.number,
+            FrontParams.from_optuna(t.params),
+            float(t.values[0]),
+            float(t.values[1]),
+            float(t.user_attrs.get("refusal_share", math.nan)),
+            float(t.user_attrs.get("refusal_prob", math.nan)),
+        )
+        for t in trials
+    ]
     for s, keep in zip(out, pareto_mask([(s.refusal, s.kl) for s in out]), strict=True):
         s.on_front = keep
     return out

@@ -35,8 +35,9 @@ from safetyscope.interventions.hooks import (
 from safetyscope.model.loading import LoadedModel
 
 
-def linear_kernel(n_layers: int, max_weight: float, peak: float, min_weight: float,
-                  distance: float) -> dict[int, float]:
+def linear_kernel(
+    n_layers: int, max_weight: float, peak: float, min_weight: float, distance: float
+) -> dict[int, float]:
     """Strength per layer: ``max + (min − max)·|l − peak| / distance`` within ``distance`` of ``peak``, else 0."""
     if distance <= 0:
         raise InterventionError(f"Kernel distance must be positive, got {distance}.")
@@ -48,8 +49,13 @@ def linear_kernel(n_layers: int, max_weight: float, peak: float, min_weight: flo
 
 
 @contextmanager
-def kernel_ablate(lm: LoadedModel, directions: Tensor, attn_weights: Mapping[int, float],
-                  mlp_weights: Mapping[int, float], embed_weight: float = 0.0) -> Iterator[None]:
+def kernel_ablate(
+    lm: LoadedModel,
+    directions: Tensor,
+    attn_weights: Mapping[int, float],
+    mlp_weights: Mapping[int, float],
+    embed_weight: float = 0.0,
+) -> Iterator[None]:
     """Remove ``α`` of the span of ``directions`` from each weighted residual write while the block is active.
 
     Args:

@@ -58,14 +58,26 @@ class FrontCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable."""
-        return {"name": self.name, "number": self.number, "params": self.params.to_dict() if self.params else None,
-                "search_refusal": self.search_refusal, "search_kl": self.search_kl, "result": self.result.to_dict()}
+        return {
+            "name": self.name,
+            "number": self.number,
+            "params": self.params.to_dict() if self.params else None,
+            "search_refusal": self.search_refusal,
+            "search_kl": self.search_kl,
+            "result": self.result.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FrontCheck:
         """Inverse of :meth:`to_dict`."""
-        return cls(d["name"], d["number"], FrontParams.from_dict(d["params"]) if d["params"] else None,
-                   d["search_refusal"], d["search_kl"], ArmResult.from_dict(d["result"]))
+        return cls(
+            d["name"],
+            d["number"],
+            FrontParams.from_dict(d["params"]) if d["params"] else None,
+            d["search_refusal"],
+            d["search_kl"],
+            ArmResult.from_dict(d["result"]),
+        )
 
 
 @dataclass
@@ -83,25 +95,41 @@ class RobustnessFront:
 
     def worst_case(self, max_kl: float) -> dict[str, Any] | None:
         """The checked point with the lowest judged refusal whose generation-measured first-token KL is ≤ ``max_kl``."""
-        ok = [c for c in self.checks if c.number is not None and c.result.kl_first_token is not None
-              and c.result.kl_first_token <= max_kl]
+        ok = [
+            c
+            for c in self.checks
+            if c.number is not None
+            and c.result.kl_first_token is not None
+            and c.result.kl_first_token <= max_kl
+        ]
         if not ok:
             return None
         best = min(ok, key=lambda c: (c.result.refusal["harmful"].rate or 0.0, c.result.kl_first_token))
-        return {"max_kl": max_kl, "number": best.number, "refusal": best.result.refusal["harmful"].to_dict(),
-                "kl_first_token": best.result.kl_first_token}
+        return {
+            "max_kl": max_kl,
+            "number": best.number,
+            "refusal": best.result.refusal["harmful"].to_dict(),
+            "kl_first_token": best.result.kl_first_token,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable."""
-        return {"trials": [t.to_dict() for t in self.trials], "front": [t.number for t in self.front],
-                "checks": [c.to_dict() for c in self.checks],
-                "worst_case": {str(k): self.worst_case(k) for k in KL_LEVELS}, "provenance": self.provenance}
+        return {
+            "trials": [t.to_dict() for t in self.trials],
+            "front": [t.number for t in self.front],
+            "checks": [c.to_dict() for c in self.checks],
+            "worst_case": {str(k): self.worst_case(k) for k in KL_LEVELS},
+            "provenance": self.provenance,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RobustnessFront:
         """Inverse of :meth:`to_dict`."""
-        return cls([TrialScore.from_dict(t) for t in d["trials"]], [FrontCheck.from_dict(c) for c in d["checks"]],
-                   dict(d.get("provenance", {})))
+        return cls(
+            [TrialScore.from_dict(t) for t in d["trials"]],
+            [FrontCheck.from_dict(c) for c in d["checks"]],
+            dict(d.get("provenance", {})),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> RobustnessFront:
@@ -137,8 +165,13 @@ def robustness_front(
     max_new_tokens: int = 32,
     batch_size: int = 32,
     progress: bool = True,
+    selected: torch.Tensor | None = None,
 ) -> RobustnessFront:
-    """Search, check and write the front to ``out`` (see the module docstring); resumes ``out/study.journal``."""
+    """Search, check and write the front to ``out`` (see the module docstring); resumes ``out/study.journal``.
+
+    ``selected``: a single selected direction (e.g. the audit's) whose full directional ablation is
+    checked beside the front, for "the front's best refusal at KL ≤ 0.1 against the single direction's".
+    """
     t0 = time.perf_counter()
     prompts = refusal_prompts(lm, harmful, harmless, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
     layers = list(range(lm.n_layers))
@@ -146,13 +179,27 @@ def robustness_front(
     candidates = torch.stack([cands[(layer, -1)] for layer in layers])
     from safetyscope.transfer.pairs import prompt_hash
 
-    setup = {"model_fingerprint": lm.fingerprint(), "n_layers": lm.n_layers, "objective": objective,
-             "train_hash": prompt_hash(prompts.harmful_train + prompts.harmless_train),
-             "val_hash": prompt_hash(prompts.harmful_val + prompts.harmless_val), "seed": seed}
+    setup = {
+        "model_fingerprint": lm.fingerprint(),
+        "n_layers": lm.n_layers,
+        "objective": objective,
+        "train_hash": prompt_hash(prompts.harmful_train + prompts.harmless_train),
+        "val_hash": prompt_hash(prompts.harmful_val + prompts.harmless_val),
+        "seed": seed,
+    }
     out.mkdir(parents=True, exist_ok=True)
-    study = open_study(out / STUDY_FILE, "robustness-front", sampler, seed, setup, n_startup=max(4, trials // 3))
-    scorer = FrontObjective(lm, candidates, list(prompts.harmful_val), list(prompts.harmless_val),
-                            refusal_token_ids(lm.tokenizer), objective, batch_size)
+    study = open_study(
+        out / STUDY_FILE, "robustness-front", sampler, seed, setup, n_startup=max(4, trials // 3)
+    )
+    scorer = FrontObjective(
+        lm,
+        candidates,
+        list(prompts.harmful_val),
+        list(prompts.harmless_val),
+        refusal_token_ids(lm.tokenizer),
+        objective,
+        batch_size,
+    )
     scores = run_study(study, scorer, trials, batch=batch, progress=progress)
     t_search = time.perf_counter() - t0
     front = sorted((t for t in scores if t.on_front), key=lambda t: (t.kl, t.refusal))
@@ -165,24 +212,64 @@ def robustness_front(
         v = interpolated_direction(candidates, lowest.params.direction_index)
         rand = random_like(v, seed)
         n = lm.n_layers
-        arms.append(Arm("control", lm, lambda: kernel_ablate(lm, rand, lowest.params.attn.weights(n),
-                                                             lowest.params.mlp.weights(n))))
-    report = run_arms(lm, arms, {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test},
-                      judge_for(lm, judge), intervention="kernel_ablate", max_new_tokens=max_new_tokens,
-                      batch_size=batch_size)
+        arms.append(
+            Arm(
+                "control",
+                lm,
+                lambda: kernel_ablate(lm, rand, lowest.params.attn.weights(n), lowest.params.mlp.weights(n)),
+            )
+        )
+    if selected is not None:
+        from safetyscope.interventions.hooks import ablate
+
+        sel = selected.float()
+        arms.append(Arm("selected direction", lm, lambda: ablate(lm, sel)))
+    report = run_arms(
+        lm,
+        arms,
+        {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test},
+        judge_for(lm, judge),
+        intervention="kernel_ablate",
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
     checks = [FrontCheck("baseline", None, None, None, None, report.arms["baseline"])]
     for t in chosen:
-        checks.append(FrontCheck(f"trial {t.number}", t.number, t.params, t.refusal, t.kl,
-                                 report.arms[f"trial {t.number}"]))
+        checks.append(
+            FrontCheck(
+                f"trial {t.number}", t.number, t.params, t.refusal, t.kl, report.arms[f"trial {t.number}"]
+            )
+        )
     if lowest is not None:
         checks.append(FrontCheck("control", None, lowest.params, None, None, report.arms["control"]))
-    result = RobustnessFront(scores, checks, {
-        "model": lm.spec, "model_fingerprint": lm.fingerprint(), "prompts": prompts.source, "sampler": sampler,
-        "objective": objective, "n_trials": len(scores), "n_val": [len(prompts.harmful_val), len(prompts.harmless_val)],
-        "n_test": [len(prompts.harmful_test), len(prompts.harmless_test)], "judge": report.provenance.get("judge"),
-        "max_new_tokens": max_new_tokens, "seed": seed, "setup": setup, "search_s": round(t_search, 1),
-        "total_s": round(time.perf_counter() - t0, 1), "safetyscope_version": __version__,
-        "control": f"random direction of equal norm with trial {lowest.number}'s kernels" if lowest else None})
+    if selected is not None:
+        checks.append(
+            FrontCheck("selected direction", None, None, None, None, report.arms["selected direction"])
+        )
+    result = RobustnessFront(
+        scores,
+        checks,
+        {
+            "model": lm.spec,
+            "model_fingerprint": lm.fingerprint(),
+            "prompts": prompts.source,
+            "sampler": sampler,
+            "objective": objective,
+            "n_trials": len(scores),
+            "n_val": [len(prompts.harmful_val), len(prompts.harmless_val)],
+            "n_test": [len(prompts.harmful_test), len(prompts.harmless_test)],
+            "judge": report.provenance.get("judge"),
+            "max_new_tokens": max_new_tokens,
+            "seed": seed,
+            "setup": setup,
+            "search_s": round(t_search, 1),
+            "total_s": round(time.perf_counter() - t0, 1),
+            "safetyscope_version": __version__,
+            "control": f"random direction of equal norm with trial {lowest.number}'s kernels"
+            if lowest
+            else None,
+        },
+    )
     from safetyscope.outputs import atomic_file
 
     with atomic_file(out / RESULTS_FILE) as tmp:
@@ -204,7 +291,9 @@ def draw_front(result: RobustnessFront, path: Path) -> Path:
 
     fig = Figure(figsize=(9, 4))
     ax, bx = fig.subplots(1, 2)
-    ax.scatter([t.kl for t in result.trials], [t.refusal for t in result.trials], s=12, c="#aaaaaa", label="trial")
+    ax.scatter(
+        [t.kl for t in result.trials], [t.refusal for t in result.trials], s=12, c="#aaaaaa", label="trial"
+    )
     front = result.front
     ax.plot([t.kl for t in front], [t.refusal for t in front], "o-", c="#1f5fa8", label="Pareto front")
     ax.set_xscale("symlog", linthresh=1e-3)
@@ -215,7 +304,9 @@ def draw_front(result: RobustnessFront, path: Path) -> Path:
     for c in result.checks:
         r = c.result.refusal["harmful"]
         kl = c.result.kl_first_token or 0.0
-        color = "#222222" if c.name == "baseline" else "#808080" if c.name == "control" else "#c0392b"
+        color = {"baseline": "#222222", "control": "#808080", "selected direction": "#2e8b57"}.get(
+            c.name, "#c0392b"
+        )
         rate = r.rate or 0.0
         bx.errorbar([kl], [rate], yerr=[[rate - r.ci_low], [r.ci_high - rate]], fmt="o", c=color, capsize=3)
         bx.annotate(c.name, (kl, rate), fontsize=7, xytext=(3, 3), textcoords="offset points")
