@@ -29,7 +29,7 @@ ARGS = [
 
 
 def test_front_runs_resumes_and_is_non_dominated(tmp_path: Path, organism_dir: Path) -> None:
-    from safetyscope.pipelines.robustness_front import RobustnessFront
+    from safetyscope.causal.front_result import RobustnessFront
 
     out = tmp_path / "front"
     res = runner.invoke(

@@ -11,6 +11,8 @@ from safetyscope.causal.arms import (
 )
 from safetyscope.causal.controls import gaussian_noise, mean_ablation, random_like, shuffled_labels
 from safetyscope.causal.corrupt import CORRUPTIONS, Corruption
+from safetyscope.causal.front import FrontObjective, FrontParams, KernelParams, TrialScore, pareto_mask
+from safetyscope.causal.front_result import FrontCheck, RobustnessFront
 from safetyscope.causal.patch_spec import COMPONENTS, MODES, PatchingError, PatchTarget
 from safetyscope.causal.patching import patching_sweep
 from safetyscope.causal.patching_metrics import METRICS, PatchMetric, make_metric, normalised_recovery
@@ -38,15 +40,21 @@ __all__ = [
     "Candidate",
     "Corruption",
     "EditScore",
+    "FrontCheck",
+    "FrontObjective",
+    "FrontParams",
     "InterventionReport",
+    "KernelParams",
     "MetricUnderEdits",
     "PatchMetric",
     "PatchScore",
     "PatchTarget",
     "PatchingError",
     "PatchingResult",
+    "RobustnessFront",
     "Selection",
     "SelectionError",
+    "TrialScore",
     "candidate_directions",
     "direction_arms",
     "gaussian_noise",
@@ -54,6 +62,7 @@ __all__ = [
     "mean_ablation",
     "measure",
     "normalised_recovery",
+    "pareto_mask",
     "patching_sweep",
     "random_like",
     "rank_candidates",

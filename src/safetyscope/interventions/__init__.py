@@ -34,6 +34,7 @@ from safetyscope.interventions.hooks import (
     resolve_sites,
     writer_sites,
 )
+from safetyscope.interventions.kernel import kernel_ablate, linear_kernel
 from safetyscope.interventions.patching import patch
 from safetyscope.interventions.weights import orthogonalize
 
@@ -56,6 +57,8 @@ __all__ = [
     "condition_vector",
     "fit_condition",
     "fit_threshold",
+    "kernel_ablate",
+    "linear_kernel",
     "orthogonalize",
     "orthonormal",
     "patch",

@@ -16,134 +16,30 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from safetyscope import __version__
-from safetyscope.causal.arms import Arm, ArmResult, run_arms
+from safetyscope.causal.arms import Arm, run_arms
 from safetyscope.causal.controls import random_like
 from safetyscope.causal.front import (
     FrontObjective,
-    FrontParams,
-    TrialScore,
     interpolated_direction,
     open_study,
     run_study,
 )
+from safetyscope.causal.front_result import RESULTS_FILE, FrontCheck, RobustnessFront, spread
 from safetyscope.causal.selection import candidate_directions
 from safetyscope.evaluation.refusal_score import refusal_token_ids
+from safetyscope.evaluation.verdict import Judge
 from safetyscope.interventions.kernel import kernel_ablate
 from safetyscope.model.loading import LoadedModel
-from safetyscope.pipelines.refusal import judge_for, refusal_prompts
+from safetyscope.pipelines.refusal import RefusalPrompts, judge_for, refusal_prompts
 
 STUDY_FILE = "study.journal"
-RESULTS_FILE = "results.json"
 FIGURE_FILE = "front.png"
-KL_LEVELS = (0.1, 0.5)
-
-
-@dataclass
-class FrontCheck:
-    """A front point (or the baseline / control) generated and judged on the test split."""
-
-    name: str
-    number: int | None
-    params: FrontParams | None
-    search_refusal: float | None
-    search_kl: float | None
-    result: ArmResult
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable."""
-        return {
-            "name": self.name,
-            "number": self.number,
-            "params": self.params.to_dict() if self.params else None,
-            "search_refusal": self.search_refusal,
-            "search_kl": self.search_kl,
-            "result": self.result.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FrontCheck:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            d["name"],
-            d["number"],
-            FrontParams.from_dict(d["params"]) if d["params"] else None,
-            d["search_refusal"],
-            d["search_kl"],
-            ArmResult.from_dict(d["result"]),
-        )
-
-
-@dataclass
-class RobustnessFront:
-    """Every trial, the front, its generation checks, and the worst case at each KL level."""
-
-    trials: list[TrialScore]
-    checks: list[FrontCheck]
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def front(self) -> list[TrialScore]:
-        """Pareto-optimal trials, by increasing KL."""
-        return sorted((t for t in self.trials if t.on_front), key=lambda t: (t.kl, t.refusal))
-
-    def worst_case(self, max_kl: float) -> dict[str, Any] | None:
-        """The checked point with the lowest judged refusal whose generation-measured first-token KL is ≤ ``max_kl``."""
-        ok = [
-            c
-            for c in self.checks
-            if c.number is not None
-            and c.result.kl_first_token is not None
-            and c.result.kl_first_token <= max_kl
-        ]
-        if not ok:
-            return None
-        best = min(ok, key=lambda c: (c.result.refusal["harmful"].rate or 0.0, c.result.kl_first_token))
-        return {
-            "max_kl": max_kl,
-            "number": best.number,
-            "refusal": best.result.refusal["harmful"].to_dict(),
-            "kl_first_token": best.result.kl_first_token,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable."""
-        return {
-            "trials": [t.to_dict() for t in self.trials],
-            "front": [t.number for t in self.front],
-            "checks": [c.to_dict() for c in self.checks],
-            "worst_case": {str(k): self.worst_case(k) for k in KL_LEVELS},
-            "provenance": self.provenance,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RobustnessFront:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            [TrialScore.from_dict(t) for t in d["trials"]],
-            [FrontCheck.from_dict(c) for c in d["checks"]],
-            dict(d.get("provenance", {})),
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> RobustnessFront:
-        """Read ``results.json`` (a folder or the file)."""
-        p = Path(path)
-        return cls.from_dict(json.loads((p / RESULTS_FILE if p.is_dir() else p).read_text()))
-
-
-def spread(front: list[TrialScore], k: int) -> list[TrialScore]:
-    """Up to ``k`` front points evenly spaced along the front (by KL order), both ends included."""
-    if len(front) <= k:
-        return list(front)
-    idx = sorted({round(i * (len(front) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
-    return [front[i] for i in idx]
 
 
 def robustness_front(
@@ -152,28 +48,51 @@ def robustness_front(
     *,
     harmful: Path | None = None,
     harmless: Path | None = None,
-    trials: int = 30,
     n_train: int = 32,
     n_val: int = 16,
     n_test: int = 32,
+    seed: int = 0,
+    judge: str | None = None,
+    **kwargs: Any,
+) -> RobustnessFront:
+    """Search, check and write the front to ``out`` (see the module docstring); resumes ``out/study.journal``.
+
+    ``kwargs`` go to :func:`measure_front` (``trials``, ``check``, ``sampler``, ``selected``...).
+    """
+    from safetyscope.outputs import atomic_file
+
+    prompts = refusal_prompts(lm, harmful, harmless, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    result = measure_front(lm, prompts, judge_for(lm, judge), out / STUDY_FILE, seed=seed, **kwargs)
+    with atomic_file(out / RESULTS_FILE) as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
+    draw_front(result, out / FIGURE_FILE)
+    return result
+
+
+def measure_front(
+    lm: LoadedModel,
+    prompts: RefusalPrompts,
+    judge: Judge,
+    study_path: Path,
+    *,
+    trials: int = 30,
     check: int = 5,
     sampler: str = "tpe",
     objective: str = "share",
     batch: int = 1,
     seed: int = 0,
-    judge: str | None = None,
     max_new_tokens: int = 32,
     batch_size: int = 32,
     progress: bool = True,
     selected: torch.Tensor | None = None,
 ) -> RobustnessFront:
-    """Search, check and write the front to ``out`` (see the module docstring); resumes ``out/study.journal``.
+    """Candidate directions (train split), the search (validation split), the generation check (test split).
 
     ``selected``: a single selected direction (e.g. the audit's) whose full directional ablation is
     checked beside the front, for "the front's best refusal at KL ≤ 0.1 against the single direction's".
     """
     t0 = time.perf_counter()
-    prompts = refusal_prompts(lm, harmful, harmless, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed)
     layers = list(range(lm.n_layers))
     cands = candidate_directions(lm, prompts.harmful_train, prompts.harmless_train, layers)
     candidates = torch.stack([cands[(layer, -1)] for layer in layers])
@@ -187,10 +106,7 @@ def robustness_front(
         "val_hash": prompt_hash(prompts.harmful_val + prompts.harmless_val),
         "seed": seed,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    study = open_study(
-        out / STUDY_FILE, "robustness-front", sampler, seed, setup, n_startup=max(4, trials // 3)
-    )
+    study = open_study(study_path, "robustness-front", sampler, seed, setup, n_startup=max(4, trials // 3))
     scorer = FrontObjective(
         lm,
         candidates,
@@ -228,7 +144,7 @@ def robustness_front(
         lm,
         arms,
         {"harmful": prompts.harmful_test, "harmless": prompts.harmless_test},
-        judge_for(lm, judge),
+        judge,
         intervention="kernel_ablate",
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
@@ -270,11 +186,6 @@ def robustness_front(
             else None,
         },
     )
-    from safetyscope.outputs import atomic_file
-
-    with atomic_file(out / RESULTS_FILE) as tmp:
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
-    draw_front(result, out / FIGURE_FILE)
     return result
 
 
