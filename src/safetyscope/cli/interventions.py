@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -138,7 +138,7 @@ def edit(
                                   f"no LoRA reproduces it. Use --method {' or '.join(LORA_METHODS)} with --as lora.")
     if as_ == "auto" and str(model).endswith(".gguf"):
         as_ = "gguf"
-    kind = "file" if as_ == "gguf" else "dir"
+    kind: Literal["file", "dir"] = "file" if as_ == "gguf" else "dir"
     if as_ != "auto":
         check_output(out, force=force, kind=kind, inputs=[model, direction, harmless])
     lm = load_model(model, dtype=dtype)

@@ -194,6 +194,12 @@ def tokenizer_spec(tokenizer: Any) -> dict[str, Any]:
     return {"tokens": tokens, "types": types, "merges": merges, "pre": pre}
 
 
+def _weight(module: torch.nn.Module) -> torch.Tensor:
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
 def _array(t: torch.Tensor, dtype: str) -> tuple[np.ndarray, Any]:
     import gguf
 
@@ -236,7 +242,7 @@ def write_gguf(
             f"GGUF tensor type {dtype!r}: use one of {GGUF_DTYPES} (quantize with llama.cpp)."
         )
     config = lm.model.config
-    n_vocab_model = int(lm.arch.embed.weight.shape[0])
+    n_vocab_model = int(_weight(lm.arch.embed).shape[0])
     tokens, types = list(spec["tokens"]), list(spec["types"])
     if len(tokens) > n_vocab_model:
         raise GgufExportError(
@@ -292,9 +298,9 @@ def write_gguf(
             from safetyscope import __version__
 
             writer.add_string(EDIT_KEY, json.dumps(dict(card, safetyscope_version=__version__), default=str))
-        names = dict(lm.model.named_parameters())
+        names: dict[str, torch.Tensor] = dict(lm.model.named_parameters())
         if "lm_head.weight" not in names:  # tied: llama.cpp reads token_embd, but we write output explicitly
-            names["lm_head.weight"] = lm.arch.unembed.weight
+            names["lm_head.weight"] = _weight(lm.arch.unembed)
         count = 0
         for hf_name, param in names.items():
             gname = gguf_tensor_name(hf_name)
