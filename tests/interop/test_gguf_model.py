@@ -68,3 +68,18 @@ def test_word_level_tokenizer_and_unknown_family_are_refused(tmp_path: Path) -> 
     lm = load_model(save_tiny("gpt2", tmp_path / "g"), dtype="float32")
     with pytest.raises(GgufExportError, match="tensor-name maps"):
         write_gguf(lm, tmp_path / "g.gguf")
+
+
+def test_sentencepiece_style_bpe_is_refused() -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from safetyscope.interop.gguf_model import tokenizer_spec
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    backend.train_from_iterator(["hello world", "bread and butter"] * 5,
+                                trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>"]))
+    with pytest.raises(GgufExportError, match="byte-level pre-tokenizer"):
+        tokenizer_spec(PreTrainedTokenizerFast(tokenizer_object=backend))
