@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python bench/robustness_front.py --model organism --trials 30
      PYTHONPATH=src python bench/robustness_front.py --model qwen2.5-coder-1.5b-instruct --trials 30 \
          --n-val 8 --n-test 16 --check 3 --max-new-tokens 16 --judge rules \
-         --direction /work/runs/qwen-full/cache/directions.safetensors
+         --direction runs/qwen-full/cache/directions.safetensors   # an audit's cache: selected_unit
 Non-organism models use the bundled harmful/harmless prompts. Baselines measured in the same run:
 the un-edited model, the control (the lowest-refusal point's kernels with a random direction of
 equal norm) and, with --direction, the single selected direction's full ablation.
@@ -45,11 +45,16 @@ def main() -> None:
                                         "harmless": Path(bundled.__file__).parent / "harmless.txt"}
     selected = None
     if args.direction:
-        from safetyscope.directions import DirectionSet
+        from safetensors.torch import load_file
 
-        dset = DirectionSet.load(args.direction)
-        d = next(x for x in dset.directions if args.layer is None or x.layer == args.layer)
-        selected = d.vector.float()
+        from safetyscope.directions import DirectionSet
+        from safetyscope.directions.checks import DirectionError
+
+        try:
+            dset = DirectionSet.load(args.direction)
+            selected = next(x for x in dset.directions if args.layer is None or x.layer == args.layer).vector.float()
+        except DirectionError:  # an audit cache's directions.safetensors: its selected unit direction
+            selected = load_file(args.direction)["selected_unit"].float()
     out = Path(args.out or tempfile.mkdtemp(prefix="front-bench-"))
     res = robustness_front(lm, out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, judge=args.judge,
                            trials=args.trials, check=args.check, sampler=args.sampler, batch=args.batch,
