@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--sampler", default="tpe")
+    ap.add_argument("--objective", default="share", help="share or prob")
     ap.add_argument("--judge", default=None)
     ap.add_argument("--direction", default=None, help="a selected direction file (its layer: --layer)")
     ap.add_argument("--layer", type=int, default=None)
@@ -58,6 +59,7 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="front-bench-"))
     res = robustness_front(lm, out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, judge=args.judge,
                            trials=args.trials, check=args.check, sampler=args.sampler, batch=args.batch,
+                           objective=args.objective,
                            max_new_tokens=args.max_new_tokens, progress=False, selected=selected, **files)
     data = res.to_dict()
     checks = {c["name"]: {"refusal": c["result"]["refusal"]["harmful"],
