@@ -20,6 +20,8 @@ from safetyscope.causal.cosmic import (
 )
 from safetyscope.causal.discrepancy import DiscrepancyReport, LayerDiscrepancy, predict_control
 from safetyscope.causal.edit_compare import EditComparison, EditRow, compare_edits, components_from_patching
+from safetyscope.causal.front import FrontObjective, FrontParams, KernelParams, TrialScore, pareto_mask
+from safetyscope.causal.front_result import FrontCheck, RobustnessFront
 from safetyscope.causal.patch_spec import COMPONENTS, MODES, PatchingError, PatchTarget
 from safetyscope.causal.patching import patching_sweep
 from safetyscope.causal.patching_compare import (
@@ -63,7 +65,11 @@ __all__ = [
     "EditComparison",
     "EditRow",
     "EditScore",
+    "FrontCheck",
+    "FrontObjective",
+    "FrontParams",
     "InterventionReport",
+    "KernelParams",
     "LayerDiscrepancy",
     "MapComparison",
     "MetricUnderEdits",
@@ -73,8 +79,10 @@ __all__ = [
     "PatchingError",
     "PatchingResult",
     "Replacement",
+    "RobustnessFront",
     "Selection",
     "SelectionError",
+    "TrialScore",
     "candidate_directions",
     "compare_edits",
     "compare_maps",
@@ -88,6 +96,7 @@ __all__ = [
     "mean_ablation",
     "measure",
     "normalised_recovery",
+    "pareto_mask",
     "patching_sweep",
     "predict_control",
     "random_like",

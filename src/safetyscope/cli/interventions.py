@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -101,7 +101,7 @@ def steer(
 @user_errors
 def edit(
     model: Annotated[str, typer.Argument(help="Model spec (never modified).")],
-    out: Annotated[Path, typer.Option("--out", help="New HF model directory.")],
+    out: Annotated[Path, typer.Option("--out", help="New HF model directory, adapter directory, or .gguf file.")],
     direction: Annotated[Path | None, typer.Option(
         "--direction", help="Direction file (required except for gabliteration, which extracts its own).")] = None,
     method: Annotated[str, typer.Option(help="standard, projected, biprojected or gabliteration.")] = "standard",
@@ -124,7 +124,10 @@ def edit(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
     dtype: DtypeOpt = "auto",
     as_: Annotated[str, typer.Option(
-        "--as", help="hf: a full HF model directory; lora: a PEFT LoRA adapter (exact for standard/projected).")] = "hf",
+        "--as", help="hf: a full HF model directory; lora: a PEFT LoRA adapter (exact for standard/projected); "
+                     "gguf: one GGUF file (llama/qwen2, F16/BF16). Default: gguf if the input was GGUF, else hf.")] = "auto",
+    gguf_dtype: Annotated[str | None, typer.Option(
+        "--gguf-dtype", help="f16 or bf16 (default: bf16 for a bf16 model, else f16).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Orthogonalize residual-writing matrices against a direction (or gabliteration's per-layer subspaces) and save a new model."""
@@ -138,8 +141,10 @@ def edit(
 
     if method not in (*METHODS, "gabliteration"):
         raise OptionError(f"--method {method!r}: use one of {', '.join((*METHODS, 'gabliteration'))}.")
-    if as_ not in ("hf", "lora"):
-        raise OptionError(f"--as {as_!r}: use hf or lora (GGUF export is not implemented yet).")
+    if as_ not in ("auto", "hf", "lora", "gguf"):
+        raise OptionError(f"--as {as_!r}: use hf, lora or gguf.")
+    if gguf_dtype not in (None, "f16", "bf16"):
+        raise OptionError(f"--gguf-dtype {gguf_dtype!r}: use f16 or bf16 (quantize the file with llama.cpp).")
     if direction is None and method != "gabliteration":
         raise OptionError(f"--method {method} needs --direction FILE (only gabliteration extracts its own directions).")
     if components is not None and components_from is not None:
@@ -155,9 +160,35 @@ def edit(
         if method not in LORA_METHODS or components or components_from:
             raise LoraExportError(f"--as lora exports whole-model {' or '.join(LORA_METHODS)} orthogonalization only "
                                   f"(gabliteration and --components are not exported as adapters yet); use --as hf.")
-    check_output(out, force=force, kind="dir", inputs=[model, direction, harmless, harmful, components_from])
+    inputs = [model, direction, harmless, harmful, components_from]
+    if as_ == "auto" and str(model).endswith(".gguf"):
+        as_ = "gguf"
+    kind: Literal["file", "dir"] = "file" if as_ == "gguf" else "dir"
+    if as_ != "auto":
+        check_output(out, force=force, kind=kind, inputs=inputs)
     lm = load_model(model, dtype=dtype)
-    check_output(out, force=force, kind="dir", inputs=[lm.path])
+    if as_ == "auto":
+        from safetyscope.interop.gguf_model import was_gguf
+
+        as_, kind = ("gguf", "file") if was_gguf(model, lm) else ("hf", "dir")
+        check_output(out, force=force, kind=kind, inputs=inputs)
+    check_output(out, force=force, kind=kind, inputs=[lm.path])
+    if as_ == "gguf":
+        from safetyscope.interop.gguf_model import check_exportable
+
+        check_exportable(lm)  # refuse an unknown family or tokenizer before editing
+
+    def save(edited: Any, card: dict[str, Any], label: str) -> None:
+        if as_ == "gguf":
+            from safetyscope.interop.gguf_model import write_gguf
+
+            info = write_gguf(edited, out, gguf_dtype, name=f"{Path(str(model)).name} [{label}]", card=card)
+            done = f"as {info.dtype.upper()} GGUF ({info.file_bytes / 1e6:.1f} MB, {info.n_tensors} tensors) "
+        else:
+            save_edited(edited, out, card, force=force)
+            done = ""
+        if not as_json:
+            console.print(f"[green]saved[/] {literal(label)} model {done}to {literal(out)}")
     if method == "gabliteration":
         from safetyscope.interventions.gabliteration import gabliterate, plan_gabliteration, plan_shared
 
@@ -174,12 +205,9 @@ def edit(
         edited = gabliterate(lm, plan)
         card = {"source_model": model, "source_fingerprint": lm.fingerprint(), "method": "gabliteration",
                 "direction_file": str(direction) if direction else None, "gabliteration": plan.to_dict()}
-        save_edited(edited, out, card, force=force)
+        save(edited, card, f"gabliterated (k={plan.k}, ridge={plan.ridge}, layers {plan.selected})")
         if as_json:
             print(plan.to_json())
-            return
-        console.print(f"[green]saved[/] gabliteration (k={plan.k}, ridge={plan.ridge}, layers {plan.selected}) "
-                      f"to {literal(out)}")
         return
     assert direction is not None
     d = load_direction(direction, layer)
@@ -209,12 +237,9 @@ def edit(
                       f"({adapter.n_params} parameters) to {literal(out)}")
         return
     edited = orthogonalize(lm, d.vector.float(), method, harmless_mean=mean, components=components)
-    save_edited(edited, out, card, force=force)
+    save(edited, card, f"{method}-orthogonalized" + (f" ({components})" if components else ""))
     if as_json:
-        print(json.dumps({"method": method, "components": components, "out": str(out)}))
-        return
-    what = f" ({components})" if components else ""
-    console.print(f"[green]saved[/] {literal(method)}-orthogonalized model{literal(what)} to {literal(out)}")
+        print(json.dumps({"method": method, "components": components, "out": str(out), "as": as_}))
 
 
 @app.command("judge")

@@ -42,6 +42,7 @@ from safetyscope.interventions.hooks import (
     resolve_sites,
     writer_sites,
 )
+from safetyscope.interventions.kernel import kernel_ablate, linear_kernel
 from safetyscope.interventions.patching import patch
 from safetyscope.interventions.weights import orthogonalize, orthogonalize_layers, parse_components
 
@@ -67,6 +68,8 @@ __all__ = [
     "fit_condition",
     "fit_threshold",
     "gabliterate",
+    "kernel_ablate",
+    "linear_kernel",
     "orthogonalize",
     "orthogonalize_layers",
     "orthonormal",

@@ -11,7 +11,9 @@ no component along the direction(s): ``W ← W − Q Qᵀ W`` in output space. V
   (norm-preserving biprojected abliteration).
 * multi-direction — pass a ``[k, d]`` subspace to any method.
 * ``layer_weights`` — optional per-layer strength ``α_l ∈ [0, 1]`` (``W ← W − α_l Q Qᵀ W``),
-  e.g. from :func:`gaussian_kernel`; the embedding uses ``embed_weight``.
+  e.g. from :func:`gaussian_kernel`, or a pair ``(α_attn, α_mlp)`` per layer; the embedding
+  uses ``embed_weight``. :func:`safetyscope.interventions.kernel.kernel_ablate` is the same edit
+  applied with hooks.
 * ``components`` — edit only the named writers (circuit node names: ``a3`` the attention output
   of layer 3, ``a3.h1`` only head 1's columns of it, ``m3`` the MLP output; see
   :func:`parse_components`), e.g. those that patching or attribution names (component-targeted
@@ -135,7 +137,7 @@ def orthogonalize(
     method: str = "standard",
     *,
     harmless_mean: Tensor | None = None,
-    layer_weights: Mapping[int, float] | None = None,
+    layer_weights: Mapping[int, float | tuple[float, float]] | None = None,
     embed_weight: float = 1.0,
     components: str | Sequence[str] | None = None,
 ) -> LoadedModel:
@@ -145,7 +147,8 @@ def orthogonalize(
         directions: ``[d]`` or a ``[k, d]`` subspace.
         method: ``standard``, ``projected`` or ``biprojected`` (see the module docstring).
         harmless_mean: mean harmless activation (``[d]``), required by the projected methods.
-        layer_weights: strength per layer (default 1 everywhere); missing layers are unedited.
+        layer_weights: strength per layer (default 1 everywhere), or ``(attention, MLP)`` strengths;
+            missing layers are unedited.
         embed_weight: strength for the embedding(s).
         components: edit only these writers (``"a3,a5.h2,m4"``, :func:`parse_components`); the
             embedding is then not edited.
@@ -171,14 +174,14 @@ def orthogonalize(
             if emb is not None and embed_weight and targets is None:
                 emb.weight.copy_(_project_rows(emb.weight, basis, embed_weight, keep_norm))
         for layer, alpha in weights.items():
-            if not alpha:
-                continue
-            for which, module in (("attn", edited.arch.attn_out(layer)), ("mlp", edited.arch.mlp_out(layer))):
-                if targets is not None and (which, layer) not in targets:
+            pair = alpha if isinstance(alpha, tuple) else (alpha, alpha)
+            for which, module, a in (("attn", edited.arch.attn_out(layer), pair[0]),
+                                     ("mlp", edited.arch.mlp_out(layer), pair[1])):
+                if not a or (targets is not None and (which, layer) not in targets):
                     continue
                 q = writer_basis(edited, layer, which, basis)
                 heads = targets.get((which, layer)) if targets is not None else None
-                _edit_writer(module, q, alpha, layout, keep_norm, heads, n_heads)
+                _edit_writer(module, q, float(a), layout, keep_norm, heads, n_heads)
     tag = method if targets is None else f"{method} on {','.join(sorted(_names(targets)))}"
     edited.spec = f"{lm.spec} [orthogonalized:{tag}]"
     return edited
