@@ -4,8 +4,8 @@ latents, and clamping them against matched-frequency controls."""
 from __future__ import annotations
 
 import json
-from itertools import pairwise
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import torch
