@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter
 
 import torch
 
@@ -41,10 +40,12 @@ from safetyscope.circuits import (
     encode_pairs,
     exact_edge_scores,
     faithfulness,
+    length_matched,
     node_attribution,
     pair_logits,
     random_circuits,
     random_connected_circuits,
+    same_length,
     sample_edges,
     top_n,
 )
@@ -75,17 +76,6 @@ def kendall(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(num / den)
 
 
-def same_length(lm, pairs: list[tuple[str, str]], n: int, chat: bool) -> tuple[list[str], list[str]]:
-    """Up to ``n`` pairs of equal token length, all of the most common length."""
-    enc = (lambda t: len(lm.chat.encode(t))) if chat else (lambda t: len(lm.tokenizer(t)["input_ids"]))
-    ok = [(a, b, enc(a)) for a, b in pairs if enc(a) == enc(b)]
-    if not ok:
-        raise SafetyscopeError("no equal-length pair")
-    length = Counter(x[2] for x in ok).most_common(1)[0][0]
-    keep = [(a, b) for a, b, k in ok if k == length][:n]
-    return [a for a, _ in keep], [b for _, b in keep]
-
-
 def organism_pairs(lm, task: str, n: int) -> tuple[list[str], list[str]]:
     from safetyscope.organism.dataset import build_corpus
 
@@ -98,15 +88,7 @@ def organism_pairs(lm, task: str, n: int) -> tuple[list[str], list[str]]:
             if not p.harmful
         ]
     else:
-        harmless = corpus.prompts("harmless")
-        by_len: dict[int, list[str]] = {}
-        for h in harmless:
-            by_len.setdefault(len(lm.chat.encode(h)), []).append(h)
-        cands = []
-        for bad in corpus.prompts("harmful"):
-            pool = by_len.get(len(lm.chat.encode(bad)))
-            if pool:
-                cands.append((bad, pool.pop()))
+        cands = length_matched(lm, corpus.prompts("harmful"), corpus.prompts("harmless"))
     return same_length(lm, cands, n, chat=True)
 
 

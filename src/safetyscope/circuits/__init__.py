@@ -20,7 +20,14 @@ from safetyscope.circuits.grad_hooks import read_with_grad
 from safetyscope.circuits.graph import Graph, build_graph
 from safetyscope.circuits.graph_io import LayerIO, Projection, graph_io
 from safetyscope.circuits.metric import CIRCUIT_METRICS, CircuitMetric, circuit_metric
-from safetyscope.circuits.pairs import Pairs, encode_pairs, pair_logits
+from safetyscope.circuits.pairs import (
+    Pairs,
+    encode_pairs,
+    length_matched,
+    pair_logits,
+    same_length,
+    token_length,
+)
 from safetyscope.circuits.path_patching import PathEffect, path_patch, resolve_receivers
 from safetyscope.circuits.prune import PRUNINGS, auroc, greedy, prune, receiver_owners, threshold, top_n
 from safetyscope.circuits.result import AttributionResult
@@ -66,6 +73,7 @@ __all__ = [
     "gradient_taps",
     "graph_io",
     "greedy",
+    "length_matched",
     "node_attribution",
     "node_circuit",
     "node_scores",
@@ -79,8 +87,10 @@ __all__ = [
     "receiver_patches",
     "resample_pool_partners",
     "resolve_receivers",
+    "same_length",
     "sample_edges",
     "scrubbed_loss",
     "threshold",
+    "token_length",
     "top_n",
 ]

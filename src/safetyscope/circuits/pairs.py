@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -51,6 +52,45 @@ def encode_pairs(lm: LoadedModel, clean: Sequence[str], corrupt: Sequence[str], 
                 f"attribution needs equal-length pairs. Clean: {x.text!r}; corrupted: {y.text!r}."
             )
     return Pairs([e.input_ids for e in a], [e.input_ids for e in b], list(clean))
+
+
+def token_length(lm: LoadedModel, text: str, chat: bool = True) -> int:
+    """Token length of ``text`` (chat template unless ``chat=False``)."""
+    return len(lm.chat.encode(text)) if chat else len(lm.tokenizer(text)["input_ids"])
+
+
+def length_matched(
+    lm: LoadedModel, first: Sequence[str], second: Sequence[str], chat: bool = True
+) -> list[tuple[str, str]]:
+    """Pair each prompt of ``first`` with an unused prompt of ``second`` of the same token length (the last
+    unused one of that length; prompts of ``first`` without a partner are dropped)."""
+    pool: dict[int, list[str]] = {}
+    for text in second:
+        pool.setdefault(token_length(lm, text, chat), []).append(text)
+    out = []
+    for text in first:
+        match = pool.get(token_length(lm, text, chat))
+        if match:
+            out.append((text, match.pop()))
+    return out
+
+
+def same_length(
+    lm: LoadedModel, pairs: Sequence[tuple[str, str]], n: int, chat: bool = True
+) -> tuple[list[str], list[str]]:
+    """Up to ``n`` pairs of equal token length, all of the most common such length: ``(clean, corrupted)``.
+
+    Raises ``PatchingError`` when no pair has equal lengths.
+    """
+    ok = [(a, b, k) for a, b in pairs if (k := token_length(lm, a, chat)) == token_length(lm, b, chat)]
+    if not ok:
+        raise PatchingError(
+            f"None of the {len(pairs)} prompt pairs has equal token lengths; attribution needs "
+            "equal-length clean/corrupted pairs."
+        )
+    length = Counter(k for _, _, k in ok).most_common(1)[0][0]
+    keep = [(a, b) for a, b, k in ok if k == length][:n]
+    return [a for a, _ in keep], [b for _, b in keep]
 
 
 def batches(pairs: Pairs, batch_size: int) -> Iterator[list[int]]:

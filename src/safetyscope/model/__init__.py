@@ -15,6 +15,7 @@ from safetyscope.model.memory import bytes_per_token, token_budget
 from safetyscope.model.precision import DTYPE_CHOICES, cpu_supports_bf16, resolve_dtype
 from safetyscope.model.pull import ChecksumError, PullResult, VerifyResult
 from safetyscope.model.registry import KNOWN_MODELS, PypiModel, pulled_path
+from safetyscope.model.twin import random_twin
 
 __all__ = [
     "ARCHITECTURES",
@@ -33,6 +34,7 @@ __all__ = [
     "cpu_supports_bf16",
     "load_model",
     "pulled_path",
+    "random_twin",
     "resolve_architecture",
     "resolve_dtype",
     "token_budget",

@@ -25,9 +25,10 @@ import torch
 from safetyscope import __version__
 from safetyscope.activations import Positions, Site, collect
 from safetyscope.causal.arms import run_arms
+from safetyscope.evaluation.verdict import Judge
 from safetyscope.model.loading import LoadedModel
 from safetyscope.outputs import check_output
-from safetyscope.pipelines.refusal import judge_for, refusal_prompts
+from safetyscope.pipelines.refusal import RefusalPrompts, judge_for, refusal_prompts
 from safetyscope.sae.corpus import load_corpus
 from safetyscope.sae.evaluate import SAEMetrics, evaluate_sae, latent_frequencies
 from safetyscope.sae.features import FeatureRanking, rank_latents
@@ -122,11 +123,17 @@ def _rate_summary(report: Any, set_name: str) -> dict[str, Any]:
 def refusal_study(lm: LoadedModel, sae: SparseAutoencoder, site: Site, *, positions: str = "eoi", n_latents: int = 1,
                   clamp_mult: float = 2.0, n_test: int = 50, n_train: int = 64, seed: int = 0,
                   direction: torch.Tensor | None = None, harmful: Path | None = None, harmless: Path | None = None,
-                  max_new_tokens: int = 24, judge: str | None = None) -> RefusalStudy:
-    """Rank latents (harmful vs harmless) and measure clamping them against matched-frequency controls."""
+                  max_new_tokens: int = 24, judge: str | None = None, sets: RefusalPrompts | None = None,
+                  verdict: Judge | None = None) -> RefusalStudy:
+    """Rank latents (harmful vs harmless) and measure clamping them against matched-frequency controls.
+
+    ``sets``/``verdict``: prompt splits and judge to use as given (the audit's), instead of drawing
+    them from ``harmful``/``harmless``/``judge``.
+    """
     t0 = time.perf_counter()
     Positions.parse(positions)
-    sets = refusal_prompts(lm, harmful, harmless, n_train=n_train, n_val=2, n_test=n_test, seed=seed)
+    if sets is None:
+        sets = refusal_prompts(lm, harmful, harmless, n_train=n_train, n_val=2, n_test=n_test, seed=seed)
     acts_h = prompt_latents(lm, sae, sets.harmful_train, site, positions)
     acts_b = prompt_latents(lm, sae, sets.harmless_train, site, positions)
     if direction is None:  # the diff-in-means refusal direction at the SAE's site and positions
@@ -140,7 +147,7 @@ def refusal_study(lm: LoadedModel, sae: SparseAutoencoder, site: Site, *, positi
     values = [clamp_mult * float(acts_h[:, i].max()) for i in chosen]
     norms = sae.W_dec.detach().norm(dim=1)
     ctrl_values = [v * float(norms[i] / norms[c]) for v, i, c in zip(values, chosen, control, strict=True)]
-    verdict = judge_for(lm, judge)
+    verdict = verdict or judge_for(lm, judge)
     ablate = run_arms(lm, steering_arms(lm, sae, site, chosen, control, "ablate"), {"harmful": sets.harmful_test},
                       verdict, intervention="sae_ablate", kl_set=None, max_new_tokens=max_new_tokens,
                       params={"latents": chosen, "control": control})
@@ -160,7 +167,7 @@ def refusal_study(lm: LoadedModel, sae: SparseAutoencoder, site: Site, *, positi
         "latent_frequency": [float(freq[i]) for i in chosen], "control_frequency": [float(freq[i]) for i in control],
         "seconds": time.perf_counter() - t0}
     prov = {"model": lm.spec, "model_fingerprint": lm.fingerprint(), "site": site.key, "positions": positions,
-            "prompts": sets.source, "n_test": n_test, "judge": verdict.name, "clamp_mult": clamp_mult,
+            "prompts": sets.source, "n_test": len(sets.harmful_test), "judge": verdict.name, "clamp_mult": clamp_mult,
             "seed": seed, "safetyscope_version": __version__}
     return RefusalStudy(ranking, chosen, control, values, ctrl_values,
                         {"ablate": ablate.to_dict(), "clamp": induce.to_dict()}, summary, prov)
