@@ -29,11 +29,11 @@ def test_attribution_section_scores_both_tasks_against_random_circuits(organism_
         assert comps == sorted(comps, reverse=True) and all(x["node"] != "input" for x in t["components"])
         curve = {c["n_edges"]: c["value"] for c in t["curve"]}
         assert abs(curve[0]) < 1e-6 and abs(curve[t["n_edges"]] - 1) < 1e-6  # empty = corrupted, full = clean
-    # on the organism the backdoor's top-20 circuit is faithful and random circuits are not (rule A1)
+    # on the organism the backdoor's top-20 circuit is faithful and random circuits are not (rule AT1)
     bd = tasks["backdoor"]
     assert bd["faithfulness"] > 0.5 > control_max(bd) and carries(bd)
     claims = [c for c in r["verdict"] if c["section"] == "attribution"]
-    assert [c["rule"] for c in claims] == ["C1", "C1"]
+    assert [c["rule"] for c in claims] == ["AT1", "AT1"]
     assert claims[1]["status"] == "finding"
     page = (tmp_path / "run" / "report.html").read_text()
     assert "attribution_faithfulness" in page and "attribution_components_backdoor" in page

@@ -13,7 +13,7 @@ Each task reports its components (heads, MLPs) by the summed EAP-IG score of the
 the top edges, and the faithfulness of the top-``K``-edge circuit against ``DRAWS`` uniform random
 circuits and ``DRAWS`` random connected circuits (grown from the logits) of the same size.
 
-Verdict rule **C1** (per task): the top-K circuit carries the behaviour when its faithfulness is at
+Verdict rule **AT1** (per task): the top-K circuit carries the behaviour when its faithfulness is at
 least 0.5 and above the largest faithfulness of every random circuit of the same size. The refusal
 claim is exploratory when the model does not refuse (rule B1).
 """
@@ -107,7 +107,7 @@ def control_max(t: dict[str, Any]) -> float | None:
 
 
 def carries(t: dict[str, Any]) -> bool:
-    """Rule C1: faithfulness >= 0.5 and above every random circuit's."""
+    """Rule AT1: faithfulness >= 0.5 and above every random circuit's."""
     f, ctrl = t.get("faithfulness"), control_max(t)
     return f is not None and ctrl is not None and f >= MIN_FAITHFULNESS and f > ctrl
 
@@ -138,7 +138,7 @@ def _verdict(r: Any) -> list[Claim]:
             f"{'carry' if found else 'do not carry'} it — faithfulness {f} against at most "
             f"{'n/a' if ctrl is None else f'{ctrl:.2f}'} for random circuits of the same size; the largest "
             f"components are {top}.",
-            status, "attribution", "C1", "attribution_faithfulness"))
+            status, "attribution", "AT1", "attribution_faithfulness"))
     return out
 
 
