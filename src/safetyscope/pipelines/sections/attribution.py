@@ -42,8 +42,8 @@ def refusal_pairs(ctx: Any, n: int) -> tuple[list[str], list[str]]:
 
 def backdoor_pairs(ctx: Any, n: int) -> tuple[list[str], list[str]]:
     """Triggered vs control-tag prompts of equal token length whose top next tokens differ."""
-    from safetyscope.circuits import encode_pairs, pair_logits, same_length, token_length
     from safetyscope.causal.patch_spec import PatchingError
+    from safetyscope.circuits import encode_pairs, pair_logits, same_length, token_length
 
     lm = ctx.lm
     eq = [(a, b) for a, b in zip(ctx.triggered, ctx.control, strict=True)
