@@ -179,7 +179,7 @@ def test_cli_robustness_defenses_table_and_json(organism_dir: Path, tmp_path: Pa
         "--no-layers",
     ]
     args += ["--defenses", "--selection", "auto", "--max-new-tokens", "12"]
-    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.json")])
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.json")], env={"COLUMNS": "300"})
     assert res.exit_code == 0, res.output
     assert "all candidates ablated" in res.output and "answer perplexity" in res.output
     data = json.loads((tmp_path / "r.json").read_text())
