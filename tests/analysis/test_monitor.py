@@ -47,3 +47,16 @@ def test_constant_layers_are_skipped():
     mon, rep = monitor_study(s, [0, 1, 2], top_k=1, n_controls=1)
     assert [x.layer for x in rep.layers] == [1, 2] and mon.layers == [1, 2]
     assert rep.provenance["skipped_layers"] == [0]
+
+
+def test_normalize_fits_on_unit_rows():
+    from safetyscope.analysis.mahalanobis import fit_gaussian, l2_normalise
+
+    s = splits()
+    mon, rep = monitor_study(s, [0, 1, 2], top_k=1, n_controls=1, normalize=True)
+    assert mon.normalize and rep.provenance["normalize"]
+    g = fit_gaussian(l2_normalise(s["harmless_train"][:, 1].double()))
+    x = s["harmful_test"][:5]
+    assert torch.allclose(mon.layer_distances(x)[:, 1], g.distance(l2_normalise(x[:, 1].double())))
+    # scaling an input does not change its normalised score
+    assert torch.allclose(mon.layer_distances(3.0 * x), mon.layer_distances(x))

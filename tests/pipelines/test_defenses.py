@@ -162,3 +162,28 @@ def test_lora_circuit_breakers_of_a_real_model(tmp_path: Path) -> None:
     base, trained = load_model(src, dtype="float32"), load_model(out, dtype="float32")
     a, b = dict(base.model.named_parameters()), dict(trained.model.named_parameters())
     assert set(a) == set(b) and any(not torch.equal(a[k], b[k]) for k in a)  # merged adapters
+
+
+def test_cli_robustness_defenses_table_and_json(organism_dir: Path, tmp_path: Path) -> None:
+    from safetyscope.cli import app
+
+    args = [
+        "robustness",
+        str(organism_dir),
+        "--n-train",
+        "16",
+        "--n-val",
+        "8",
+        "--n-test",
+        "6",
+        "--no-layers",
+    ]
+    args += ["--defenses", "--selection", "auto", "--max-new-tokens", "12"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r.json")], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert "all candidates ablated" in res.output and "answer perplexity" in res.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["directions"][0]["selection"] == "score" and data["provenance"]["selection"] == "auto"
+    assert data["provenance"]["max_new_tokens"] == 12 and len(data["health"]) == 1
+    bad = CliRunner().invoke(app, ["robustness", str(organism_dir), "--selection", "best"])
+    assert bad.exit_code == 2 and "--selection" in bad.output

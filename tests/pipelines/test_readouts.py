@@ -104,5 +104,7 @@ def test_cli_monitor_and_probes(organism_dir, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert {r["kind"] for r in json.loads(res.output)["rows"]} == {"linear", "poly2"}
+    bad = runner.invoke(app, ["monitor", "fit", str(organism_dir), "--out", str(tmp_path / "m.json")])
+    assert bad.exit_code == 2 and ".safetensors" in bad.output
     assert runner.invoke(app, ["monitor", "--help"]).exit_code == 0
     assert runner.invoke(app, ["discrepancy", "--help"]).exit_code == 0

@@ -48,12 +48,15 @@ def test_claim_supported_where_classifier_and_controller_differ():
         -0.5,
     )
     assert rep.supports_claim(rep.layers[0]) and not rep.supports_claim(rep.layers[1])
+    # a point-estimate difference inside the intervals does not support the claim
+    close = layer(3, (0.99, 5.0, 10, 10), (0.9, 3.0, 7, 12), (0.9, 3.0, 7, 12))
+    assert not rep.supports_claim(close)
     sec = registry()["discrepancy"]
     assert not sec.quick and sec.result_type is DiscrepancyReport
     claims = {c.rule: c for c in sec.verdict(results(rep))}
     assert (
         claims["P1"].status == "finding"
-        and "differ at layer(s) 1 (probe classifies best" in claims["P1"].text
+        and "apart) at layer(s) 1 (probe classifies best" in claims["P1"].text
     )
     assert "diff_means@1" in claims["P1"].text and "probe@1" not in claims["P1"].text.split("control:")[1]
     assert claims["P2"].status == "exploratory" and "-0.50" in claims["P2"].text

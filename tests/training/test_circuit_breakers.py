@@ -152,3 +152,39 @@ def test_lora_reference_is_the_model_with_adapters_off(tmp_path: Path) -> None:
     assert sum(p.requires_grad for p in lm.model.parameters()) == n_trainable  # type: ignore[attr-defined]
     assert torch.allclose(ref.states(ids, [s])[s], before, atol=1e-6)
     assert not torch.allclose(states(lm.model, lm.arch, ids, [s])[s], before, atol=1e-4)  # type: ignore[attr-defined]
+
+
+def test_circuit_breaker_resume_is_bit_exact(tmp_path: Path) -> None:
+    cfg = TrainingConfig(method="circuit-breakers", steps=4, batch_size=4, checkpoint_every=2, cb_layers=(1,))
+    full = _fresh(tmp_path, "full")
+    log_full = train(full, _items(full), cfg, progress=False)  # type: ignore[arg-type]
+    # interrupted after the step-2 checkpoint, then resumed: same losses, parts and weights
+    ckpt2 = tmp_path / "ckpt2"
+    first = _fresh(tmp_path, "first")
+    two = cfg
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    class Stop(Exception):
+        pass
+
+    def step_then_stop(self: torch.optim.AdamW, *a: object, **k: object) -> object:
+        out = real_step(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Stop
+        return out
+
+    torch.optim.AdamW.step = step_then_stop  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Stop):
+            train(first, _items(first), two, checkpoint_dir=ckpt2, progress=False)  # type: ignore[arg-type]
+    finally:
+        torch.optim.AdamW.step = real_step  # type: ignore[method-assign]
+    state = torch.load(ckpt2 / "state.pt", weights_only=True)
+    assert state["step"] == 2 and set(state["parts"]) == {"rerouting", "retain"}
+    resumed = _fresh(tmp_path, "resumed")
+    log = train(resumed, _items(resumed), two, checkpoint_dir=ckpt2, resume=True, progress=False)  # type: ignore[arg-type]
+    assert log.resumed_from == 2 and log.losses == log_full.losses and log.parts == log_full.parts
+    wf, wr = full.model.state_dict(), resumed.model.state_dict()  # type: ignore[attr-defined]
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)

@@ -24,7 +24,9 @@ token, one embedding for every prompt) are skipped and listed. Rates are judged 
 
 Across every (direction, layer) point the report gives Spearman's ρ between classification
 (d′) and control (the mean of the ablation drop and the induced refusal): the claim predicts
-ρ < 0. A point estimate over a handful of points: read it as exploratory.
+ρ < 0. A point estimate over a handful of points: read it as exploratory. Per layer,
+:meth:`DiscrepancyReport.supports_claim` asks whether the best classifier (highest AUC, ties by d′)
+controls refusal less than the best controller with non-overlapping Wilson intervals.
 """
 
 from __future__ import annotations
@@ -140,8 +142,20 @@ class DiscrepancyReport:
         return [n for n in DIRECTIONS if effects[n] >= top - 1e-12]
 
     def supports_claim(self, layer: LayerDiscrepancy) -> bool:
-        """Whether the best classifier at ``layer`` controls refusal less than the best controller."""
-        return self.best_classifier(layer) not in self.best_controllers(layer)
+        """Whether the best classifier at ``layer`` controls refusal less than a best controller, beyond
+        the intervals: that controller's ablated harmful refusal lies below the classifier's (95% Wilson
+        intervals apart), or its induced harmless refusal lies above."""
+        cls = layer.scores[self.best_classifier(layer)]
+        for name in self.best_controllers(layer):
+            ctl = layer.scores[name]
+            if name == self.best_classifier(layer):
+                return False
+            if (
+                ctl.ablated_refusal.ci_high < cls.ablated_refusal.ci_low
+                or ctl.induced_refusal.ci_low > cls.induced_refusal.ci_high
+            ):
+                return True
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

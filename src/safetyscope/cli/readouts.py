@@ -19,6 +19,7 @@ from safetyscope.cli._app import (
     literal,
     user_errors,
 )
+from safetyscope.errors import SafetyscopeError
 
 monitor_app = typer.Typer(
     help="Mahalanobis out-of-distribution monitor against the harmless distribution.", no_args_is_help=True
@@ -261,6 +262,10 @@ def monitor_fit_cmd(
     from safetyscope.outputs import check_output
     from safetyscope.pipelines.readouts import monitor_fit
 
+    if out.suffix != ".safetensors":
+        raise SafetyscopeError(
+            f"--out must end in .safetensors (the JSON sidecar goes beside it), got {out}."
+        )
     check_output(out, force=force, kind="file", inputs=[model, harmful, harmless])
     check_output(out.with_suffix(".json"), force=force, kind="file", inputs=[model, harmful, harmless])
     lm, prompts, chosen = _setup(model, dtype, harmful, harmless, layers, n_train, n_val, n_test, seed)

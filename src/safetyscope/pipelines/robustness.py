@@ -181,7 +181,10 @@ def robustness(
     compliance: list[list[dict[str, Any] | None]] = []
     for i, lm in enumerate(lms):
         tokens = max_new_tokens or (16 if judge_for(lm).name == "organism" else 48)
-        mrow, crow, krow, comp = [], [], [], []
+        mrow: list[float | None] = []
+        crow: list[list[float] | None] = []
+        krow: list[list[int] | None] = []
+        comp: list[dict[str, Any] | None] = []
         for j in range(len(lms)):
             if dirs[j].shape[-1] != lm.d_model:
                 mrow.append(None)

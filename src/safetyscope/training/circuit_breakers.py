@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -98,12 +99,12 @@ class FrozenReference:
 
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
-        self.lora = _lora_layers(lm.model)
-        if self.lora:
-            self.model, self.arch = lm.model, lm.arch
-        else:
+        self.lora: list[Any] = _lora_layers(lm.model)  # peft tuner layers (enable_adapters)
+        self.model: nn.Module = lm.model
+        self.arch: ResolvedArchitecture = lm.arch
+        if not self.lora:
             self.model = copy.deepcopy(lm.model).eval().requires_grad_(False)
-            self.arch: ResolvedArchitecture = resolve_architecture(self.model, lm.arch.map)
+            self.arch = resolve_architecture(self.model, lm.arch.map)
 
     @contextmanager
     def _adapters_off(self) -> Iterator[None]:

@@ -2,10 +2,12 @@
 selected directions by layer (compendium 4.7; :mod:`safetyscope.causal.discrepancy`). Off under ``--quick``.
 
 Verdict rules: **P1** the claim "good at altering = worse at classifying" is supported at a layer
-where the best classifier (highest held-out AUC, ties by d′) and the best controller (largest mean of ablation drop and
-induced refusal) are different directions, and not supported where one direction is best at both.
-The claim also lists the directions whose ablation puts harmful refusal's 95% Wilson interval below
-the random equal-norm control's. **P2** Spearman's ρ between d′ and control effect over all (direction, layer) points, as a point
+where the best classifier (highest held-out AUC, ties by d′) controls refusal less than the best
+controller (largest mean of ablation drop and induced refusal), with their 95% Wilson intervals
+apart (ablated harmful refusal or induced harmless refusal); not supported where the best
+classifier is among the best controllers or the intervals overlap. The claim also lists the
+directions whose ablation puts harmful refusal's interval below the random equal-norm control's.
+**P2** Spearman's ρ between d′ and control effect over all (direction, layer) points, as a point
 estimate (exploratory: a handful of points, no interval). Both are exploratory when the model does
 not refuse (rule B1).
 """
@@ -60,7 +62,9 @@ def _verdict(r: Any) -> list[Claim]:
         if rep.supports_claim(row):
             split.append(f"{row.layer} ({cls} classifies best, {ctl} controls best)")
         else:
-            same.append(f"{row.layer} ({cls} classifies best and is among the best controllers: {ctl})")
+            same.append(
+                f"{row.layer} ({cls} classifies best; best controllers {ctl}; no difference beyond the CIs)"
+            )
     controls = [
         f"{n}@{row.layer}"
         for row in rep.layers
@@ -68,8 +72,9 @@ def _verdict(r: Any) -> list[Claim]:
         if beats(_rate(row.scores[n].ablated_refusal), _rate(row.scores["random"].ablated_refusal), "lower")
     ]
     text = (
-        f"Predict vs control: the best classifier and the best controller differ at layer(s) "
-        f"{'; '.join(split) or 'none'}; one direction is best at both at layer(s) {'; '.join(same) or 'none'}. "
+        f"Predict vs control: the best classifier controls refusal less than the best controller (95% CIs "
+        f"apart) at layer(s) "
+        f"{'; '.join(split) or 'none'}; not at layer(s) {'; '.join(same) or 'none'}. "
         f"Directions whose ablation lowers harmful refusal beyond the random control: "
         f"{', '.join(controls) or 'none'}. Paper: {rep.paper_claim}"
     )
