@@ -103,3 +103,40 @@ def test_concept_and_paired_patchscope_on_the_organism(organism_dir, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["sites"][0]["site"] == "L0.resid_pre"
+
+
+def test_future_and_latent_language_on_a_tiny_model(tmp_path):
+    from safetyscope.model.tiny import save_tiny
+
+    model = str(save_tiny("llama", tmp_path / "llama"))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(f"the cat sat on mat number {i}" for i in range(8)) + "\n")
+    res = runner.invoke(
+        app, ["lens", "future", model, "--texts", str(texts), "--n", "8", "--steps", "2", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["k"] == 2 and len(rep["layers"]) == 3 and 0 <= rep["current_token"] <= 1
+    words = tmp_path / "words.tsv"
+    words.write_text(
+        "# test\nen\tfr\tzh\n"
+        + "".join(f"{a}\t{b}\t{c}\n" for a, b, c in ["abc", "def", "ghi", "jkl", "mno", "pqr"])
+    )
+    res = runner.invoke(
+        app,
+        [
+            "lens",
+            "latent-language",
+            model,
+            "--words",
+            str(words),
+            "--tasks",
+            "fr-zh",
+            "--max-per-task",
+            "4",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["n_prompts"] == 4 and {c["task"] for c in rep["curves"]} == {"translation", "fr-zh"}

@@ -295,7 +295,7 @@ def future_lens(
     k: int = 2,
     layers: Sequence[int] | None = None,
     steps: int = 300,
-    lr: float = 3e-3,
+    lr: float = 1e-2,
     seed: int = 0,
     eval_fraction: float = 0.25,
 ) -> tuple[TunedLens, FutureLensReport]:

@@ -392,7 +392,7 @@ def latent_language(
     curves, verdict = [], {}
     with torch.no_grad():
         for name, tr in lenses.items():
-            cols = [[], [], []]
+            cols: list[list[torch.Tensor]] = [[], [], []]
             for layer in layer_list:
                 h = reads[Site(layer, "resid_post").key]
                 for k, ids in enumerate(

@@ -357,7 +357,7 @@ def lens_future(
     ] = None,
     n: Annotated[int, typer.Option("--n", min=4, help="Sequences (a quarter held out).")] = 240,
     steps: Annotated[int, typer.Option(min=1, help="Adam steps.")] = 300,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-2,
     layers: LayersOpt = "all",
     seed: int = 0,
     as_json: JsonOpt = False,

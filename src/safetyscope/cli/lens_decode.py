@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -144,7 +144,8 @@ def lens_patchscope(
     console.print(literal(f"unpatched: {rep.unpatched_top_tokens[:3]} {rep.unpatched_continuation!r}"))
 
 
-def _paired(lm, trigger, control_tag, n, chat, max_new_tokens, seed, as_json, out, figure) -> None:  # type: ignore[no-untyped-def]
+def _paired(lm: Any, trigger: str | None, control_tag: str | None, n: int, chat: bool, max_new_tokens: int, seed: int,
+            as_json: bool, out: Path | None, figure: Path | None) -> None:
     from safetyscope.analysis.patchscope_pairs import paired_patchscope
     from safetyscope.errors import SafetyscopeError
     from safetyscope.pipelines.refusal import is_organism
