@@ -29,9 +29,19 @@ def test_every_builtin_section_is_discovered_in_order_with_its_parts():
         "refusal_by_layer",
         "interventions",
         "discrepancy",
+        "abliteration",
         "backdoor",
+        "attribution",
         "causal_checks",
+        "worst_case",
+        "sae",
+        "transfer",
+        "regions",
+        "plateaus",
     ]
+    optional = ["lenses", "discrepancy", "abliteration", "attribution", "causal_checks", "worst_case", "sae",
+                "transfer", "regions", "plateaus"]
+    assert [n for n, s in reg.items() if not s.quick] == optional  # the new sections stay off under --quick
     assert not reg["causal_checks"].quick
     assert reg["behavior"].core and reg["directions"].core
     assert reg["refusal_by_layer"].result_type is not None and reg["interventions"].requires == (
