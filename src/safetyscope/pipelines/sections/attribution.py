@@ -42,8 +42,8 @@ def refusal_pairs(ctx: Any, n: int) -> tuple[list[str], list[str]]:
 
 def backdoor_pairs(ctx: Any, n: int) -> tuple[list[str], list[str]]:
     """Triggered vs control-tag prompts of equal token length whose top next tokens differ."""
-    from safetyscope.circuits import encode_pairs, pair_logits, same_length, token_length
     from safetyscope.causal.patch_spec import PatchingError
+    from safetyscope.circuits import encode_pairs, pair_logits, same_length, token_length
 
     lm = ctx.lm
     eq = [(a, b) for a, b in zip(ctx.triggered, ctx.control, strict=True)
@@ -156,16 +156,17 @@ def _figures(r: Any) -> list[dict[str, Any]]:
         return {"label": label, "role": "control", "y": [sum(d) / len(d) if d else None for d in draws],
                 "low": [min(d) if d else None for d in draws], "high": [max(d) if d else None for d in draws]}
 
+    sizes = ", ".join(f"{t} {tasks[t]['k']} of {tasks[t]['n_edges']}" for t in names)
     figs = [{
         "name": "attribution_faithfulness", "kind": "bars", "title": "Faithfulness of the top-K circuit",
-        "categories": [f"{t} (top {tasks[t]['k']} of {tasks[t]['n_edges']} edges)" for t in names],
+        "categories": names,
         "series": [{"label": "EAP-IG top circuit", "y": [val(tasks[t]["faithfulness"]) for t in names]},
                    ctrl("random", "random circuits, same size (control)"),
                    ctrl("random_connected", "random connected circuits (control)")],
         "ylabel": "faithfulness",
         "caption": "(m(C) − m(corrupted)) / (m(model) − m(corrupted)) of the circuit of the K edges with the largest "
-        "|EAP-IG| score (1: the circuit alone reproduces the clean behaviour; 0: the corrupted one). Controls: "
-        f"{DRAWS} uniform random circuits and {DRAWS} random circuits grown from the logits, of the same size (bar: "
+        f"|EAP-IG| score (K of all edges: {sizes}; 1: the circuit alone reproduces the clean behaviour; 0: the "
+        f"corrupted run). Controls: {DRAWS} uniform random circuits and {DRAWS} random circuits grown from the logits, of the same size (bar: "
         "mean, whiskers: min–max over draws)."}]
     for t in names:
         comps = tasks[t]["components"][:8]

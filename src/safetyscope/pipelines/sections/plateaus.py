@@ -108,6 +108,16 @@ def _verdict(r: Any) -> list[Claim]:
         "finding" if found else "non-finding", "plateaus", "PL1", "plateaus_lengths")]
 
 
+def bar_series(label: str, bars: list[tuple[str, Any, Any]], control: bool) -> dict[str, Any]:
+    """Plateau-length bars of the random kind (``control``) or of every other kind; ``None`` elsewhere."""
+
+    def pick(v: Any, kind: str) -> Any:
+        return v if (kind == "random") == control else None
+
+    return {"label": label, "role": "control" if control else "effect", "y": [pick(m, k) for k, m, _ in bars],
+            "low": [pick(c[0], k) for k, _, c in bars], "high": [pick(c[1], k) for k, _, c in bars]}
+
+
 def _figures(r: Any) -> list[dict[str, Any]]:
     res = r.section("plateaus") or {}
     kinds = res.get("kinds", {})
@@ -132,8 +142,8 @@ def _figures(r: Any) -> list[dict[str, Any]]:
          "plateau; the dotted diagonal is none. Control: isotropic random targets of the same norm (dashed)."},
         {"name": "plateaus_lengths", "kind": "bars", "title": "Plateau length by target kind",
          "categories": [k for k, _, _ in bars],
-         "series": [{"label": "mean plateau length (steps)", "y": [m for _, m, _ in bars],
-                     "low": [c[0] for _, _, c in bars], "high": [c[1] for _, _, c in bars]}],
+         "series": [bar_series("real and fitted targets", bars, False),
+                    bar_series("random targets (control)", bars, True)],
          "ylabel": "steps until the change reaches 10%",
          "caption": "Mean plateau length (first step whose normalised change reaches 0.1; error bars: 95% "
          "interval of the mean). The paper: real activations sit on longer plateaus than synthetic and random "

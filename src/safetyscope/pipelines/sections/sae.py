@@ -140,7 +140,7 @@ def _figures(r: Any) -> list[dict[str, Any]]:
     top = s["ranking"]["top"][:10]
     return [
         {"name": "sae_steering", "kind": "bars", "title": f"Steering with SAE latents at {s['site']}",
-         "categories": ["harmful prompts: top latents ablated", "harmless prompts: top latents clamped high"],
+         "categories": ["harmful: ablated", "harmless: clamped high"],
          "series": [rate_series("no edit", [ab["baseline"], cl["baseline"]], "baseline"),
                     rate_series(f"top {len(s['latents'])} refusal latents", [ab["intervened"], cl["intervened"]]),
                     rate_series("random latents, matched frequency (control)", [ab["control"], cl["control"]],
