@@ -28,7 +28,13 @@ def test_every_builtin_section_is_discovered_in_order_with_its_parts():
         "refusal_by_layer",
         "interventions",
         "backdoor",
+        "attribution",
+        "sae",
+        "transfer",
+        "regions",
+        "plateaus",
     ]
+    assert not any(reg[n].quick for n in ("attribution", "sae", "transfer", "regions", "plateaus"))
     assert reg["behavior"].core and reg["directions"].core
     assert reg["refusal_by_layer"].result_type is not None and reg["interventions"].requires == (
         "directions",
@@ -46,7 +52,7 @@ def test_sections_are_chosen_by_config_and_quick():
         n for n, s in registry().items() if s.quick
     }
     with pytest.raises(ConfigError, match="unknown sections"):
-        AuditConfig.from_dict({"sections": ["sae"]})
+        AuditConfig.from_dict({"sections": ["no_such_section"]})
     cfg = AuditConfig.from_dict({"sections": ["geometry"]})
     assert (
         cfg.sections == ("geometry",) and cfg.key() == AuditConfig().key()

@@ -4,7 +4,7 @@ Steps the last-token output of block 0 from real activations towards targets of 
 (another real activation, a Gaussian fitted to the real ones, the covariance/isotropic mixture,
 an isotropic random direction; all rescaled to the real target's norm) in 20 relative steps and
 reads the change of the last block's output: the plateau length (first step whose normalised
-change reaches 0.1) and the blow-up step. Sizes: ``min(128, 2·n_test)`` base sequences of 8 tokens.
+change reaches 0.1) and the blow-up step. Sizes: ``min(128, 2·n_test)`` (at least 16) base sequences of 8 tokens.
 The SAE-built targets need an SAE at block 0's output: ``safetyscope plateaus MODEL --sae DIR``.
 
 Verdict rule **PL1**: real activations sit on a plateau when the 95% interval of the mean plateau
@@ -16,15 +16,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from safetyscope.pipelines.sections.base import Claim, Section
+from safetyscope.pipelines.sections.base import Claim, Section, skipping
 
 N_STEPS = 20
 SEQ_LEN = 8
 
 
 def n_base(config: Any) -> int:
-    """Base sequences: ``min(128, 2 * n_test)``."""
-    return min(128, 2 * config.n_test)
+    """Base sequences: ``min(128, 2 * n_test)``, at least 16."""
+    return max(16, min(128, 2 * config.n_test))
 
 
 def mean_ci(values: list[float]) -> tuple[float, float, float] | None:
@@ -75,7 +75,7 @@ def step_plateaus(ctx: Any, tick: Any) -> tuple[dict[str, Any], None]:
 
 
 def _run(ctx: Any, steps: Any, state: dict[str, Any]) -> dict[str, Any]:
-    return steps.run("plateaus", "activation plateaus", lambda t: step_plateaus(ctx, t), 2)
+    return steps.run("plateaus", "activation plateaus", lambda t: skipping(step_plateaus, ctx, t), 2)
 
 
 def longer(real: dict[str, Any], control: dict[str, Any]) -> bool:
@@ -155,7 +155,7 @@ def _body(r: Any) -> dict[str, Any]:
     res = r.section("plateaus") or {}
     kinds = res.get("kinds", {})
     if not kinds:
-        return {}
+        return {"paragraphs": [f"Not run: {res['skipped']}."]} if "skipped" in res else {}
 
     def f(v: Any, d: int = 2) -> str:
         return "n/a" if v is None else f"{v:.{d}f}"

@@ -3,7 +3,7 @@
 Interpolates the output of block 0 (last token) between pairs of token sequences and measures how
 abruptly the final residual follows (max slope of d(α)/d(1): 1 for a straight line, steps − 1 for a
 step), on ``different`` and ``similar`` pairs, for the audited model and for its randomly initialised
-twin (same config, same pairs: the control). Sizes: ``min(64, n_test)`` pairs of each kind, 21
+twin (same config, same pairs: the control). Sizes: ``min(64, n_test)`` (at least 8) pairs of each kind, 21
 points on α, 8-token sequences.
 
 Verdict rule **RG1** (per pair kind): the model has stable regions beyond initialisation when the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from safetyscope.pipelines.sections.base import Claim, Section
+from safetyscope.pipelines.sections.base import Claim, Section, skipping
 
 KINDS = ("different", "similar")
 STEPS = 21
@@ -22,8 +22,8 @@ SEQ_LEN = 8
 
 
 def n_pairs(config: Any) -> int:
-    """Pairs of each kind: ``min(64, n_test)``."""
-    return min(64, config.n_test)
+    """Pairs of each kind: ``min(64, n_test)``, at least 8."""
+    return max(8, min(64, config.n_test))
 
 
 def _quartile_curves(curves: list[list[float]]) -> dict[str, list[float]]:
@@ -68,8 +68,8 @@ def step_regions(ctx: Any, tick: Any) -> tuple[dict[str, Any], None]:
 
 
 def _run(ctx: Any, steps: Any, state: dict[str, Any]) -> dict[str, Any]:
-    return steps.run("regions", "stable regions (model and random-init twin)", lambda t: step_regions(ctx, t),
-                     2 * len(KINDS))
+    return steps.run("regions", "stable regions (model and random-init twin)",
+                     lambda t: skipping(step_regions, ctx, t), 2 * len(KINDS))
 
 
 def sharper(row: dict[str, Any]) -> bool:
@@ -137,7 +137,7 @@ def _figures(r: Any) -> list[dict[str, Any]]:
 def _body(r: Any) -> dict[str, Any]:
     res = r.section("regions") or {}
     if not res.get("pairs"):
-        return {}
+        return {"paragraphs": [f"Not run: {res['skipped']}."]} if "skipped" in res else {}
     rows = [[kind, _fmt(row["trained"]), _fmt(row["twin"]),
              f"{row['ratio']:.2f}" if row["ratio"] else "n/a", str(row["trained"]["n_pairs"])]
             for kind, row in res["pairs"].items()]

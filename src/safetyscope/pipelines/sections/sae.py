@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safetyscope.pipelines.sections.base import Claim, Section, beats, pct, rate_series
+from safetyscope.pipelines.sections.base import Claim, Section, beats, pct, rate_series, skipping
 
 N_LATENTS = 10
 CLAMP_MULT = 4.0
@@ -91,10 +91,13 @@ def step_sae_study(ctx: Any, trained: dict[str, Any], folder: Any, direction: An
 def _run(ctx: Any, steps: Any, state: dict[str, Any]) -> dict[str, Any]:
     site = state["directions"]["best"]["site"]
     trained = steps.run(f"sae-train-{site}", f"SAE at {site}",
-                        lambda t: step_sae_train(ctx, site, steps.cache / f"sae-{site}", t), 3)
+                        lambda t: skipping(step_sae_train, ctx, site, steps.cache / f"sae-{site}", t), 3)
+    if "skipped" in trained:
+        return trained
     direction = steps.tensors("directions").get("selected_raw")
     study = steps.run(f"sae-study-{site}", "SAE refusal latents and clamping",
-                      lambda t: step_sae_study(ctx, trained, steps.cache / f"sae-{site}" / "sae", direction, t), 1)
+                      lambda t: skipping(step_sae_study, ctx, trained, steps.cache / f"sae-{site}" / "sae",
+                                         direction, t), 1)
     return {**trained, **study}
 
 
@@ -163,6 +166,8 @@ def _figures(r: Any) -> list[dict[str, Any]]:
 
 def _body(r: Any) -> dict[str, Any]:
     s = _result(r)
+    if "skipped" in s:
+        return {"paragraphs": [f"Not run: {s['skipped']}."]}
     if not s.get("metrics"):
         return {}
     m, c = s["metrics"], s["config"]
