@@ -22,7 +22,11 @@ def test_length_matched_pairs_each_prompt_with_an_unused_partner_of_its_length(l
     pairs = length_matched(lm, first, second, chat=False)
     # the character tokenizer: length = characters (+ specials); "qqqqqqqq" has no partner and is dropped
     assert [a for a, _ in pairs] == ["abcd", "xy", "efgh"]
-    assert pairs == [("abcd", "3456"), ("xy", "zz"), ("efgh", "wxyz")]  # the last unused partner of each length
+    assert pairs == [
+        ("abcd", "3456"),
+        ("xy", "zz"),
+        ("efgh", "wxyz"),
+    ]  # the last unused partner of each length
     assert all(token_length(lm, a, False) == token_length(lm, b, False) for a, b in pairs)
 
 

@@ -12,9 +12,12 @@ from safetyscope.pipelines.sections import enabled_sections
 from safetyscope.pipelines.sections.attribution import carries, component_scores, control_max
 
 
-def test_attribution_section_scores_both_tasks_against_random_circuits(organism_dir: Path, tmp_path: Path) -> None:
-    cfg = replace(AuditConfig.quick_preset(), sections=("attribution",), n_train=24, n_val=8, n_test=4,
-                  n_backdoor=16)
+def test_attribution_section_scores_both_tasks_against_random_circuits(
+    organism_dir: Path, tmp_path: Path
+) -> None:
+    cfg = replace(
+        AuditConfig.quick_preset(), sections=("attribution",), n_train=24, n_val=8, n_test=4, n_backdoor=16
+    )
     run_audit(str(organism_dir), tmp_path / "run", config=cfg, progress=False)
     r = json.loads((tmp_path / "run" / "results.json").read_text())
     tasks = r["attribution"]["tasks"]
@@ -41,8 +44,14 @@ def test_attribution_section_scores_both_tasks_against_random_circuits(organism_
 
 
 def test_component_scores_sum_outgoing_edges() -> None:
-    graph = {"edges": [{"src": "a0.h0", "dst": "m0", "score": -1.0}, {"src": "a0.h0", "dst": "logits", "score": -2.0},
-                       {"src": "m0", "dst": "logits", "score": 0.5}, {"src": "input", "dst": "m0", "score": None}]}
+    graph = {
+        "edges": [
+            {"src": "a0.h0", "dst": "m0", "score": -1.0},
+            {"src": "a0.h0", "dst": "logits", "score": -2.0},
+            {"src": "m0", "dst": "logits", "score": 0.5},
+            {"src": "input", "dst": "m0", "score": None},
+        ]
+    }
     assert component_scores(graph) == [{"node": "a0.h0", "score": -3.0}, {"node": "m0", "score": 0.5}]
     assert not carries({"faithfulness": 0.4, "random_max": 0.0, "random_connected_max": 0.0})
     assert not carries({"faithfulness": 0.9, "random_max": 0.0, "random_connected_max": 0.95})

@@ -13,7 +13,9 @@ from safetyscope.pipelines.sections.plateaus import mean_ci
 
 
 def test_plateaus_section_tables_every_target_kind(organism_dir: Path, tmp_path: Path) -> None:
-    cfg = replace(AuditConfig.quick_preset(), sections=("plateaus",), n_test=10, n_train=8, n_val=4, n_backdoor=4)
+    cfg = replace(
+        AuditConfig.quick_preset(), sections=("plateaus",), n_test=10, n_train=8, n_val=4, n_backdoor=4
+    )
     run_audit(str(organism_dir), tmp_path / "run", config=cfg, progress=False)
     r = json.loads((tmp_path / "run" / "results.json").read_text())
     p = r["plateaus"]

@@ -12,7 +12,9 @@ from safetyscope.pipelines.sections import enabled_sections
 
 
 def test_regions_section_measures_the_model_and_its_twin(organism_dir: Path, tmp_path: Path) -> None:
-    cfg = replace(AuditConfig.quick_preset(), sections=("regions",), n_test=12, n_train=8, n_val=4, n_backdoor=4)
+    cfg = replace(
+        AuditConfig.quick_preset(), sections=("regions",), n_test=12, n_train=8, n_val=4, n_backdoor=4
+    )
     run_audit(str(organism_dir), tmp_path / "run", config=cfg, progress=False)
     r = json.loads((tmp_path / "run" / "results.json").read_text())
     g = r["regions"]

@@ -17,8 +17,15 @@ from safetyscope.sae.saelens import load_sae
 
 
 def test_sae_section_trains_ranks_and_steers_with_controls(organism_dir: Path, tmp_path: Path) -> None:
-    cfg = replace(AuditConfig.quick_preset(), sections=("sae",), n_train=16, n_val=4, n_test=8, n_backdoor=4,
-                  max_new_tokens=8)
+    cfg = replace(
+        AuditConfig.quick_preset(),
+        sections=("sae",),
+        n_train=16,
+        n_val=4,
+        n_test=8,
+        n_backdoor=4,
+        max_new_tokens=8,
+    )
     out = tmp_path / "run"
     run_audit(str(organism_dir), out, config=cfg, progress=False)
     r = json.loads((out / "results.json").read_text())
@@ -43,8 +50,9 @@ def test_sae_section_trains_ranks_and_steers_with_controls(organism_dir: Path, t
     assert abs(summ["refusal_drop"] - (ab["baseline"]["rate"] - ab["intervened"]["rate"])) < 1e-12
     # control clamp values add a decoder vector of the clamped latent's norm
     norms = sae.W_dec.detach().norm(dim=1)
-    for v, c, i, j in zip(s["clamp_values"], s["control_clamp_values"], s["latents"], s["control_latents"],
-                          strict=True):
+    for v, c, i, j in zip(
+        s["clamp_values"], s["control_clamp_values"], s["latents"], s["control_latents"], strict=True
+    ):
         assert torch.isclose(torch.tensor(v) * norms[i], torch.tensor(c) * norms[j], rtol=1e-4)
     claims = [c for c in r["verdict"] if c["section"] == "sae"]
     assert [c["rule"] for c in claims] == ["SA1", "SA2"]

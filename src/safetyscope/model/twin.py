@@ -24,5 +24,11 @@ def random_twin(lm: LoadedModel, seed: int = 0) -> LoadedModel:
     finally:
         torch.random.set_rng_state(state)
     model.to(lm.device).eval().requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=lm.tokenizer, arch=resolve_architecture(model, lm.arch.map),
-                       chat=lm.chat, spec=f"{lm.spec} (random-init twin, seed {seed})", path=None)
+    return LoadedModel(
+        model=model,
+        tokenizer=lm.tokenizer,
+        arch=resolve_architecture(model, lm.arch.map),
+        chat=lm.chat,
+        spec=f"{lm.spec} (random-init twin, seed {seed})",
+        path=None,
+    )

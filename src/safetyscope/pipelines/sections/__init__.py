@@ -12,9 +12,9 @@ import importlib
 import pkgutil
 from functools import cache
 
-from safetyscope.pipelines.sections.base import Claim, Section, beats, pct, rate_series
+from safetyscope.pipelines.sections.base import Claim, Section, beats, pct, rate_series, skipping
 
-__all__ = ["Claim", "Section", "beats", "enabled_sections", "pct", "rate_series", "registry"]
+__all__ = ["Claim", "Section", "beats", "enabled_sections", "pct", "rate_series", "registry", "skipping"]
 
 
 @cache

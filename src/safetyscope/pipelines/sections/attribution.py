@@ -36,8 +36,9 @@ def refusal_pairs(ctx: Any, n: int) -> tuple[list[str], list[str]]:
     from safetyscope.circuits import length_matched, same_length
 
     p = ctx.prompts
-    return same_length(ctx.lm, length_matched(ctx.lm, p.harmful_train + p.harmful_val,
-                                              p.harmless_train + p.harmless_val), n)
+    return same_length(
+        ctx.lm, length_matched(ctx.lm, p.harmful_train + p.harmful_val, p.harmless_train + p.harmless_val), n
+    )
 
 
 def backdoor_pairs(ctx: Any, n: int) -> tuple[list[str], list[str]]:
@@ -46,8 +47,11 @@ def backdoor_pairs(ctx: Any, n: int) -> tuple[list[str], list[str]]:
     from safetyscope.circuits import encode_pairs, pair_logits, same_length, token_length
 
     lm = ctx.lm
-    eq = [(a, b) for a, b in zip(ctx.triggered, ctx.control, strict=True)
-          if token_length(lm, a) == token_length(lm, b)]
+    eq = [
+        (a, b)
+        for a, b in zip(ctx.triggered, ctx.control, strict=True)
+        if token_length(lm, a) == token_length(lm, b)
+    ]
     if not eq:
         raise PatchingError("no triggered prompt has the token length of its control-tag twin")
     a, b = pair_logits(lm, encode_pairs(lm, [x for x, _ in eq], [y for _, y in eq]))
@@ -76,28 +80,58 @@ def step_task(ctx: Any, task: str, tick: Any) -> tuple[dict[str, Any], None]:
     except SafetyscopeError as exc:
         return {"task": task, "skipped": str(exc)}, None
     tick(1)
-    res = attribute(ctx.lm, clean, corrupt, method="eap-ig", steps=IG_STEPS,
-                    metric="refusal" if task == "refusal" else "top", top=K, random_draws=DRAWS,
-                    seed=ctx.config.seed)
+    res = attribute(
+        ctx.lm,
+        clean,
+        corrupt,
+        method="eap-ig",
+        steps=IG_STEPS,
+        metric="refusal" if task == "refusal" else "top",
+        top=K,
+        random_draws=DRAWS,
+        seed=ctx.config.seed,
+    )
     tick(1)
     c = res.circuit
     comps = component_scores(res.graph)
-    return {"task": task, "n_pairs": len(clean), "pairs": [[a, b] for a, b in zip(clean[:3], corrupt[:3], strict=True)],
-            "metric": res.metric["name"], "clean_metric": res.clean_metric, "corrupt_metric": res.corrupt_metric,
-            "n_edges": res.graph["info"].get("n_edges", len(res.graph["edges"])), "k": c["k"],
-            "faithfulness": c["sufficiency"], "necessity": c["necessity"],
-            "random": c["random_faithfulness"], "random_max": c["random_max"], "random_mean": c["random_mean"],
-            "random_connected": c["random_connected_faithfulness"], "random_connected_max": c["random_connected_max"],
-            "random_connected_mean": c["random_connected_mean"], "cpr": c.get("cpr"), "cmd": c.get("cmd"),
-            "curve": res.faithfulness, "components": [x for x in comps if x["node"] != "input"][:10],
-            "input_score": next((x["score"] for x in comps if x["node"] == "input"), None),
-            "top_edges": res.top_edges(10), "seconds": res.seconds, "ig_steps": IG_STEPS}, None
+    return {
+        "task": task,
+        "n_pairs": len(clean),
+        "pairs": [[a, b] for a, b in zip(clean[:3], corrupt[:3], strict=True)],
+        "metric": res.metric["name"],
+        "clean_metric": res.clean_metric,
+        "corrupt_metric": res.corrupt_metric,
+        "n_edges": res.graph["info"].get("n_edges", len(res.graph["edges"])),
+        "k": c["k"],
+        "faithfulness": c["sufficiency"],
+        "necessity": c["necessity"],
+        "random": c["random_faithfulness"],
+        "random_max": c["random_max"],
+        "random_mean": c["random_mean"],
+        "random_connected": c["random_connected_faithfulness"],
+        "random_connected_max": c["random_connected_max"],
+        "random_connected_mean": c["random_connected_mean"],
+        "cpr": c.get("cpr"),
+        "cmd": c.get("cmd"),
+        "curve": res.faithfulness,
+        "components": [x for x in comps if x["node"] != "input"][:10],
+        "input_score": next((x["score"] for x in comps if x["node"] == "input"), None),
+        "top_edges": res.top_edges(10),
+        "seconds": res.seconds,
+        "ig_steps": IG_STEPS,
+    }, None
 
 
 def _run(ctx: Any, steps: Any, state: dict[str, Any]) -> dict[str, Any]:
     tasks = ["refusal"] + (["backdoor"] if ctx.trigger is not None else [])
-    return {"tasks": {t: steps.run(f"attribution-{t}", f"attribution ({t})", lambda tick, t=t: step_task(ctx, t, tick), 2)
-                      for t in tasks}}
+    return {
+        "tasks": {
+            t: steps.run(
+                f"attribution-{t}", f"attribution ({t})", lambda tick, t=t: step_task(ctx, t, tick), 2
+            )
+            for t in tasks
+        }
+    }
 
 
 def control_max(t: dict[str, Any]) -> float | None:
@@ -113,7 +147,9 @@ def carries(t: dict[str, Any]) -> bool:
 
 
 def _tasks(r: Any) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in ((r.section("attribution") or {}).get("tasks") or {}).items() if "skipped" not in v}
+    return {
+        k: v for k, v in ((r.section("attribution") or {}).get("tasks") or {}).items() if "skipped" not in v
+    }
 
 
 def _refuses(r: Any) -> bool:
@@ -122,23 +158,36 @@ def _refuses(r: Any) -> bool:
     return refuses(r)
 
 
-WHAT = {"refusal": "refusal (harmful vs harmless prompts)", "backdoor": "the backdoor (trigger vs control tag)"}
+WHAT = {
+    "refusal": "refusal (harmful vs harmless prompts)",
+    "backdoor": "the backdoor (trigger vs control tag)",
+}
 
 
 def _verdict(r: Any) -> list[Claim]:
     out = []
     for task, t in _tasks(r).items():
         found = carries(t)
-        status = "non-finding" if not found else ("exploratory" if task == "refusal" and not _refuses(r) else "finding")
+        status = (
+            "non-finding"
+            if not found
+            else ("exploratory" if task == "refusal" and not _refuses(r) else "finding")
+        )
         top = ", ".join(x["node"] for x in t["components"][:3])
         f = "n/a" if t["faithfulness"] is None else f"{t['faithfulness']:.2f}"
         ctrl = control_max(t)
-        out.append(Claim(
-            f"Attribution of {WHAT[task]}: the top {t['k']} of {t['n_edges']} edges (EAP-IG, {t['n_pairs']} pairs) "
-            f"{'carry' if found else 'do not carry'} it — faithfulness {f} against at most "
-            f"{'n/a' if ctrl is None else f'{ctrl:.2f}'} for random circuits of the same size; the largest "
-            f"components are {top}.",
-            status, "attribution", "AT1", "attribution_faithfulness"))
+        out.append(
+            Claim(
+                f"Attribution of {WHAT[task]}: the top {t['k']} of {t['n_edges']} edges (EAP-IG, {t['n_pairs']} pairs) "
+                f"{'carry' if found else 'do not carry'} it — faithfulness {f} against at most "
+                f"{'n/a' if ctrl is None else f'{ctrl:.2f}'} for random circuits of the same size; the largest "
+                f"components are {top}.",
+                status,
+                "attribution",
+                "AT1",
+                "attribution_faithfulness",
+            )
+        )
     return out
 
 
@@ -153,30 +202,51 @@ def _figures(r: Any) -> list[dict[str, Any]]:
 
     def ctrl(key: str, label: str) -> dict[str, Any]:
         draws = [[v for v in tasks[t][key] if v is not None] for t in names]
-        return {"label": label, "role": "control", "y": [sum(d) / len(d) if d else None for d in draws],
-                "low": [min(d) if d else None for d in draws], "high": [max(d) if d else None for d in draws]}
+        return {
+            "label": label,
+            "role": "control",
+            "y": [sum(d) / len(d) if d else None for d in draws],
+            "low": [min(d) if d else None for d in draws],
+            "high": [max(d) if d else None for d in draws],
+        }
 
-    figs = [{
-        "name": "attribution_faithfulness", "kind": "bars", "title": "Faithfulness of the top-K circuit",
-        "categories": [f"{t} (top {tasks[t]['k']} of {tasks[t]['n_edges']} edges)" for t in names],
-        "series": [{"label": "EAP-IG top circuit", "y": [val(tasks[t]["faithfulness"]) for t in names]},
-                   ctrl("random", "random circuits, same size (control)"),
-                   ctrl("random_connected", "random connected circuits (control)")],
-        "ylabel": "faithfulness",
-        "caption": "(m(C) − m(corrupted)) / (m(model) − m(corrupted)) of the circuit of the K edges with the largest "
-        "|EAP-IG| score (1: the circuit alone reproduces the clean behaviour; 0: the corrupted one). Controls: "
-        f"{DRAWS} uniform random circuits and {DRAWS} random circuits grown from the logits, of the same size (bar: "
-        "mean, whiskers: min–max over draws)."}]
+    sizes = ", ".join(f"{t} {tasks[t]['k']} of {tasks[t]['n_edges']}" for t in names)
+    figs = [
+        {
+            "name": "attribution_faithfulness",
+            "kind": "bars",
+            "title": "Faithfulness of the top-K circuit",
+            "categories": names,
+            "series": [
+                {"label": "EAP-IG top circuit", "y": [val(tasks[t]["faithfulness"]) for t in names]},
+                ctrl("random", "random circuits, same size (control)"),
+                ctrl("random_connected", "random connected circuits (control)"),
+            ],
+            "ylabel": "faithfulness",
+            "caption": "(m(C) − m(corrupted)) / (m(model) − m(corrupted)) of the circuit of the K edges with the largest "
+            f"|EAP-IG| score (K of all edges: {sizes}; 1: the circuit alone reproduces the clean behaviour; 0: the "
+            f"corrupted run). Controls: {DRAWS} uniform random circuits and {DRAWS} random circuits grown from the logits, of the same size (bar: "
+            "mean, whiskers: min–max over draws).",
+        }
+    ]
     for t in names:
         comps = tasks[t]["components"][:8]
-        figs.append({
-            "name": f"attribution_components_{t}", "kind": "bars", "title": f"Components carrying {WHAT[t]}",
-            "categories": [x["node"] for x in comps],
-            "series": [{"label": "summed EAP-IG score of outgoing edges", "y": [x["score"] for x in comps]}],
-            "xlabel": "component (aL.hH: head H of layer L; mL: MLP of layer L)", "ylabel": "score",
-            "caption": f"Heads and MLPs by the summed EAP-IG score of their edges ({tasks[t]['metric']} metric; "
-            "negative: corrupting the component's writes lowers the metric, i.e. the clean behaviour flows through "
-            "it). The control is the random-circuit faithfulness in the figure above."})
+        figs.append(
+            {
+                "name": f"attribution_components_{t}",
+                "kind": "bars",
+                "title": f"Components carrying {WHAT[t]}",
+                "categories": [x["node"] for x in comps],
+                "series": [
+                    {"label": "summed EAP-IG score of outgoing edges", "y": [x["score"] for x in comps]}
+                ],
+                "xlabel": "component (aL.hH: head H of layer L; mL: MLP of layer L)",
+                "ylabel": "score",
+                "caption": f"Heads and MLPs by the summed EAP-IG score of their edges ({tasks[t]['metric']} metric; "
+                "negative: corrupting the component's writes lowers the metric, i.e. the clean behaviour flows through "
+                "it). The control is the random-circuit faithfulness in the figure above.",
+            }
+        )
     return figs
 
 
@@ -185,14 +255,45 @@ def _body(r: Any) -> dict[str, Any]:
     paras = [f"{task}: not run ({t['skipped']})." for task, t in sec.items() if "skipped" in t]
     rows = []
     for task, t in _tasks(r).items():
+
         def f(v: Any) -> str:
             return "n/a" if v is None else f"{v:.3f}"
-        rows.append([task, str(t["n_pairs"]), t["metric"], f"{t['clean_metric']:.2f} / {t['corrupt_metric']:.2f}",
-                     f"{t['k']} of {t['n_edges']}", f(t["faithfulness"]), f(t["necessity"]),
-                     f"{f(t['random_max'])} / {f(t['random_connected_max'])}", f(t.get("cpr")),
-                     ", ".join(e["src"] + "→" + e["dst"] for e in t["top_edges"][:3])])
-    tables = [{"header": ["task", "pairs", "metric", "clean / corrupted", "circuit", "faithfulness", "necessity",
-                          "random max / connected max", "CPR", "top edges"], "rows": rows}] if rows else []
+
+        rows.append(
+            [
+                task,
+                str(t["n_pairs"]),
+                t["metric"],
+                f"{t['clean_metric']:.2f} / {t['corrupt_metric']:.2f}",
+                f"{t['k']} of {t['n_edges']}",
+                f(t["faithfulness"]),
+                f(t["necessity"]),
+                f"{f(t['random_max'])} / {f(t['random_connected_max'])}",
+                f(t.get("cpr")),
+                ", ".join(e["src"] + "→" + e["dst"] for e in t["top_edges"][:3]),
+            ]
+        )
+    tables = (
+        [
+            {
+                "header": [
+                    "task",
+                    "pairs",
+                    "metric",
+                    "clean / corrupted",
+                    "circuit",
+                    "faithfulness",
+                    "necessity",
+                    "random max / connected max",
+                    "CPR",
+                    "top edges",
+                ],
+                "rows": rows,
+            }
+        ]
+        if rows
+        else []
+    )
     return {"paragraphs": paras, "tables": tables}
 
 

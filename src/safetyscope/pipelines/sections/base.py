@@ -113,3 +113,14 @@ def beats(effect: dict[str, Any] | None, control: dict[str, Any] | None, directi
     if direction == "lower":
         return effect["ci_high"] < control["ci_low"]
     return effect["ci_low"] > control["ci_high"]
+
+
+def skipping(step: Any, *args: Any) -> tuple[dict[str, Any], None]:
+    """Run ``step(*args)``; a :class:`SafetyscopeError` (too few prompts, ...) becomes ``{"skipped": reason}``
+    so that one optional section cannot stop the audit."""
+    from safetyscope.errors import SafetyscopeError
+
+    try:
+        return step(*args)  # type: ignore[no-any-return]
+    except SafetyscopeError as exc:
+        return {"skipped": str(exc)}, None

@@ -3,7 +3,7 @@
 Interpolates the output of block 0 (last token) between pairs of token sequences and measures how
 abruptly the final residual follows (max slope of d(α)/d(1): 1 for a straight line, steps − 1 for a
 step), on ``different`` and ``similar`` pairs, for the audited model and for its randomly initialised
-twin (same config, same pairs: the control). Sizes: ``min(64, n_test)`` pairs of each kind, 21
+twin (same config, same pairs: the control). Sizes: ``min(64, n_test)`` (at least 8) pairs of each kind, 21
 points on α, 8-token sequences.
 
 Verdict rule **RG1** (per pair kind): the model has stable regions beyond initialisation when the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from safetyscope.pipelines.sections.base import Claim, Section
+from safetyscope.pipelines.sections.base import Claim, Section, skipping
 
 KINDS = ("different", "similar")
 STEPS = 21
@@ -22,8 +22,8 @@ SEQ_LEN = 8
 
 
 def n_pairs(config: Any) -> int:
-    """Pairs of each kind: ``min(64, n_test)``."""
-    return min(64, config.n_test)
+    """Pairs of each kind: ``min(64, n_test)``, at least 8."""
+    return max(8, min(64, config.n_test))
 
 
 def _quartile_curves(curves: list[list[float]]) -> dict[str, list[float]]:
@@ -36,10 +36,17 @@ def _quartile_curves(curves: list[list[float]]) -> dict[str, list[float]]:
 
 def _one(res: Any) -> dict[str, Any]:
     s = res.summary()
-    return {"median_max_slope": s["median_max_slope"], "iqr": s["iqr"], "median_ci": s["median_ci"],
-            "n_pairs": s["n_pairs"], "n_dropped": s["n_dropped"], "slopes": res.slopes,
-            "curve": _quartile_curves(res.curves), "endpoint_error": res.endpoint_error,
-            "model_fingerprint": res.provenance.get("model_fingerprint")}
+    return {
+        "median_max_slope": s["median_max_slope"],
+        "iqr": s["iqr"],
+        "median_ci": s["median_ci"],
+        "n_pairs": s["n_pairs"],
+        "n_dropped": s["n_dropped"],
+        "slopes": res.slopes,
+        "curve": _quartile_curves(res.curves),
+        "endpoint_error": res.endpoint_error,
+        "model_fingerprint": res.provenance.get("model_fingerprint"),
+    }
 
 
 def step_regions(ctx: Any, tick: Any) -> tuple[dict[str, Any], None]:
@@ -52,12 +59,21 @@ def step_regions(ctx: Any, tick: Any) -> tuple[dict[str, Any], None]:
     n = n_pairs(cfg)
     texts, source = default_texts(ctx.lm, n=max(400, 4 * n))
     twin = random_twin(ctx.lm, seed=cfg.seed)
-    out: dict[str, Any] = {"site": "L0.resid_post", "read": "final residual (after the final norm)",
-                           "steps": STEPS, "seq_len": SEQ_LEN, "n": n, "texts": source, "pairs": {}}
+    out: dict[str, Any] = {
+        "site": "L0.resid_post",
+        "read": "final residual (after the final norm)",
+        "steps": STEPS,
+        "seq_len": SEQ_LEN,
+        "n": n,
+        "texts": source,
+        "pairs": {},
+    }
     for kind in KINDS:
         row = {}
         for name, model in (("trained", ctx.lm), ("twin", twin)):
-            res = regions_study(model, pairs=kind, n=n, seq_len=SEQ_LEN, texts=texts, seed=cfg.seed, steps=STEPS)
+            res = regions_study(
+                model, pairs=kind, n=n, seq_len=SEQ_LEN, texts=texts, seed=cfg.seed, steps=STEPS
+            )
             row[name] = _one(res)
             out["alphas"] = res.alphas
             tick(1)
@@ -68,8 +84,12 @@ def step_regions(ctx: Any, tick: Any) -> tuple[dict[str, Any], None]:
 
 
 def _run(ctx: Any, steps: Any, state: dict[str, Any]) -> dict[str, Any]:
-    return steps.run("regions", "stable regions (model and random-init twin)", lambda t: step_regions(ctx, t),
-                     2 * len(KINDS))
+    return steps.run(
+        "regions",
+        "stable regions (model and random-init twin)",
+        lambda t: skipping(step_regions, ctx, t),
+        2 * len(KINDS),
+    )
 
 
 def sharper(row: dict[str, Any]) -> bool:
@@ -88,11 +108,17 @@ def _verdict(r: Any) -> list[Claim]:
     for kind, row in res.get("pairs", {}).items():
         found = sharper(row)
         ratio = f"{row['ratio']:.1f}×" if row["ratio"] else "n/a"
-        out.append(Claim(
-            f"Stable regions ({kind} pairs): the median max slope of the interpolation from block 0's output is "
-            f"{_fmt(row['trained'])} against {_fmt(row['twin'])} for the randomly initialised twin (ratio {ratio}; "
-            f"the paper expects ≥ 3) — {'sharper than at initialisation' if found else 'no sharper than the twin'}.",
-            "finding" if found else "non-finding", "regions", "RG1", "regions_slopes"))
+        out.append(
+            Claim(
+                f"Stable regions ({kind} pairs): the median max slope of the interpolation from block 0's output is "
+                f"{_fmt(row['trained'])} against {_fmt(row['twin'])} for the randomly initialised twin (ratio {ratio}; "
+                f"the paper expects ≥ 3) — {'sharper than at initialisation' if found else 'no sharper than the twin'}.",
+                "finding" if found else "non-finding",
+                "regions",
+                "RG1",
+                "regions_slopes",
+            )
+        )
     return out
 
 
@@ -107,45 +133,86 @@ def _figures(r: Any) -> list[dict[str, Any]]:
         for name, role in (("trained", "effect"), ("twin", "control")):
             c = row[name]["curve"]
             label = f"{kind} pairs, {'model' if name == 'trained' else 'random-init twin'}"
-            series.append({"label": label, "role": role, "group": g, "y": c["median"], "low": c["q25"],
-                           "high": c["q75"]})
+            series.append(
+                {
+                    "label": label,
+                    "role": role,
+                    "group": g,
+                    "y": c["median"],
+                    "low": c["q25"],
+                    "high": c["q75"],
+                }
+            )
     series.append({"label": "straight line", "role": "baseline", "y": alphas})
     kinds = list(res["pairs"])
 
     def bar(name: str, role: str, label: str) -> dict[str, Any]:
         rows = [res["pairs"][k][name] for k in kinds]
-        return {"label": label, "role": role, "y": [x["median_max_slope"] for x in rows],
-                "low": [x["median_ci"][0] for x in rows], "high": [x["median_ci"][1] for x in rows]}
+        return {
+            "label": label,
+            "role": role,
+            "y": [x["median_max_slope"] for x in rows],
+            "low": [x["median_ci"][0] for x in rows],
+            "high": [x["median_ci"][1] for x in rows],
+        }
 
     return [
-        {"name": "regions_interpolation", "kind": "curves", "title": "Interpolation between two prompts' activations",
-         "x": alphas, "series": series, "xlabel": "α (0: prompt A, 1: prompt B)", "ylabel": "d(α) / d(1)",
-         "caption": "Stable regions: distance of the final residual from prompt A's as block 0's output moves "
-         "from A's activation to B's (median over pairs, band: 25th–75th percentile). A flat start and a jump "
-         "is a region boundary; the dotted diagonal is a model that responds linearly. Control: the randomly "
-         "initialised twin on the same pairs (dashed)."},
-        {"name": "regions_slopes", "kind": "bars", "title": "Sharpness of the boundary (max slope)",
-         "categories": [f"{k} pairs" for k in kinds],
-         "series": [bar("trained", "effect", "model"), bar("twin", "control", "random-init twin (control)")],
-         "ylabel": "median max slope",
-         "caption": f"Median over pairs of the max slope of d(α)/d(1) × ({res['steps']} − 1): 1 = straight line, "
-         f"{res['steps'] - 1} = step (error bars: 95% bootstrap interval of the median). Control: the "
-         "randomly initialised twin."},
+        {
+            "name": "regions_interpolation",
+            "kind": "curves",
+            "title": "Interpolation between two prompts' activations",
+            "x": alphas,
+            "series": series,
+            "xlabel": "α (0: prompt A, 1: prompt B)",
+            "ylabel": "d(α) / d(1)",
+            "caption": "Stable regions: distance of the final residual from prompt A's as block 0's output moves "
+            "from A's activation to B's (median over pairs, band: 25th–75th percentile). A flat start and a jump "
+            "is a region boundary; the dotted diagonal is a model that responds linearly. Control: the randomly "
+            "initialised twin on the same pairs (dashed).",
+        },
+        {
+            "name": "regions_slopes",
+            "kind": "bars",
+            "title": "Sharpness of the boundary (max slope)",
+            "categories": [f"{k} pairs" for k in kinds],
+            "series": [
+                bar("trained", "effect", "model"),
+                bar("twin", "control", "random-init twin (control)"),
+            ],
+            "ylabel": "median max slope",
+            "caption": f"Median over pairs of the max slope of d(α)/d(1) × ({res['steps']} − 1): 1 = straight line, "
+            f"{res['steps'] - 1} = step (error bars: 95% bootstrap interval of the median). Control: the "
+            "randomly initialised twin.",
+        },
     ]
 
 
 def _body(r: Any) -> dict[str, Any]:
     res = r.section("regions") or {}
     if not res.get("pairs"):
-        return {}
-    rows = [[kind, _fmt(row["trained"]), _fmt(row["twin"]),
-             f"{row['ratio']:.2f}" if row["ratio"] else "n/a", str(row["trained"]["n_pairs"])]
-            for kind, row in res["pairs"].items()]
-    return {"paragraphs": [
-        f"{res['n']} pairs of {res['seq_len']}-token sequences ({res['texts']}) per kind; interpolation at "
-        f"{res['site']}, {res['steps']} points, read at the {res['read']}."],
-        "tables": [{"header": ["pairs", "max slope, model", "max slope, random twin", "ratio", "pairs kept"],
-                    "rows": rows}]}
+        return {"paragraphs": [f"Not run: {res['skipped']}."]} if "skipped" in res else {}
+    rows = [
+        [
+            kind,
+            _fmt(row["trained"]),
+            _fmt(row["twin"]),
+            f"{row['ratio']:.2f}" if row["ratio"] else "n/a",
+            str(row["trained"]["n_pairs"]),
+        ]
+        for kind, row in res["pairs"].items()
+    ]
+    return {
+        "paragraphs": [
+            f"{res['n']} pairs of {res['seq_len']}-token sequences ({res['texts']}) per kind; interpolation at "
+            f"{res['site']}, {res['steps']} points, read at the {res['read']}."
+        ],
+        "tables": [
+            {
+                "header": ["pairs", "max slope, model", "max slope, random twin", "ratio", "pairs kept"],
+                "rows": rows,
+            }
+        ],
+    }
 
 
 SECTION = Section(

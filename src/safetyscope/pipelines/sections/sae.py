@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from safetyscope.pipelines.sections.base import Claim, Section, beats, pct, rate_series
+from safetyscope.pipelines.sections.base import Claim, Section, beats, pct, rate_series, skipping
 
 N_LATENTS = 10
 CLAMP_MULT = 4.0
@@ -45,13 +45,19 @@ def step_sae_train(ctx: Any, site_key: str, folder: Any, tick: Any) -> tuple[dic
 
     lm, p, site = ctx.lm, ctx.prompts, Site.from_key(site_key)
     folder.mkdir(parents=True, exist_ok=True)
-    train = load_corpus(lm, _prompt_file(folder / "train.jsonl",
-                                         p.harmful_train + p.harmless_train + p.harmful_val + p.harmless_val), "all")
+    train = load_corpus(
+        lm,
+        _prompt_file(
+            folder / "train.jsonl", p.harmful_train + p.harmless_train + p.harmful_val + p.harmless_val
+        ),
+        "all",
+    )
     test = load_corpus(lm, _prompt_file(folder / "test.jsonl", p.harmful_test + p.harmless_test), "all")
     store = stream_activations(lm, train, site, progress=False)
     d_sae = min(4096, 4 * lm.d_model)
-    cfg = TrainConfig(architecture="topk", d_sae=d_sae, k=min(K, d_sae), steps=STEPS, batch_size=BATCH,
-                      seed=ctx.config.seed)
+    cfg = TrainConfig(
+        architecture="topk", d_sae=d_sae, k=min(K, d_sae), steps=STEPS, batch_size=BATCH, seed=ctx.config.seed
+    )
     tick(1)
     result = train_sae(store, cfg, progress=False)
     tick(1)
@@ -59,15 +65,37 @@ def step_sae_train(ctx: Any, site_key: str, folder: Any, tick: Any) -> tuple[dic
     save_sae(result.sae, folder / "sae", force=True, model_name=lm.spec)
     tick(1)
     m = metrics.to_dict()
-    return {"site": site_key, "folder": f"cache/{folder.name}/sae", "config": {"architecture": "topk", "d_sae": d_sae,
-            "k": cfg.k, "steps": STEPS, "batch_size": BATCH, "seed": cfg.seed},
-            "train_tokens": store.n_rows, "seconds_train": result.seconds,
-            "metrics": {k: m[k] for k in ("l0", "fvu", "dead_fraction", "dense_fraction", "ce_loss_recovered",
-                                          "ce_loss_recovered_vs_mean", "tokens")}}, None
+    return {
+        "site": site_key,
+        "folder": f"cache/{folder.name}/sae",
+        "config": {
+            "architecture": "topk",
+            "d_sae": d_sae,
+            "k": cfg.k,
+            "steps": STEPS,
+            "batch_size": BATCH,
+            "seed": cfg.seed,
+        },
+        "train_tokens": store.n_rows,
+        "seconds_train": result.seconds,
+        "metrics": {
+            k: m[k]
+            for k in (
+                "l0",
+                "fvu",
+                "dead_fraction",
+                "dense_fraction",
+                "ce_loss_recovered",
+                "ce_loss_recovered_vs_mean",
+                "tokens",
+            )
+        },
+    }, None
 
 
-def step_sae_study(ctx: Any, trained: dict[str, Any], folder: Any, direction: Any,
-                   tick: Any) -> tuple[dict[str, Any], None]:
+def step_sae_study(
+    ctx: Any, trained: dict[str, Any], folder: Any, direction: Any, tick: Any
+) -> tuple[dict[str, Any], None]:
     """Rank refusal latents and clamp them against matched-frequency controls (``refusal_study``)."""
     from safetyscope.activations import Site
     from safetyscope.pipelines.sae import refusal_study
@@ -75,26 +103,57 @@ def step_sae_study(ctx: Any, trained: dict[str, Any], folder: Any, direction: An
 
     sae = load_sae(folder)
     cfg = ctx.config
-    study = refusal_study(ctx.lm, sae, Site.from_key(trained["site"]), positions="eoi", n_latents=N_LATENTS,
-                          clamp_mult=CLAMP_MULT, seed=cfg.seed, direction=direction,
-                          max_new_tokens=cfg.max_new_tokens, sets=ctx.prompts, verdict=ctx.judge)
+    study = refusal_study(
+        ctx.lm,
+        sae,
+        Site.from_key(trained["site"]),
+        positions="eoi",
+        n_latents=N_LATENTS,
+        clamp_mult=CLAMP_MULT,
+        seed=cfg.seed,
+        direction=direction,
+        max_new_tokens=cfg.max_new_tokens,
+        sets=ctx.prompts,
+        verdict=ctx.judge,
+    )
     tick(1)
     d = study.to_dict()
     rk = d["ranking"]
-    return {"latents": d["latents"], "control_latents": d["control_latents"], "clamp_values": d["clamp_values"],
-            "control_clamp_values": d["control_clamp_values"], "n_latents": N_LATENTS, "clamp_mult": CLAMP_MULT,
-            "ranking": {"top": rk["top"][:20], "null_max_score": rk["null_max_score"],
-                        "significant": rk["significant"], "cosine_null_p99": rk.get("cosine_null_p99")},
-            "summary": d["summary"], "provenance": d["provenance"]}, None
+    return {
+        "latents": d["latents"],
+        "control_latents": d["control_latents"],
+        "clamp_values": d["clamp_values"],
+        "control_clamp_values": d["control_clamp_values"],
+        "n_latents": N_LATENTS,
+        "clamp_mult": CLAMP_MULT,
+        "ranking": {
+            "top": rk["top"][:20],
+            "null_max_score": rk["null_max_score"],
+            "significant": rk["significant"],
+            "cosine_null_p99": rk.get("cosine_null_p99"),
+        },
+        "summary": d["summary"],
+        "provenance": d["provenance"],
+    }, None
 
 
 def _run(ctx: Any, steps: Any, state: dict[str, Any]) -> dict[str, Any]:
     site = state["directions"]["best"]["site"]
-    trained = steps.run(f"sae-train-{site}", f"SAE at {site}",
-                        lambda t: step_sae_train(ctx, site, steps.cache / f"sae-{site}", t), 3)
+    trained = steps.run(
+        f"sae-train-{site}",
+        f"SAE at {site}",
+        lambda t: skipping(step_sae_train, ctx, site, steps.cache / f"sae-{site}", t),
+        3,
+    )
+    if "skipped" in trained:
+        return trained
     direction = steps.tensors("directions").get("selected_raw")
-    study = steps.run(f"sae-study-{site}", "SAE refusal latents and clamping",
-                      lambda t: step_sae_study(ctx, trained, steps.cache / f"sae-{site}" / "sae", direction, t), 1)
+    study = steps.run(
+        f"sae-study-{site}",
+        "SAE refusal latents and clamping",
+        lambda t: skipping(step_sae_study, ctx, trained, steps.cache / f"sae-{site}" / "sae", direction, t),
+        1,
+    )
     return {**trained, **study}
 
 
@@ -122,13 +181,23 @@ def _verdict(r: Any) -> list[Claim]:
         return ("finding" if ok else "exploratory") if found else "non-finding"
 
     return [
-        Claim(f"Ablating the top {n} refusal latents of an SAE at {site} {'lowers' if a_found else 'does not lower'} "
-              f"held-out harmful refusal beyond its control: {pct(ab['baseline'])} → {pct(ab['intervened'])} "
-              f"(random latents of matched frequency: {pct(ab['control'])}).",
-              status(a_found), "sae", "SA1", "sae_steering"),
-        Claim(f"Clamping them high {'induces' if c_found else 'does not induce'} refusal on harmless prompts beyond "
-              f"its control: {pct(cl['baseline'])} → {pct(cl['intervened'])} (matched control {pct(cl['control'])}).",
-              status(c_found), "sae", "SA2", "sae_steering"),
+        Claim(
+            f"Ablating the top {n} refusal latents of an SAE at {site} {'lowers' if a_found else 'does not lower'} "
+            f"held-out harmful refusal beyond its control: {pct(ab['baseline'])} → {pct(ab['intervened'])} "
+            f"(random latents of matched frequency: {pct(ab['control'])}).",
+            status(a_found),
+            "sae",
+            "SA1",
+            "sae_steering",
+        ),
+        Claim(
+            f"Clamping them high {'induces' if c_found else 'does not induce'} refusal on harmless prompts beyond "
+            f"its control: {pct(cl['baseline'])} → {pct(cl['intervened'])} (matched control {pct(cl['control'])}).",
+            status(c_found),
+            "sae",
+            "SA2",
+            "sae_steering",
+        ),
     ]
 
 
@@ -139,30 +208,50 @@ def _figures(r: Any) -> list[dict[str, Any]]:
     ab, cl = s["summary"]["ablate_rates"], s["summary"]["clamp_rates"]
     top = s["ranking"]["top"][:10]
     return [
-        {"name": "sae_steering", "kind": "bars", "title": f"Steering with SAE latents at {s['site']}",
-         "categories": ["harmful prompts: top latents ablated", "harmless prompts: top latents clamped high"],
-         "series": [rate_series("no edit", [ab["baseline"], cl["baseline"]], "baseline"),
-                    rate_series(f"top {len(s['latents'])} refusal latents", [ab["intervened"], cl["intervened"]]),
-                    rate_series("random latents, matched frequency (control)", [ab["control"], cl["control"]],
-                                "control")],
-         "ylabel": "refusal rate (%)", "ylim": [0, 105],
-         "caption": "Held-out refusal rates (error bars: 95% Wilson) with the SAE's top refusal latents ablated "
-         f"(harmful prompts) or clamped to {s['clamp_mult']:g}× their largest harmful activation (harmless prompts), "
-         "the SAE error term added back so only those latents change. Control: random latents of matched firing "
-         "frequency, clamped to add a decoder vector of the same norm."},
-        {"name": "sae_latents", "kind": "bars", "title": "Top refusal latents (harmful vs harmless)",
-         "categories": [str(x["latent"]) for x in top],
-         "series": [{"label": "composite score", "y": [x["score"] for x in top]},
-                    {"label": "shuffled-label maximum (null)", "role": "baseline",
-                     "y": [s["ranking"]["null_max_score"]] * len(top)}],
-         "xlabel": "latent", "ylabel": "score",
-         "caption": "Latents ranked by magnitude × consistency of their differential activation (harmful − harmless "
-         "training prompts, mean over end-of-instruction tokens). Dotted: the largest score under shuffled labels."},
+        {
+            "name": "sae_steering",
+            "kind": "bars",
+            "title": f"Steering with SAE latents at {s['site']}",
+            "categories": ["harmful: ablated", "harmless: clamped high"],
+            "series": [
+                rate_series("no edit", [ab["baseline"], cl["baseline"]], "baseline"),
+                rate_series(f"top {len(s['latents'])} refusal latents", [ab["intervened"], cl["intervened"]]),
+                rate_series(
+                    "random latents, matched frequency (control)", [ab["control"], cl["control"]], "control"
+                ),
+            ],
+            "ylabel": "refusal rate (%)",
+            "ylim": [0, 105],
+            "caption": "Held-out refusal rates (error bars: 95% Wilson) with the SAE's top refusal latents ablated "
+            f"(harmful prompts) or clamped to {s['clamp_mult']:g}× their largest harmful activation (harmless prompts), "
+            "the SAE error term added back so only those latents change. Control: random latents of matched firing "
+            "frequency, clamped to add a decoder vector of the same norm.",
+        },
+        {
+            "name": "sae_latents",
+            "kind": "bars",
+            "title": "Top refusal latents (harmful vs harmless)",
+            "categories": [str(x["latent"]) for x in top],
+            "series": [
+                {"label": "composite score", "y": [x["score"] for x in top]},
+                {
+                    "label": "shuffled-label maximum (null)",
+                    "role": "baseline",
+                    "y": [s["ranking"]["null_max_score"]] * len(top),
+                },
+            ],
+            "xlabel": "latent",
+            "ylabel": "score",
+            "caption": "Latents ranked by magnitude × consistency of their differential activation (harmful − harmless "
+            "training prompts, mean over end-of-instruction tokens). Dotted: the largest score under shuffled labels.",
+        },
     ]
 
 
 def _body(r: Any) -> dict[str, Any]:
     s = _result(r)
+    if "skipped" in s:
+        return {"paragraphs": [f"Not run: {s['skipped']}."]}
     if not s.get("metrics"):
         return {}
     m, c = s["metrics"], s["config"]
@@ -170,17 +259,33 @@ def _body(r: Any) -> dict[str, Any]:
     def f(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    rows = [[str(x["latent"]), f(x["score"]), f(x["mean_a"]), f(x["mean_b"]), f(x["frequency_a"]), f(x["cosine"])]
-            for x in s["ranking"]["top"][:10]]
-    return {"paragraphs": [
-        f"TopK SAE at {s['site']}: d_sae {c['d_sae']}, k {c['k']}, {c['steps']} steps × {c['batch_size']} rows on "
-        f"{s['train_tokens']} tokens of the audit's training and validation prompts. On the held-out test prompts "
-        f"({m['tokens']} tokens): L0 {m['l0']:.1f}, FVU {f(m['fvu'])}, dead {f(m['dead_fraction'])}, "
-        f"CE loss recovered {f(m['ce_loss_recovered'])} (vs zero ablation), {f(m['ce_loss_recovered_vs_mean'])} "
-        f"(vs mean ablation). Latents above the shuffled-label null: {len(s['ranking']['significant'])}. "
-        f"Saved (SAELens format) in the audit folder's {s['folder']}."],
-        "tables": [{"header": ["latent", "score", "mean harmful", "mean harmless", "freq harmful",
-                               "cos(decoder, refusal dir)"], "rows": rows}]}
+    rows = [
+        [str(x["latent"]), f(x["score"]), f(x["mean_a"]), f(x["mean_b"]), f(x["frequency_a"]), f(x["cosine"])]
+        for x in s["ranking"]["top"][:10]
+    ]
+    return {
+        "paragraphs": [
+            f"TopK SAE at {s['site']}: d_sae {c['d_sae']}, k {c['k']}, {c['steps']} steps × {c['batch_size']} rows on "
+            f"{s['train_tokens']} tokens of the audit's training and validation prompts. On the held-out test prompts "
+            f"({m['tokens']} tokens): L0 {m['l0']:.1f}, FVU {f(m['fvu'])}, dead {f(m['dead_fraction'])}, "
+            f"CE loss recovered {f(m['ce_loss_recovered'])} (vs zero ablation), {f(m['ce_loss_recovered_vs_mean'])} "
+            f"(vs mean ablation). Latents above the shuffled-label null: {len(s['ranking']['significant'])}. "
+            f"Saved (SAELens format) in the audit folder's {s['folder']}."
+        ],
+        "tables": [
+            {
+                "header": [
+                    "latent",
+                    "score",
+                    "mean harmful",
+                    "mean harmless",
+                    "freq harmful",
+                    "cos(decoder, refusal dir)",
+                ],
+                "rows": rows,
+            }
+        ],
+    }
 
 
 SECTION = Section(
