@@ -145,3 +145,14 @@ def test_cosmic_agrees_with_causal_selection_on_the_organism(organism_dir):
     assert direction.site == causal_dir.site and sel.best.position == causal.best.position
     assert float(direction.vector @ causal_dir.vector) > 0.99
     assert direction.provenance["selection"] == "cosmic"
+
+
+def test_low_layers_come_from_every_layer_when_candidates_are_restricted(llama):
+    full = rank_cosmic(
+        llama, HARMFUL[:4], HARMLESS[:4], HARMFUL[4:], HARMLESS[4:], max_kl=1e9, low_fraction=0.3
+    )
+    only = rank_cosmic(
+        llama, HARMFUL[:4], HARMLESS[:4], HARMFUL[4:], HARMLESS[4:], max_kl=1e9, low_fraction=0.3, layers=[1]
+    )
+    assert only.low_layers == full.low_layers and len(only.layer_cosine) == llama.n_layers
+    assert {c.layer for c in only.candidates} == {1}

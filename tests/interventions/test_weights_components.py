@@ -10,7 +10,7 @@ def test_parse_components(llama):
     got = parse_components("a1, m2,a0.h1,a0.h3", llama)
     assert got == {("attn", 1): None, ("mlp", 2): None, ("attn", 0): [1, 3]}
     assert parse_components(["a0", "a0.h1"], llama) == {("attn", 0): None}  # the whole attention wins
-    for bad, msg in (("x1", "use aL"), ("a9", "out of range"), ("a0.h99", "head 99"), ("", "No components")):
+    for bad, msg in (("x1", "use aL"), ("a9", "out of range"), ("a0.h99", "head 99"), ("m1.h0", "no heads"), ("", "No components")):
         with pytest.raises(SafetyscopeError, match=msg):
             parse_components(bad, llama)
 

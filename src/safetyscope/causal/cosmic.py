@@ -4,7 +4,8 @@ Candidates are the same as in :mod:`safetyscope.causal.selection`: for every lay
 end-of-instruction (eoi) position ``i`` the difference in means ``r = μ_harmful − μ_harmless`` of
 ``resid_pre``. Instead of a refusal-token score, each candidate is scored in activation space:
 
-* ``L_low`` — the ``⌈low_fraction · n_layers⌉`` layers where the two classes separate best, i.e.
+* ``L_low`` — the ``⌈low_fraction · n_layers⌉`` layers (of all the model's layers, whichever
+  layers the candidates come from) where the two classes separate best, i.e.
   where ``cos(H_l, B_l)`` is lowest, ``H_l`` / ``B_l`` being the mean harmful / harmless
   ``resid_pre`` at the eoi positions of layer ``l``, concatenated over positions;
 * ``rep(X)`` — the mean activations of a prompt set, concatenated over ``L_low`` and the eoi positions;
@@ -86,7 +87,7 @@ class CosmicSelection:
     best: CosmicCandidate
     direction: Tensor  # raw difference in means of the best candidate, [d]
     low_layers: list[int]
-    layer_cosine: list[float]  # cos(H_l, B_l) for every scored layer (index = layer)
+    layer_cosine: list[float]  # cos(H_l, B_l) of every layer of the model (index = layer)
     provenance: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -228,7 +229,8 @@ def rank_cosmic(
     bad = [x for x in chosen if not 0 <= x < lm.n_layers]
     if bad:
         raise SelectionError(f"Layers {bad} out of range for a model with {lm.n_layers} layers.")
-    train_h, train_b = eoi_means(lm, harmful_train, chosen), eoi_means(lm, harmless_train, chosen)
+    every = list(range(lm.n_layers))  # L_low is chosen among all layers, whatever the candidates
+    train_h, train_b = eoi_means(lm, harmful_train, every), eoi_means(lm, harmless_train, every)
     low, cosines = low_similarity_layers(train_h, train_b, low_fraction)
     val_h, val_b = eoi_means(lm, harmful_val, low), eoi_means(lm, harmless_val, low)
     clean_h, clean_b = _rep(val_h, low), _rep(val_b, low)
@@ -288,7 +290,7 @@ def rank_cosmic(
         best,
         vectors[best.key],
         low,
-        [cosines[x] for x in chosen],
+        [cosines[x] for x in every],
         provenance={
             "model": lm.spec,
             "model_fingerprint": lm.fingerprint(),

@@ -64,6 +64,8 @@ def parse_components(spec: str | Sequence[str], lm: LoadedModel) -> dict[tuple[s
         if m.group(3) is None:
             out[(which, layer)] = None
             continue
+        if which == "mlp":
+            raise SafetyscopeError(f"Component {name!r}: an MLP has no heads; use m{layer}.")
         head = int(m.group(3))
         if not 0 <= head < n_heads:
             raise SafetyscopeError(f"Component {name!r}: head {head} out of range (model has {n_heads} heads).")
