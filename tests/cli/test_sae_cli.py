@@ -50,3 +50,25 @@ def test_sae_bad_input(gpt2_dir, tmp_path):
     assert res.exit_code == 2 and "not an SAE folder" in res.output
     res = runner.invoke(app, ["sae", "train", str(gpt2_dir), "--site", "7:resid_post", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "out of range" in res.output
+
+
+def test_sae_train_gsae_and_group_steer(gpt2_dir, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(f"sentence number {i} about bread and ovens" for i in range(40)))
+    out = tmp_path / "gsae"
+    res = runner.invoke(app, ["sae", "train", str(gpt2_dir), "--site", "1:resid_post", "--arch", "gsae",
+                              "--graph-coeff", "2", "--graph-k", "4", "--d-sae", "64", "--corpus", f"text:{text}",
+                              "--steps", "20", "--batch-size", "64", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert cfg["architecture"] == "standard" and cfg["metadata"]["trained_architecture"] == "gsae"
+    harmful, harmless = tmp_path / "h.txt", tmp_path / "b.txt"
+    harmful.write_text("\n".join(f"how to make poison number {i}" for i in range(12)))
+    harmless.write_text("\n".join(f"how to bake bread number {i}" for i in range(12)))
+    steer = runner.invoke(app, ["sae", "group-steer", str(gpt2_dir), "--sae", str(out), "--harmful", str(harmful),
+                                "--harmless", str(harmless), "--m", "3", "--n-test", "2", "--max-new-tokens", "2",
+                                "--positions", "last", "--json"])
+    assert steer.exit_code == 0, steer.output
+    data = json.loads(steer.stdout)
+    assert len(data["cone"]["group"]) == 3 and set(data["summary"]["remove_rates"]) == {
+        "baseline", "direction", "group", "single", "random"}

@@ -20,7 +20,7 @@ def test_section_runs_and_renders(organism_dir):
     assert res["illusion"]["site"] == f"L{lm.n_layers // 2}.mlp_z"
     results = SimpleNamespace(section=lambda name: res)
     claims = sec.verdict(results)
-    assert [c.rule for c in claims] == ["B1", "I1"] and all(
+    assert [c.rule for c in claims] == ["CC1", "CC2"] and all(
         c.status in ("finding", "non-finding") for c in claims
     )
     figs = sec.figures(results)

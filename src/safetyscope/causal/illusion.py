@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -52,7 +52,7 @@ def output_weight(lm: LoadedModel, layer: int, component: str, head: int | None 
     """``[d_model, d_hidden]``: the weights that read the component's space (MLP down projection, or ``W_O`` of a head)."""
     layout = lm.arch.map.writer_weight_layout
     if component == "mlp":
-        w = lm.arch.mlp_out(layer).weight.detach().float()
+        w = cast(Tensor, lm.arch.mlp_out(layer).weight).detach().float()
         return w if layout == "out_in" else w.T
     if component != "head":
         raise PatchingError(f"Unknown component {component!r}; use mlp or head.")
@@ -60,7 +60,7 @@ def output_weight(lm: LoadedModel, layer: int, component: str, head: int | None 
     n_heads, d_head = head_layout(lm.model, in_features(mod, layout))
     if head is None or not 0 <= head < n_heads:
         raise PatchingError(f"Give a head between 0 and {n_heads - 1} for component head.")
-    w = mod.weight.detach().float()
+    w = cast(Tensor, mod.weight).detach().float()
     w = w if layout == "out_in" else w.T
     return w[:, head * d_head : (head + 1) * d_head]
 

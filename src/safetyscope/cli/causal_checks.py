@@ -224,7 +224,7 @@ def backup_cmd(
     )
     fig = line_chart(
         f"direct effect on {met.name} before and after ablating {', '.join(res.ablated)}",
-        res.components,
+        res.components,  # type: ignore[arg-type]  # categorical x labels
         [Series("before (DE0)", res.de_before), Series("after (DE1)", res.de_after, True)],
         xlabel="component",
         ylabel="direct effect",

@@ -27,7 +27,7 @@ import torch
 
 from safetyscope import __version__
 from safetyscope.activations import Site, collect
-from safetyscope.causal.arms import Arm, run_arms
+from safetyscope.causal.arms import Arm, ContextFactory, run_arms
 from safetyscope.interventions.hooks import ablate, add
 from safetyscope.model.loading import LoadedModel
 from safetyscope.pipelines.refusal import judge_for, refusal_prompts
@@ -112,10 +112,15 @@ def group_steering(
         "random": w[rand],
     }
     verdict = judge_for(lm, judge)
-    induce_arms = [Arm("baseline", lm)] + [
-        Arm(k, lm, lambda v=v: add(lm, v, sites=[site])) for k, v in vecs.items()
-    ]
-    remove_arms = [Arm("baseline", lm)] + [Arm(k, lm, lambda b=b: ablate(lm, b)) for k, b in spans.items()]
+
+    def adding(v: torch.Tensor) -> ContextFactory:
+        return lambda: add(lm, v, sites=[site])
+
+    def ablating(b: torch.Tensor) -> ContextFactory:
+        return lambda: ablate(lm, b)
+
+    induce_arms = [Arm("baseline", lm)] + [Arm(k, lm, adding(v)) for k, v in vecs.items()]
+    remove_arms = [Arm("baseline", lm)] + [Arm(k, lm, ablating(b)) for k, b in spans.items()]
     params = {"group": cone.group, "random": rand, "alpha": alpha}
     induce = run_arms(
         lm,

@@ -151,7 +151,7 @@ class _Trainer:
             groups.append({"params": [self.log_theta], "mult": cfg.threshold_lr_mult})
         self.opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
 
-    def _stats(self) -> tuple[float, Tensor]:
+    def _stats(self) -> tuple[float, Tensor, Tensor]:
         n = min(self.store.n_rows, 8 * self.cfg.batch_size)
         rows = next(self.store.batches(n, seed=self.cfg.seed + 7, buffer_rows=max(n, self.cfg.buffer_rows)))
         scale = math.sqrt(self.store.d_in) / float(rows.norm(dim=-1).mean()) if self.cfg.normalize else 1.0

@@ -8,8 +8,8 @@ check on the held-out harmful prompts (docs/causal-checks.md).
   hidden space, patched from harmful into harmless prompts at the last token, split into the part
   the down projection reads and the part it ignores; beside the whole-MLP patch and a random direction.
 
-Verdict rules: **B1** (finding) backup behaviour when the compensated share is ≥ 0.2 and at least
-twice the control's; **I1** (finding) the illusion signature (null-space share > 0.5 with a dormant
+Verdict rules: **CC1** (finding) backup behaviour when the compensated share is ≥ 0.2 and at least
+twice the control's; **CC2** (finding) the illusion signature (null-space share > 0.5 with a dormant
 row-space pathway), else a non-finding that the direction's effect goes through what the MLP reads.
 """
 
@@ -58,7 +58,7 @@ def _verdict(r: Any) -> list[Claim]:
             + (": backup behaviour, ablation understates them." if found else "."),
             "finding" if found else "non-finding",
             "causal_checks",
-            "B1",
+            "CC1",
             "causal_checks_backup",
         )
     ]
@@ -76,7 +76,7 @@ def _verdict(r: Any) -> list[Claim]:
             ),
             "finding" if ill["illusion"] else "non-finding",
             "causal_checks",
-            "I1",
+            "CC2",
             "causal_checks_illusion",
         )
     )
