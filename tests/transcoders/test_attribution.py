@@ -24,7 +24,8 @@ def _replay_targets(lm, tcs, ids, rec, perturb=None, embed=None):
     finally:
         for h in hooks:
             h.remove()
-    return {la: tcs[la].pre_acts(seen[la])[0].double() for la in tcs}, logits
+    with torch.no_grad():
+        return {la: tcs[la].pre_acts(seen[la])[0].double() for la in tcs}, logits
 
 
 def test_edges_match_naive_ablation(llama):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -121,13 +121,14 @@ def atp_star_scores(
                 handles.append(
                     attn.register_forward_hook(lambda _m, _a, o, _l=layer, _d=pat: _d.__setitem__(_l, o[1]))
                 )
-                for j, proj in enumerate((attn.q_proj, attn.k_proj)):
+                for j, proj in enumerate((cast(nn.Module, attn.q_proj), cast(nn.Module, attn.k_proj))):
                     handles.append(
                         proj.register_forward_hook(
                             lambda _m, _a, o, _k=(layer, j), _d=qk: _d.__setitem__(_k, o.detach())
                         )
                     )
-            stack.callback(lambda _hs=handles: [h.remove() for h in _hs])
+            for handle in handles:
+                stack.callback(handle.remove)
             stack.enter_context(edit(lm.arch, block_in[0], lambda _s, h: h.detach().requires_grad_(True)))
             taps = stack.enter_context(gradient_taps(lm, graph, list(io.values())))
             logits = lm.model(**model_inputs(lm, clean)).logits[:, -1]
@@ -157,7 +158,9 @@ def atp_star_scores(
                 kws = {k: _repeat(v, b, n) for k, v in kw[layer].items() if k != "hidden_states"}
                 base = pat[layer].detach()
                 gp = g_pat[layer].detach()
-                for j, (kind, hold) in enumerate((("q", attn.k_proj), ("k", attn.q_proj))):
+                for j, (kind, hold) in enumerate(
+                    (("q", cast(nn.Module, attn.k_proj)), ("k", cast(nn.Module, attn.q_proj)))
+                ):
                     held = qk[(layer, 1 - j)].repeat(n, 1, 1)
                     new = _patterns(attn, hidden, kws, hold, held).view(n, b, *base.shape[1:])
                     per_head = (

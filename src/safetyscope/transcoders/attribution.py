@@ -151,6 +151,7 @@ def attribution_graph(
                     )
                 else:
                     vals.append(tb.pre[node.layer][row, node.position, node.feature])
+            assert tb.embed is not None
             leaves = [tb.acts[la] for la in layers] + [tb.errors[la] for la in err_layers] + [tb.embed]
             grads = torch.autograd.grad(torch.stack(vals).sum(), leaves, allow_unused=True)
         passes += 1

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -117,7 +117,7 @@ def replacement_metrics(
     """CE loss recovered, top-1 agreement and KL of the uncorrected replacement model (module docstring)."""
     seqs = [s for s in corpus.seqs if len(s.ids) > 1]
     arms: dict[str, Callable[[], AbstractContextManager[None]]] = {
-        "clean": ExitStack,
+        "clean": nullcontext,
         "replaced": lambda: replace_mlps(lm, transcoders),
         "zero": lambda: _constant_mlps(lm, {la: torch.zeros(lm.d_model) for la in transcoders}),
         "mean": lambda: _constant_mlps(lm, {la: mlp_means[la].float() for la in transcoders}),

@@ -88,11 +88,23 @@ def graph_figure(pruned: PrunedGraph, *, title: str = "", n_labels: int = 12) ->
         feats = sorted(
             [i for i in pos if g.nodes[i].kind == "feature"], key=lambda i: -float(pruned.influence[i])
         )
+        per_label_cell: dict[tuple[int, int], int] = {}
         for i in feats[:n_labels]:
             n = g.nodes[i]
-            text = (n.label or f"L{n.layer}#{n.feature}")[-28:]
+            cell = (n.layer, n.position)
+            j = per_label_cell.get(cell, 0)
+            if j >= 3:  # at most three labels per (layer, position), stacked
+                continue
+            per_label_cell[cell] = j + 1
+            text = (n.label or f"L{n.layer}#{n.feature}").split(" | ")[0][-28:]
             ax.annotate(
-                text, pos[i], xytext=(4, 4), textcoords="offset points", fontsize=6, rotation=20, zorder=3
+                text,
+                pos[i],
+                xytext=(6, 6 + 9 * j),
+                textcoords="offset points",
+                fontsize=6,
+                zorder=3,
+                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7},
             )
         ax.set_xticks(range(len(g.tokens)))
         ax.set_xticklabels([repr(t)[1:-1] for t in g.tokens], rotation=60, ha="right", fontsize=7)

@@ -24,13 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from safetyscope.errors import UnknownArchitectureError
+from safetyscope.circuits.atp_star import attention_module
 from safetyscope.model.loading import LoadedModel
 from safetyscope.sae.model import SparseAutoencoder
 from safetyscope.transcoders.model import mlp_module
@@ -46,14 +46,8 @@ def _swap(out: Any, new: Tensor) -> Any:
 
 def qk_projections(lm: LoadedModel, layer: int) -> tuple[nn.Module, nn.Module]:
     """The query and key projections of ``layer`` (separate ``q_proj``/``k_proj`` families only)."""
-    parent = lm.arch.map.attn_out.rpartition(".")[0]
-    attn = lm.arch.layers[layer].get_submodule(parent) if parent else lm.arch.layers[layer]
-    if not (hasattr(attn, "q_proj") and hasattr(attn, "k_proj")):
-        raise UnknownArchitectureError(
-            f"Freezing attention patterns needs separate q_proj/k_proj in {type(attn).__name__} ({lm.family}); "
-            "fused projections (GPT-2 c_attn, GPT-NeoX query_key_value, Phi-3 qkv_proj) are not supported."
-        )
-    return attn.q_proj, attn.k_proj
+    attn = attention_module(lm, layer)
+    return cast(nn.Module, attn.q_proj), cast(nn.Module, attn.k_proj)
 
 
 def norm_modules(lm: LoadedModel) -> list[nn.Module]:
