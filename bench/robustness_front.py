@@ -42,8 +42,14 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     lm = load_model(args.model)
-    files = {} if is_organism(lm) else {"harmful": Path(bundled.__file__).parent / "harmful.txt",
-                                        "harmless": Path(bundled.__file__).parent / "harmless.txt"}
+    files = (
+        {}
+        if is_organism(lm)
+        else {
+            "harmful": Path(bundled.__file__).parent / "harmful.txt",
+            "harmless": Path(bundled.__file__).parent / "harmless.txt",
+        }
+    )
     selected = None
     if args.direction:
         from safetensors.torch import load_file
@@ -53,28 +59,67 @@ def main() -> None:
 
         try:
             dset = DirectionSet.load(args.direction)
-            selected = next(x for x in dset.directions if args.layer is None or x.layer == args.layer).vector.float()
+            selected = next(
+                x for x in dset.directions if args.layer is None or x.layer == args.layer
+            ).vector.float()
         except DirectionError:  # an audit cache's directions.safetensors: its selected unit direction
             selected = load_file(args.direction)["selected_unit"].float()
     out = Path(args.out or tempfile.mkdtemp(prefix="front-bench-"))
-    res = robustness_front(lm, out, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, judge=args.judge,
-                           trials=args.trials, check=args.check, sampler=args.sampler, batch=args.batch,
-                           objective=args.objective,
-                           max_new_tokens=args.max_new_tokens, progress=False, selected=selected, **files)
+    res = robustness_front(
+        lm,
+        out,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        judge=args.judge,
+        trials=args.trials,
+        check=args.check,
+        sampler=args.sampler,
+        batch=args.batch,
+        objective=args.objective,
+        max_new_tokens=args.max_new_tokens,
+        progress=False,
+        selected=selected,
+        **files,
+    )
     data = res.to_dict()
-    checks = {c["name"]: {"refusal": c["result"]["refusal"]["harmful"],
-                          "harmless_refusal": c["result"]["refusal"]["harmless"]["rate"],
-                          "incoherent": c["result"]["incoherent"]["harmful"]["rate"],
-                          "kl_first_token": c["result"]["kl_first_token"]} for c in data["checks"]}
-    print(json.dumps({
-        "bench": "robustness_front", "model": args.model, "trials": len(res.trials), "front_size": len(res.front),
-        "front": [{"number": t.number, "refusal_obj": t.refusal, "kl": round(t.kl, 5),
-                   "direction_index": round(t.params.direction_index, 2)} for t in res.front],
-        "worst_case": data["worst_case"], "checks": checks,
-        "n_val": res.provenance["n_val"], "n_test": res.provenance["n_test"], "judge": res.provenance["judge"],
-        "search_s": res.provenance["search_s"], "s_per_trial": round(res.provenance["search_s"] / max(1, args.trials), 2),
-        "total_s": round(time.perf_counter() - t0, 1), "out": str(out),
-    }))
+    checks = {
+        c["name"]: {
+            "refusal": c["result"]["refusal"]["harmful"],
+            "harmless_refusal": c["result"]["refusal"]["harmless"]["rate"],
+            "incoherent": c["result"]["incoherent"]["harmful"]["rate"],
+            "kl_first_token": c["result"]["kl_first_token"],
+        }
+        for c in data["checks"]
+    }
+    print(
+        json.dumps(
+            {
+                "bench": "robustness_front",
+                "model": args.model,
+                "trials": len(res.trials),
+                "front_size": len(res.front),
+                "front": [
+                    {
+                        "number": t.number,
+                        "refusal_obj": t.refusal,
+                        "kl": round(t.kl, 5),
+                        "direction_index": round(t.params.direction_index, 2),
+                    }
+                    for t in res.front
+                ],
+                "worst_case": data["worst_case"],
+                "checks": checks,
+                "n_val": res.provenance["n_val"],
+                "n_test": res.provenance["n_test"],
+                "judge": res.provenance["judge"],
+                "search_s": res.provenance["search_s"],
+                "s_per_trial": round(res.provenance["search_s"] / max(1, args.trials), 2),
+                "total_s": round(time.perf_counter() - t0, 1),
+                "out": str(out),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def test_sentencepiece_style_bpe_is_refused() -> None:
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.decoder = decoders.Metaspace()
-    backend.train_from_iterator(["hello world", "bread and butter"] * 5,
-                                trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>"]))
+    backend.train_from_iterator(
+        ["hello world", "bread and butter"] * 5, trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>"])
+    )
     with pytest.raises(GgufExportError, match="byte-level pre-tokenizer"):
         tokenizer_spec(PreTrainedTokenizerFast(tokenizer_object=backend))

@@ -171,6 +171,9 @@ def edit(
         from safetyscope.interop.gguf_model import was_gguf
 
         as_, kind = ("gguf", "file") if was_gguf(model, lm) else ("hf", "dir")
+        if as_ == "gguf" and out.suffix != ".gguf":
+            raise OptionError(f"{model} was read from a GGUF file, so the edit is written as GGUF by default: give a "
+                              f".gguf --out (e.g. {out.with_suffix('.gguf')}) or pass --as hf for a model directory.")
         check_output(out, force=force, kind=kind, inputs=inputs)
     check_output(out, force=force, kind=kind, inputs=[lm.path])
     if as_ == "gguf":
