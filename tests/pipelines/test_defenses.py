@@ -164,8 +164,11 @@ def test_lora_circuit_breakers_of_a_real_model(tmp_path: Path) -> None:
     assert set(a) == set(b) and any(not torch.equal(a[k], b[k]) for k in a)  # merged adapters
 
 
-def test_cli_robustness_defenses_table_and_json(organism_dir: Path, tmp_path: Path) -> None:
+def test_cli_robustness_defenses_table_and_json(organism_dir: Path, tmp_path: Path, monkeypatch) -> None:
     from safetyscope.cli import app
+    from safetyscope.cli._app import console
+
+    monkeypatch.setattr(console, "width", 300)  # the console is built at import: COLUMNS alone comes too late
 
     args = [
         "robustness",
