@@ -46,6 +46,10 @@ def test_train_writes_loadable_model_and_card(base: Path, tmp_path: Path) -> Non
     assert card.method == "lat" and card.judge == "organism" and card.adversary["site"] == "L1.resid_pre"  # type: ignore[index]
     assert card.after["harmful"]["n"] == 6 and card.data["n_heldout_harmless"] == 6
     assert len(card.log["losses"]) == 2 and len(card.log["adv_losses"]) == 2
+    ppl = card.harmless_perplexity
+    assert ppl is not None and ppl["n_answers"] > 0 and ppl["before"] > 1.0 and ppl["after"] > 1.0
+    assert ppl["ratio"] == pytest.approx(ppl["after"] / ppl["before"], rel=1e-3)
+    assert ppl["within_target"] == (ppl["ratio"] <= 1.15)
     lm = load_model(out)
     assert lm.n_layers == 3
     with pytest.raises(OutputExistsError, match="--force"):

@@ -163,6 +163,14 @@ def train_command(
             f"{a['rate']:.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]",
             f"{op} {t}",
         )
+    ppl = card.harmless_perplexity
+    if ppl is not None:
+        table.add_row(
+            "harmless-answer perplexity",
+            f"{ppl['before']:.3f}",
+            f"{ppl['after']:.3f} (x{ppl['ratio']:.3f})",
+            f"<= x{ppl['max_ratio']}",
+        )
     console.print(table)
     console.print(
         literal(

@@ -64,6 +64,8 @@ class TrainingCard:
     eval_seconds: float = 0.0
     total_seconds: float = 0.0
     samples: dict[str, list[list[str]]] = field(default_factory=dict)
+    #: Base model's held-out harmless answers scored before/after (``None`` if none was scored).
+    harmless_perplexity: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: str = __version__
 
