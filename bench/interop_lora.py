@@ -1,9 +1,15 @@
 """LoRA export of orthogonalization vs the fully edited model: one JSON line of figures.
 
-Run: PYTHONPATH=src python bench/interop_lora.py --model organism [--prompts 3]
+Run: PYTHONPATH=src python bench/interop_lora.py --model organism [--prompts 3] [--dtype float64]
 Direction: a fixed-seed random unit vector (exactness does not depend on which direction). The
 control is the edit's own effect on the logits (edited vs original), against which the LoRA's
-error is read. Everything in float32.
+error is read. Everything runs in ``--dtype`` (float32 by default).
+
+The float64 reference: after the float32 figures, the fully edited model is cast to float64 and
+run again. ``lora_vs_float64`` (the float32 LoRA model against it) beside ``edit_vs_float64`` (the
+float32 fully edited model against it) says whether the LoRA's disagreement is more than the
+float32 rounding that the full edit also carries. ``--dtype float64`` runs everything in float64,
+where an exact LoRA reproduces the logits to the last bits.
 """
 
 from __future__ import annotations
@@ -32,13 +38,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="organism")
     ap.add_argument("--prompts", type=int, default=3)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = ap.parse_args()
     import peft
 
     t0 = time.perf_counter()
     lm = load_model(args.model, dtype="float32")
+    if args.dtype == "float64":
+        lm.model.to(torch.float64)
     g = torch.Generator().manual_seed(0)
-    v = torch.randn(lm.d_model, generator=g)
+    v = torch.randn(lm.d_model, generator=g, dtype=torch.float64).to(next(lm.model.parameters()).dtype)
     v = v / v.norm()
     enc = lm.tokenizer(
         [lm.chat.format(p) if hasattr(lm.chat, "format") else p for p in PROMPTS[: args.prompts]],
@@ -55,7 +64,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = save_lora(adapter, lm, Path(tmp) / "lora", {"bench": True})
         adapter_bytes = sum(f.stat().st_size for f in out.iterdir())
-        del edited
         model = peft.PeftModel.from_pretrained(lm.model, out).eval()
         with torch.no_grad():
             got = model(**enc).logits
@@ -70,8 +78,11 @@ def main() -> None:
         with torch.no_grad():
             after = plain(**enc).logits
     n_params = sum(p.numel() for p in plain.parameters())
+    del edited_sd, model, plain, lm.model  # only the edited model is needed from here
+    with torch.no_grad():
+        exact = edited.model.to(torch.float64)(**enc).logits
     try:
-        orthogonalization_lora(lm, v, "biprojected", harmless_mean=torch.randn(lm.d_model))
+        orthogonalization_lora(edited, v, "biprojected", harmless_mean=torch.randn(lm.d_model))
         bip = "exported"
     except LoraExportError as exc:
         bip = f"refused: {exc}"
@@ -85,7 +96,10 @@ def main() -> None:
                 "tokens": int(enc["input_ids"].numel()),
                 "rank": adapter.rank,
                 "max_weight_diff": wdiff,
+                "dtype": args.dtype,
                 "max_logit_diff": float((got - want).abs().max()),
+                "lora_vs_float64": float((got.double() - exact).abs().max()),
+                "edit_vs_float64": float((want.double() - exact).abs().max()),
                 "edit_logit_change_control": float((want - original).abs().max()),
                 "max_logit_diff_after_unload": float((after - original).abs().max()),
                 "adapter_params": adapter.n_params,

@@ -85,6 +85,8 @@ def orthogonalization_lora(
     targets: list[str] = []
     weights = dict(layer_weights) if layer_weights is not None else dict.fromkeys(range(lm.n_layers), 1.0)
     q64 = basis.double()
+    # float32 adapters (PEFT's usual), float64 for a float64 model so exactness can be checked there
+    dtype = torch.float64 if next(lm.model.parameters()).dtype == torch.float64 else torch.float32
     if embed_weight:
         if lm.arch.pos_embed is not None:
             raise LoraExportError(
@@ -93,8 +95,8 @@ def orthogonalization_lora(
         emb = lm.arch.embed
         name = names[id(emb)]
         e = emb.weight.detach().double().cpu()
-        tensors[f"{PREFIX}{name}.lora_embedding_A"] = (q64 @ e.T).float().contiguous()
-        tensors[f"{PREFIX}{name}.lora_embedding_B"] = (-embed_weight * q64.T).float().contiguous()
+        tensors[f"{PREFIX}{name}.lora_embedding_A"] = (q64 @ e.T).to(dtype).contiguous()
+        tensors[f"{PREFIX}{name}.lora_embedding_B"] = (-embed_weight * q64.T).to(dtype).contiguous()
         targets.append(name)
     for layer, alpha in sorted(weights.items()):
         if not alpha:
@@ -110,8 +112,8 @@ def orthogonalization_lora(
                 )
             w = module.weight.detach().double().cpu()  # [d_model, d_in]
             name = names[id(module)]
-            tensors[f"{PREFIX}{name}.lora_A.weight"] = (q @ w).float().contiguous()
-            tensors[f"{PREFIX}{name}.lora_B.weight"] = (-alpha * q.T).float().contiguous()
+            tensors[f"{PREFIX}{name}.lora_A.weight"] = (q @ w).to(dtype).contiguous()
+            tensors[f"{PREFIX}{name}.lora_B.weight"] = (-alpha * q.T).to(dtype).contiguous()
             targets.append(name)
     return LoraAdapter(tensors, targets, k, method)
 
