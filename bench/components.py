@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument(
         "--layers", default=None, help="candidate layers of the selections, e.g. 8-20 (default all)"
     )
+    parser.add_argument(
+        "--direction", default=None, help="a saved direction file (`directions select --out`): skip the selection"
+    )
     args = parser.parse_args()
 
     from safetyscope import load_model
@@ -53,7 +56,12 @@ def main() -> None:
     sel_kw = {"layers": parse_layers(args.layers, lm.n_layers)} if args.layers else {}
     seconds = {}
     t0 = time.perf_counter()
-    _sel, d = select(lm, p, **sel_kw)
+    if args.direction:
+        from safetyscope.cli._app import load_direction
+
+        d = load_direction(args.direction)
+    else:
+        _sel, d = select(lm, p, **sel_kw)
     seconds["select"] = time.perf_counter() - t0
     r = d.vector.float()
     t0 = time.perf_counter()
